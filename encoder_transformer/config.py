@@ -1,0 +1,45 @@
+"""Configuration of one Transformer stack (encoder, decoder or decoder-only LM).
+
+One dataclass passed whole to every module of a stack. The application
+(`machine_translation`) derives it from its own model config; nothing here parses files.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+POSITIONAL_KINDS = ("sinusoidal", "learned")
+
+
+@dataclass(frozen=True)
+class TransformerConfig:
+    vocab_size: int
+    d_model: int = 256
+    n_heads: int = 4
+    n_layers: int = 3
+    d_ff: int = 1024
+    dropout: float = 0.1
+    max_positions: int = 256
+    positional: str = "sinusoidal"  # or "learned"
+    # Pre-norm by default: it trains stably at a high learning rate with a short warmup,
+    # which is what a short CPU budget needs; post-norm (the 2017 paper) is kept as an option.
+    norm_first: bool = True
+    pad_id: int = 0
+
+    def __post_init__(self) -> None:
+        if self.d_model % self.n_heads != 0:
+            raise ValueError(f"d_model ({self.d_model}) must be divisible by n_heads ({self.n_heads})")
+        if self.positional not in POSITIONAL_KINDS:
+            raise ValueError(f"positional must be one of {POSITIONAL_KINDS}, got {self.positional!r}")
+        for name in ("vocab_size", "d_model", "n_heads", "d_ff", "max_positions"):
+            if getattr(self, name) <= 0:
+                raise ValueError(f"{name} must be positive, got {getattr(self, name)}")
+        if self.n_layers < 0:
+            raise ValueError(f"n_layers must be >= 0, got {self.n_layers}")
+        if not 0.0 <= self.dropout < 1.0:
+            raise ValueError(f"dropout must be in [0, 1), got {self.dropout}")
+        if not 0 <= self.pad_id < self.vocab_size:
+            raise ValueError(f"pad_id {self.pad_id} is outside the vocabulary of {self.vocab_size}")
+
+    @property
+    def head_dim(self) -> int:
+        return self.d_model // self.n_heads

@@ -1,0 +1,99 @@
+"""Layers shared by the encoder and the decoder: feed-forward, embeddings with positional
+encodings, and the residual-plus-LayerNorm wrapper that makes pre-/post-norm one switch."""
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import Tensor, nn
+
+from encoder_transformer.config import TransformerConfig
+
+
+class FeedForward(nn.Module):
+    """Position-wise feed-forward: D -> d_ff -> D."""
+
+    def __init__(self, config: TransformerConfig):
+        super().__init__()
+        self.up = nn.Linear(config.d_model, config.d_ff)
+        self.down = nn.Linear(config.d_ff, config.d_model)
+        self.dropout = nn.Dropout(config.dropout)
+
+    def forward(self, x: Tensor) -> Tensor:  # (B, T, D) -> (B, T, D)
+        return self.down(self.dropout(torch.relu(self.up(x))))
+
+
+def sinusoidal_table(max_positions: int, d_model: int) -> Tensor:
+    """The fixed encodings of Vaswani et al. 2017: (max_positions, D)."""
+    position = torch.arange(max_positions, dtype=torch.float32)[:, None]  # (P, 1)
+    freq = torch.exp(torch.arange(0, d_model, 2, dtype=torch.float32) * (-math.log(10000.0) / d_model))
+    table = torch.zeros(max_positions, d_model)
+    table[:, 0::2] = torch.sin(position * freq)
+    table[:, 1::2] = torch.cos(position * freq[: d_model // 2])
+    return table
+
+
+class PositionalEncoding(nn.Module):
+    """Sinusoidal (a buffer, not saved: it is a function of the config) or learned."""
+
+    def __init__(self, config: TransformerConfig):
+        super().__init__()
+        self.max_positions = config.max_positions
+        if config.positional == "learned":
+            self.learned = nn.Embedding(config.max_positions, config.d_model)
+            nn.init.normal_(self.learned.weight, std=0.02)
+        else:
+            self.learned = None
+            self.register_buffer("table", sinusoidal_table(config.max_positions, config.d_model), persistent=False)
+
+    def forward(self, start: int, length: int) -> Tensor:  # -> (T, D)
+        if start + length > self.max_positions:
+            raise ValueError(
+                f"sequence of {start + length} positions exceeds the model's max_positions ({self.max_positions})"
+            )
+        if self.learned is not None:
+            return self.learned.weight[start : start + length]
+        return self.table[start : start + length]
+
+
+class Embeddings(nn.Module):
+    """Token embedding scaled by sqrt(D), plus positions, then dropout.
+
+    `token` is its own nn.Embedding so that models can tie it (one Parameter) to the
+    output projection and to the other stack's embedding.
+    """
+
+    def __init__(self, config: TransformerConfig):
+        super().__init__()
+        self.token = nn.Embedding(config.vocab_size, config.d_model, padding_idx=config.pad_id)
+        # std D^-0.5 makes the scaled embedding unit variance and keeps tied logits small at init.
+        nn.init.normal_(self.token.weight, std=config.d_model**-0.5)
+        with torch.no_grad():
+            self.token.weight[config.pad_id].zero_()
+        self.position = PositionalEncoding(config)
+        self.scale = math.sqrt(config.d_model)
+        self.dropout = nn.Dropout(config.dropout)
+
+    def forward(self, input_ids: Tensor, start: int = 0) -> Tensor:  # (B, T) -> (B, T, D)
+        x = self.token(input_ids) * self.scale + self.position(start, input_ids.size(1))
+        return self.dropout(x)
+
+
+class Residual(nn.Module):
+    """Residual connection with LayerNorm before the sublayer (pre-norm) or after the sum (post-norm).
+
+    Use as: `x = res.add(x, sublayer(res.norm_in(x)))`.
+    """
+
+    def __init__(self, config: TransformerConfig):
+        super().__init__()
+        self.norm = nn.LayerNorm(config.d_model)
+        self.dropout = nn.Dropout(config.dropout)
+        self.norm_first = config.norm_first
+
+    def norm_in(self, x: Tensor) -> Tensor:
+        return self.norm(x) if self.norm_first else x
+
+    def add(self, x: Tensor, sublayer_out: Tensor) -> Tensor:
+        x = x + self.dropout(sublayer_out)
+        return x if self.norm_first else self.norm(x)
