@@ -1,0 +1,45 @@
+"""The key/value cache for incremental decoding: a value owned by the caller.
+
+The decoder takes a cache and returns a new one; nothing is stored on modules. Per layer
+it holds the self-attention keys/values of every position decoded so far, and the
+cross-attention keys/values of the encoder (projected once per sentence) with their mask.
+Beam search keeps it aligned with its hypotheses through `reorder`.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+
+from torch import Tensor
+
+KV = tuple[Tensor, Tensor]  # keys, values: (B, H, T, Dh) each
+
+
+@dataclass(frozen=True)
+class KVCache:
+    self_kv: tuple[KV | None, ...]
+    cross_kv: tuple[KV | None, ...]
+    cross_mask: Tensor | None = None  # (B, 1, 1, S), the encoder's padding mask
+
+    @classmethod
+    def empty(cls, n_layers: int) -> KVCache:
+        return cls(self_kv=(None,) * n_layers, cross_kv=(None,) * n_layers)
+
+    @property
+    def length(self) -> int:
+        """Number of target positions already decoded."""
+        first = self.self_kv[0] if self.self_kv else None
+        return 0 if first is None else first[0].size(2)
+
+    def reorder(self, index: Tensor) -> KVCache:
+        """Select rows of the batch (beam search's parent hypotheses, or the sentences
+        still being decoded): index (N,) of row numbers into the current batch."""
+
+        def pick(kv: KV | None) -> KV | None:
+            return None if kv is None else (kv[0].index_select(0, index), kv[1].index_select(0, index))
+
+        return replace(
+            self,
+            self_kv=tuple(pick(kv) for kv in self.self_kv),
+            cross_kv=tuple(pick(kv) for kv in self.cross_kv),
+            cross_mask=None if self.cross_mask is None else self.cross_mask.index_select(0, index),
+        )

@@ -1,0 +1,114 @@
+"""Decoder behaviour a user relies on: causality, PAD masking, cross-attention use, tying,
+GPT mode without an encoder, and cached decoding equal to the full pass."""
+import torch
+
+from decoder import GPT, DecoderBlock, KVCache
+
+
+def src_tgt():
+    src = torch.tensor([[5, 6, 7, 8, 3], [9, 10, 3, 0, 0]])
+    tgt = torch.tensor([[2, 11, 12, 13, 14], [2, 15, 16, 0, 0]])
+    return src, tgt
+
+
+def test_causality_seq2seq(seq2seq):
+    src, tgt = src_tgt()
+    logits = seq2seq(src, tgt)
+    changed = tgt.clone()
+    changed[:, 3:] = torch.tensor([[20, 21], [22, 23]])
+    logits2 = seq2seq(src, changed)
+    torch.testing.assert_close(logits[:, :3], logits2[:, :3])
+    assert not torch.allclose(logits[0, 3:], logits2[0, 3:])
+
+
+def test_causality_gpt(gpt):
+    ids = torch.tensor([[4, 5, 6, 7, 8, 9]])
+    changed = ids.clone()
+    changed[0, 4:] = torch.tensor([30, 31])
+    torch.testing.assert_close(gpt(ids)[:, :4], gpt(changed)[:, :4])
+
+
+def test_tokens_under_pad_do_not_matter(seq2seq):
+    src, tgt = src_tgt()
+    src_keep, tgt_keep = src != 0, tgt != 0
+    logits = seq2seq(src, tgt, src_keep, tgt_keep)
+    scrambled_src, scrambled_tgt = src.clone(), tgt.clone()
+    scrambled_src[~src_keep] = torch.tensor([30, 31])  # new ids under the masked positions
+    scrambled_tgt[~tgt_keep] = torch.tensor([32, 33])
+    logits2 = seq2seq(scrambled_src, scrambled_tgt, src_keep, tgt_keep)
+    torch.testing.assert_close(logits2[tgt_keep], logits[tgt_keep])
+    # the same ids unmasked do change the output: the mask is what hides them
+    logits3 = seq2seq(scrambled_src, scrambled_tgt, scrambled_src != 0, scrambled_tgt != 0)
+    assert not torch.allclose(logits3[1, :3], logits[1, :3])
+
+
+def test_alone_equals_inside_padded_batch(seq2seq):
+    src, tgt = src_tgt()
+    batch_logits = seq2seq(src, tgt)
+    alone = seq2seq(src[1:, :3], tgt[1:, :3])
+    torch.testing.assert_close(batch_logits[1:, :3], alone, atol=1e-5, rtol=1e-5)
+
+
+def test_cross_attention_is_used(seq2seq):
+    src, tgt = src_tgt()
+    other = torch.tensor([[20, 21, 22, 23, 3], [24, 25, 3, 0, 0]])
+    assert not torch.allclose(seq2seq(src, tgt), seq2seq(other, tgt))
+
+
+def test_gpt_runs_without_encoder_and_has_no_cross_attention(gpt):
+    assert gpt(torch.tensor([[4, 5, 6]])).shape == (1, 3, 40)
+    assert all(block.cross_attn is None for block in gpt.decoder.blocks)
+    assert isinstance(gpt.decoder.blocks[0], DecoderBlock)
+
+
+def test_tying_is_one_parameter(seq2seq, gpt):
+    emb = seq2seq.decoder.embed.token.weight
+    assert seq2seq.decoder.lm_head.weight is emb
+    assert seq2seq.encoder.embed.token.weight is emb
+    assert gpt.decoder.lm_head.weight is gpt.decoder.embed.token.weight
+    names = [n for n, _ in seq2seq.named_parameters()]
+    assert sum("token.weight" in n or "lm_head" in n for n in names) == 1
+
+
+def test_untied_encoder_with_separate_vocab():
+    from machine_translation.model import build_model
+    from tests.conftest import tiny_config
+    model = build_model(tiny_config(src_vocab_size=50, share_embeddings=False))
+    assert model.encoder.embed.token.weight is not model.decoder.embed.token.weight
+    assert model.encoder.embed.token.weight.shape[0] == 50
+    assert model.decoder.lm_head.weight is model.decoder.embed.token.weight
+
+
+def step_by_step(model, cache, tokens):
+    """Feed tokens one at a time through the cache; return the logits of every step."""
+    out = []
+    for t in range(tokens.size(1)):
+        logits, cache = model.decode_step(tokens[:, t : t + 1], cache)
+        out.append(logits)
+    return torch.cat(out, dim=1), cache
+
+
+def test_cached_decoding_equals_full_pass(seq2seq):
+    src, tgt = src_tgt()
+    tgt = tgt.clamp(min=2)  # decoding never feeds PAD
+    full = seq2seq(src, tgt)
+    cached, cache = step_by_step(seq2seq, seq2seq.start_cache(src), tgt)
+    torch.testing.assert_close(cached, full, atol=1e-5, rtol=1e-5)
+    assert cache.length == tgt.size(1)
+
+
+def test_cached_gpt_equals_full_pass(gpt):
+    ids = torch.tensor([[4, 5, 6, 7, 8, 9, 10]])
+    prefix_logits, cache = gpt.decode_step(ids[:, :3], gpt.start_cache())  # prefill, then one at a time
+    rest, _ = step_by_step(gpt, cache, ids[:, 3:])
+    torch.testing.assert_close(torch.cat([prefix_logits, rest], 1), gpt(ids), atol=1e-5, rtol=1e-5)
+
+
+def test_cache_reorder_selects_rows(seq2seq):
+    src, _ = src_tgt()
+    cache = seq2seq.start_cache(src)
+    _, cache = seq2seq.decode_step(torch.tensor([[2], [2]]), cache)
+    swapped = cache.reorder(torch.tensor([1, 0, 1]))
+    assert isinstance(swapped, KVCache) and swapped.length == 1
+    torch.testing.assert_close(swapped.self_kv[0][0][0], cache.self_kv[0][0][1])
+    torch.testing.assert_close(swapped.cross_mask[2], cache.cross_mask[1])
