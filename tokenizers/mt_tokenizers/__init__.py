@@ -1,0 +1,16 @@
+"""Tokenizers for `mt`: SentencePiece (subword) and character, behind one interface.
+
+The package is named `mt_tokenizers` and lives in the plain folder `tokenizers/` (no
+`__init__.py` there), so Hugging Face's `tokenizers` package is never shadowed or
+overwritten. Imports nothing else of the project.
+"""
+from mt_tokenizers.base import (
+    BOS_ID, EOS_ID, PAD_ID, SPECIAL_TOKENS, UNK_ID, Tokenizer, TokenizerError, load_tokenizer,
+)
+from mt_tokenizers.char import CharTokenizer
+from mt_tokenizers.spm import SentencePieceTokenizer
+
+__all__ = [
+    "BOS_ID", "EOS_ID", "PAD_ID", "SPECIAL_TOKENS", "UNK_ID", "CharTokenizer",
+    "SentencePieceTokenizer", "Tokenizer", "TokenizerError", "load_tokenizer",
+]

@@ -1,0 +1,99 @@
+"""SentencePiece tokenizer: trained from an iterator of sentences, unigram or BPE.
+
+Full character coverage and byte fallback keep accents, « » and rare characters intact
+through encode/decode. The serialized model is saved as `spm.model`.
+"""
+from __future__ import annotations
+
+import io
+from collections.abc import Iterable
+from pathlib import Path
+
+import sentencepiece as spm
+
+from mt_tokenizers.base import (
+    BOS_ID, EOS_ID, PAD_ID, SPECIAL_TOKENS, UNK_ID, TokenizerError, special_ids_config, write_atomic,
+    write_config,
+)
+
+MODEL_FILE = "spm.model"
+
+
+class SentencePieceTokenizer:
+    pad_id, unk_id, bos_id, eos_id = PAD_ID, UNK_ID, BOS_ID, EOS_ID
+
+    def __init__(self, model_proto: bytes):
+        self._proto = model_proto
+        self._sp = spm.SentencePieceProcessor(model_proto=model_proto)
+        pieces = [self._sp.id_to_piece(i) for i in range(4)]
+        if pieces != list(SPECIAL_TOKENS):
+            raise TokenizerError(f"SentencePiece model has special pieces {pieces}, expected {list(SPECIAL_TOKENS)}")
+
+    @classmethod
+    def train(
+        cls,
+        sentences: Iterable[str],
+        vocab_size: int,
+        model_type: str = "unigram",
+        byte_fallback: bool = True,
+        input_sentence_size: int = 2_000_000,
+        seed: int = 0,
+    ) -> SentencePieceTokenizer:
+        """Train on `sentences` (one per item). `vocab_size` is an upper bound on small corpora."""
+        if model_type not in ("unigram", "bpe"):
+            raise TokenizerError(f"model_type must be 'unigram' or 'bpe', got {model_type!r}")
+        buffer = io.BytesIO()
+        spm.set_random_generator_seed(seed)  # sentence sampling repeats for one seed
+        try:
+            spm.SentencePieceTrainer.train(
+                sentence_iterator=iter(s for s in sentences if s.strip()),
+                model_writer=buffer,
+                vocab_size=vocab_size,
+                model_type=model_type,
+                character_coverage=1.0,
+                byte_fallback=byte_fallback,
+                hard_vocab_limit=False,
+                pad_id=PAD_ID, unk_id=UNK_ID, bos_id=BOS_ID, eos_id=EOS_ID,
+                pad_piece="<pad>", unk_piece="<unk>", bos_piece="<bos>", eos_piece="<eos>",
+                input_sentence_size=input_sentence_size,
+                shuffle_input_sentence=True,
+                num_threads=2,
+                minloglevel=2,
+            )
+        except RuntimeError as e:
+            raise TokenizerError(f"SentencePiece training failed: {e}") from None
+        return cls(buffer.getvalue())
+
+    @property
+    def vocab_size(self) -> int:
+        return self._sp.get_piece_size()
+
+    def encode(self, text: str) -> list[int]:
+        return self._sp.encode(text)
+
+    def encode_batch(self, texts: list[str]) -> list[list[int]]:
+        return self._sp.encode(texts)
+
+    def decode(self, ids: list[int]) -> str:
+        return self._sp.decode([i for i in ids if i >= 4])
+
+    def id_to_piece(self, i: int) -> str:
+        return self._sp.id_to_piece(i)
+
+    def save(self, directory: str | Path) -> None:
+        directory = Path(directory)
+        directory.mkdir(parents=True, exist_ok=True)
+        write_atomic(directory / MODEL_FILE, self._proto)
+        write_config(directory, {"type": "sentencepiece", "model_file": MODEL_FILE, **special_ids_config()})
+
+    @classmethod
+    def load(cls, directory: str | Path) -> SentencePieceTokenizer:
+        path = Path(directory) / MODEL_FILE
+        try:
+            proto = path.read_bytes()
+        except FileNotFoundError:
+            raise TokenizerError(f"tokenizer file missing: {path}") from None
+        try:
+            return cls(proto)
+        except (RuntimeError, OSError) as e:
+            raise TokenizerError(f"tokenizer file is corrupt: {path} ({e})") from None
