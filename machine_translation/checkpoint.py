@@ -1,0 +1,158 @@
+"""Self-contained model directories: `save_pretrained` / `load_pretrained`.
+
+A model directory holds everything needed to translate or generate, with relative paths:
+`config.json` (format version, model config, language pair), `model.safetensors` (loaded
+without executing code), `generation_config.json`, and the tokenizer files. Every file is
+replaced atomically, so a crash leaves the previous version, never half a file.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_model, save_model
+from torch import nn
+
+from machine_translation.errors import ConfigError, ModelDirError
+from machine_translation.model import ModelConfig, build_model
+from mt_tokenizers import Tokenizer, TokenizerError, load_tokenizer
+from mt_tokenizers.base import write_atomic
+
+logger = logging.getLogger(__name__)
+
+FORMAT_VERSION = 1
+CONFIG_FILE = "config.json"
+WEIGHTS_FILE = "model.safetensors"
+GENERATION_FILE = "generation_config.json"
+TOP_KEYS = {"format_version", "model", "pair", "tokenizers", "mt_version"}
+
+
+@dataclass
+class LoadedModel:
+    model: nn.Module
+    config: ModelConfig
+    src_tokenizer: Tokenizer
+    tgt_tokenizer: Tokenizer
+    pair: str | None = None  # e.g. "en-fr"; None for a language model
+    generation: dict = field(default_factory=dict)
+    directory: Path | None = None
+
+
+def write_json(path: Path, data: dict) -> None:
+    write_atomic(path, (json.dumps(data, indent=2, ensure_ascii=False) + "\n").encode())
+
+
+def is_model_dir(directory: str | Path) -> bool:
+    return (Path(directory) / CONFIG_FILE).is_file()
+
+
+def save_weights(model: nn.Module, path: Path) -> None:
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    save_model(model, str(tmp))  # de-duplicates tied weights
+    with open(tmp, "rb") as f:
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
+def save_pretrained(
+    directory: str | Path,
+    model: nn.Module,
+    config: ModelConfig,
+    src_tokenizer: Tokenizer,
+    tgt_tokenizer: Tokenizer,
+    pair: str | None = None,
+    generation: dict | None = None,
+) -> Path:
+    """Write a loadable model directory. Weights go last, so config and tokenizer are in
+    place by the time a directory has weights."""
+    from machine_translation import __version__
+
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    joint = src_tokenizer is tgt_tokenizer
+    tokenizers = {"source": ".", "target": "."} if joint else {"source": "source_tokenizer", "target": "."}
+    tgt_tokenizer.save(directory)
+    if not joint:
+        src_tokenizer.save(directory / tokenizers["source"])
+    write_json(directory / CONFIG_FILE, {
+        "format_version": FORMAT_VERSION, "mt_version": __version__, "pair": pair,
+        "tokenizers": tokenizers, "model": config.to_dict(),
+    })
+    write_json(directory / GENERATION_FILE, generation or {})
+    save_weights(model, directory / WEIGHTS_FILE)
+    return directory
+
+
+def read_config(directory: str | Path) -> tuple[ModelConfig, dict]:
+    """Parse and check `config.json`: the model config and the top-level entries."""
+    path = Path(directory) / CONFIG_FILE
+    if not Path(directory).is_dir():
+        raise ModelDirError(f"no model directory at {directory}: train one with `mt train` or pass --model DIR")
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ModelDirError(f"{directory} is not a model directory: {CONFIG_FILE} is missing") from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise ModelDirError(f"{path} is corrupt ({e}); re-save the model or train it again") from None
+    if not isinstance(data, dict) or not isinstance(data.get("model"), dict):
+        raise ModelDirError(f"{path} is corrupt: it has no 'model' section")
+    unknown = sorted(set(data) - TOP_KEYS)
+    if unknown:
+        raise ModelDirError(f"{path}: unknown config keys: {', '.join(unknown)}")
+    if data.get("format_version") != FORMAT_VERSION:
+        raise ModelDirError(f"{path}: format_version {data.get('format_version')!r} is not {FORMAT_VERSION}")
+    try:
+        config = ModelConfig.from_dict(data["model"])
+    except ConfigError as e:
+        raise ModelDirError(f"{path}: {e}") from None
+    return config, data
+
+
+def _load_tokenizer(directory: Path, relative: str) -> Tokenizer:
+    try:
+        return load_tokenizer(directory / relative)
+    except TokenizerError as e:
+        raise ModelDirError(f"{e}; the model directory {directory} is incomplete") from None
+
+
+def load_pretrained(directory: str | Path, device: str | torch.device = "cpu") -> LoadedModel:
+    """Load a model directory written by `save_pretrained`, checking it is whole and consistent."""
+    directory = Path(directory)
+    config, data = read_config(directory)
+    paths = data.get("tokenizers") or {"source": ".", "target": "."}
+    tgt_tokenizer = _load_tokenizer(directory, paths["target"])
+    joint = paths["source"] == paths["target"]
+    src_tokenizer = tgt_tokenizer if joint else _load_tokenizer(directory, paths["source"])
+    for name, tok, size in (("target", tgt_tokenizer, config.vocab_size),
+                            ("source", src_tokenizer, config.src_vocab_size or config.vocab_size)):
+        if tok.vocab_size != size:
+            raise ModelDirError(
+                f"{directory}: the {name} tokenizer has {tok.vocab_size} entries but the model expects {size}"
+            )
+
+    model = build_model(config)
+    weights = directory / WEIGHTS_FILE
+    if not weights.is_file():
+        raise ModelDirError(f"{weights} is missing; the model directory is incomplete")
+    try:
+        missing, unexpected = load_model(model, str(weights), strict=False, device=str(device))
+    except (SafetensorError, OSError, ValueError, RuntimeError) as e:
+        raise ModelDirError(f"{weights} is corrupt ({str(e).splitlines()[0]}); re-save or retrain the model") from None
+    if missing or unexpected:
+        raise ModelDirError(
+            f"{weights} does not match {CONFIG_FILE}: missing {sorted(missing)[:3]}, unexpected {sorted(unexpected)[:3]}"
+        )
+    model.to(device).eval()
+
+    generation = {}
+    if (directory / GENERATION_FILE).is_file():
+        try:
+            generation = json.loads((directory / GENERATION_FILE).read_text(encoding="utf-8"))
+        except (json.JSONDecodeError, UnicodeDecodeError):
+            logger.warning("%s is corrupt; using default generation settings", directory / GENERATION_FILE)
+    return LoadedModel(model, config, src_tokenizer, tgt_tokenizer, data.get("pair"), generation, directory)

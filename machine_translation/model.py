@@ -1,0 +1,143 @@
+"""The models of `mt`, configured by one dataclass: the encoder-decoder translator (joining
+`encoder_transformer` and `decoder`) and the decoder-only language model.
+
+`ModelConfig` is what `config.json` stores; presets `tiny` (tests), `small` (the CPU size)
+and `base` (Transformer-base, for GPUs) exist for both tasks. Losses live in training.
+"""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, fields, replace
+
+from torch import Tensor, nn
+
+from decoder import GPT, KVCache, TransformerDecoder
+from encoder_transformer import TransformerConfig, TransformerEncoder, masks
+from machine_translation.errors import ConfigError
+
+TASKS = ("mt", "lm")  # translation, language modelling
+
+PRESETS: dict[str, dict[str, dict]] = {
+    "mt": {
+        "tiny": dict(d_model=32, n_heads=2, n_encoder_layers=2, n_decoder_layers=2, d_ff=64, dropout=0.0),
+        "small": dict(d_model=256, n_heads=4, n_encoder_layers=3, n_decoder_layers=3, d_ff=1024, dropout=0.1),
+        "base": dict(d_model=512, n_heads=8, n_encoder_layers=6, n_decoder_layers=6, d_ff=2048, dropout=0.1),
+    },
+    "lm": {  # decoder-only: n_encoder_layers is 0
+        "tiny": dict(d_model=32, n_heads=2, n_decoder_layers=2, d_ff=64, dropout=0.0, max_positions=64),
+        # nanoGPT's CPU recipe for Tiny Shakespeare: 4 layers, 4 heads, d_model 128, block 64.
+        "small": dict(d_model=128, n_heads=4, n_decoder_layers=4, d_ff=512, dropout=0.0, max_positions=64,
+                      positional="learned"),
+        "base": dict(d_model=384, n_heads=6, n_decoder_layers=6, d_ff=1536, dropout=0.2, max_positions=256,
+                     positional="learned"),
+    },
+}
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    vocab_size: int
+    task: str = "mt"
+    d_model: int = 256
+    n_heads: int = 4
+    n_encoder_layers: int = 3
+    n_decoder_layers: int = 3
+    d_ff: int = 1024
+    dropout: float = 0.1
+    max_positions: int = 256
+    positional: str = "sinusoidal"
+    norm_first: bool = True
+    src_vocab_size: int | None = None  # None: one joint vocabulary for source and target
+    share_embeddings: bool = True  # tie the encoder's embedding too (joint vocabulary only)
+    pad_id: int = 0
+
+    def __post_init__(self) -> None:
+        if self.task not in TASKS:
+            raise ConfigError(f"task must be one of {TASKS}, got {self.task!r}")
+        if self.task == "lm" and self.n_encoder_layers:
+            object.__setattr__(self, "n_encoder_layers", 0)
+        if self.share_embeddings and self.src_vocab_size not in (None, self.vocab_size):
+            raise ConfigError("share_embeddings needs a joint vocabulary: set share_embeddings false")
+        try:
+            self.stack_config(self.n_decoder_layers)
+            self.stack_config(self.n_encoder_layers, self.src_vocab_size or self.vocab_size)
+        except ValueError as e:
+            raise ConfigError(f"invalid model config: {e}") from None
+
+    def stack_config(self, n_layers: int, vocab_size: int | None = None) -> TransformerConfig:
+        return TransformerConfig(
+            vocab_size=vocab_size or self.vocab_size, d_model=self.d_model, n_heads=self.n_heads,
+            n_layers=n_layers, d_ff=self.d_ff, dropout=self.dropout, max_positions=self.max_positions,
+            positional=self.positional, norm_first=self.norm_first, pad_id=self.pad_id,
+        )
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict) -> ModelConfig:
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise ConfigError(f"unknown model config keys: {', '.join(unknown)}")
+        try:
+            return cls(**data)
+        except TypeError as e:
+            raise ConfigError(f"invalid model config: {e}") from None
+
+    @classmethod
+    def from_preset(cls, preset: str, task: str, vocab_size: int, **overrides) -> ModelConfig:
+        if task not in PRESETS:
+            raise ConfigError(f"task must be one of {TASKS}, got {task!r}")
+        if preset not in PRESETS[task]:
+            raise ConfigError(f"unknown preset {preset!r}: choose one of {', '.join(PRESETS[task])}")
+        return cls.from_dict({"vocab_size": vocab_size, "task": task, **PRESETS[task][preset], **overrides})
+
+    def with_overrides(self, **overrides) -> ModelConfig:
+        return replace(self, **overrides)
+
+
+class Seq2SeqTransformer(nn.Module):
+    """Encoder-decoder Transformer: `encode` the source once, `decode` target tokens."""
+
+    def __init__(self, config: ModelConfig):
+        super().__init__()
+        self.config = config
+        self.encoder = TransformerEncoder(config.stack_config(config.n_encoder_layers, config.src_vocab_size))
+        self.decoder = TransformerDecoder(config.stack_config(config.n_decoder_layers), cross_attention=True)
+        if config.share_embeddings:
+            # Three-way tying: encoder embedding, decoder embedding and output projection are one Parameter.
+            self.encoder.embed.token.weight = self.decoder.embed.token.weight
+
+    def encode(self, src_ids: Tensor, src_attention_mask: Tensor | None = None) -> tuple[Tensor, Tensor]:
+        """src_ids: (B, S); src_attention_mask: (B, S) True = real token (default: ids != PAD).
+        Returns hidden states (B, S, D) and the cross-attention padding mask (B, 1, 1, S)."""
+        if src_attention_mask is None:
+            src_attention_mask = masks.token_mask(src_ids, self.config.pad_id)
+        src_mask = masks.padding_mask(src_attention_mask)
+        return self.encoder(src_ids, src_mask), src_mask
+
+    def decode(self, tgt_input_ids: Tensor, encoder_hidden_states: Tensor, src_mask: Tensor,
+               tgt_attention_mask: Tensor | None = None) -> Tensor:
+        """Whole target prefix (B, T) -> logits (B, T, V)."""
+        return self.decoder(tgt_input_ids, encoder_hidden_states, src_mask,
+                            tgt_attention_mask=tgt_attention_mask)[0]
+
+    def forward(self, src_ids: Tensor, tgt_input_ids: Tensor, src_attention_mask: Tensor | None = None,
+                tgt_attention_mask: Tensor | None = None) -> Tensor:
+        """Teacher forcing: (B, S), (B, T) -> logits (B, T, V)."""
+        return self.decode(tgt_input_ids, *self.encode(src_ids, src_attention_mask), tgt_attention_mask)
+
+    def start_cache(self, src_ids: Tensor) -> KVCache:
+        """Encode the source and return a decoding cache holding its cross-attention keys/values."""
+        return self.decoder.start_cache(*self.encode(src_ids))
+
+    def decode_step(self, tgt_input_ids: Tensor, cache: KVCache) -> tuple[Tensor, KVCache]:
+        """New target tokens (B, T) after the cached ones -> logits (B, T, V) and the grown cache."""
+        return self.decoder(tgt_input_ids, cache=cache)
+
+
+def build_model(config: ModelConfig) -> nn.Module:
+    """The one place that picks the architecture for a config."""
+    if config.task == "lm":
+        return GPT(config.stack_config(config.n_decoder_layers))
+    return Seq2SeqTransformer(config)

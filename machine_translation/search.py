@@ -1,0 +1,156 @@
+"""Decoding over the `decode_step` protocol, shared by translation and language modelling:
+greedy search, beam search (split into expand / finalize / select helpers) and sampling.
+
+A model offers `decode_step(tokens, cache) -> (logits, cache)`; the search owns the
+`KVCache` and keeps it aligned with its hypotheses through `cache.reorder`.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Protocol
+
+import torch
+from torch import Tensor
+
+from decoder import KVCache
+
+
+class StepModel(Protocol):
+    def decode_step(self, tokens: Tensor, cache: KVCache) -> tuple[Tensor, KVCache]: ...
+
+
+@dataclass
+class Hypothesis:
+    tokens: list[int]  # without BOS and EOS
+    score: float  # log-probability normalised by length ** length_penalty
+    log_prob: float
+
+
+@torch.inference_mode()
+def greedy_search(model: StepModel, cache: KVCache, max_len: Tensor, bos_id: int, eos_id: int) -> list[Hypothesis]:
+    """Decode each row of the batch by taking the most likely token until EOS or max_len[b] tokens.
+
+    max_len: (B,) the most tokens (EOS included) each row may produce. Finished rows
+    leave the batch, so long sentences do not make short ones pay.
+    """
+    B = max_len.size(0)
+    device = max_len.device
+    tokens = torch.full((B, 1), bos_id, dtype=torch.long, device=device)  # (B, 1): the last token per row
+    alive = torch.arange(B, device=device)  # original row of each row still decoding
+    out: list[list[int]] = [[] for _ in range(B)]
+    log_probs = [0.0] * B
+    step = 0
+    while alive.numel() > 0:
+        logits, cache = model.decode_step(tokens, cache)  # (N, 1, V)
+        logp = torch.log_softmax(logits[:, -1].float(), dim=-1)  # (N, V)
+        best_logp, best = logp.max(dim=-1)  # (N,)
+        step += 1
+        force_end = max_len[alive] <= step
+        best = torch.where(force_end, torch.full_like(best, eos_id), best)
+        best_logp = torch.where(force_end, logp[:, eos_id], best_logp)
+        for row, token, lp in zip(alive.tolist(), best.tolist(), best_logp.tolist()):
+            log_probs[row] += lp
+            if token != eos_id:
+                out[row].append(token)
+        keep = (best != eos_id).nonzero().squeeze(1)  # (N',)
+        if keep.numel() < alive.numel():
+            cache = cache.reorder(keep)
+        alive, tokens = alive[keep], best[keep, None]
+    return [Hypothesis(t, lp / (len(t) + 1), lp) for t, lp in zip(out, log_probs)]
+
+
+@dataclass
+class _Beams:
+    """Alive hypotheses of the sentences still being decoded: N = sentences x K rows."""
+
+    tokens: Tensor  # (N, t) including BOS
+    scores: Tensor  # (N,) summed log-probabilities
+    sentence: Tensor  # (n,) original index of each sentence still decoding
+    cache: KVCache
+
+
+def _expand(beams: _Beams, logp: Tensor, k: int) -> tuple[Tensor, Tensor, Tensor]:
+    """Top 2K continuations of each sentence: scores, parent rows (into N), tokens; each (n, 2K)."""
+    n = beams.sentence.numel()
+    V = logp.size(-1)
+    total = (beams.scores[:, None] + logp).view(n, k * V)  # (n, K*V)
+    cand_scores, flat = total.topk(2 * k, dim=-1)  # (n, 2K)
+    parent = flat // V + torch.arange(n, device=flat.device)[:, None] * k  # row in N
+    return cand_scores, parent, flat % V
+
+
+def _finalize(
+    finished: list[list[Hypothesis]], beams: _Beams, cand_scores: Tensor, parent: Tensor, token: Tensor,
+    eos_id: int, k: int, length_penalty: float,
+) -> None:
+    """Move candidates ending in EOS among the K best of each sentence into `finished`."""
+    is_final = (token[:, :k] == eos_id) & torch.isfinite(cand_scores[:, :k])  # (n, K)
+    for i, j in is_final.nonzero().tolist():
+        s = int(beams.sentence[i])
+        if len(finished[s]) >= k:
+            continue
+        toks = beams.tokens[parent[i, j], 1:].tolist()
+        lp = float(cand_scores[i, j])
+        finished[s].append(Hypothesis(toks, lp / (len(toks) + 1) ** length_penalty, lp))
+
+
+def _select(beams: _Beams, cand_scores: Tensor, parent: Tensor, token: Tensor, eos_id: int, k: int,
+            done: Tensor) -> _Beams:
+    """The K best non-EOS candidates become the new beams; finished sentences leave the batch."""
+    n2k = cand_scores.size(1)
+    rank = torch.arange(n2k, device=token.device)
+    order = ((token == eos_id).long() * n2k + rank).argsort(dim=-1)[:, :k]  # non-EOS first, by rank
+    keep = (~done).nonzero().squeeze(1)  # (n',) sentences still decoding
+    parent = parent.gather(1, order)[keep].reshape(-1)  # (n'K,)
+    token = token.gather(1, order)[keep].reshape(-1, 1)  # (n'K, 1)
+    scores = cand_scores.gather(1, order)[keep].reshape(-1)
+    tokens = torch.cat([beams.tokens[parent], token], dim=1)
+    return _Beams(tokens, scores, beams.sentence[keep], beams.cache.reorder(parent))
+
+
+@torch.inference_mode()
+def beam_search(
+    model: StepModel, cache: KVCache, max_len: Tensor, bos_id: int, eos_id: int,
+    beam: int = 4, length_penalty: float = 1.0, n_best: int = 1,
+) -> list[list[Hypothesis]]:
+    """Beam search with K hypotheses per sentence; a sentence ends when K hypotheses have
+    ended in EOS (or at max_len[b], where EOS is forced). Returns the n_best per sentence,
+    best first, ranked by log-probability / (length + 1) ** length_penalty."""
+    B, K = max_len.size(0), beam
+    device = max_len.device
+    rows = torch.arange(B, device=device).repeat_interleave(K)  # (B*K,)
+    scores = torch.full((B, K), float("-inf"), device=device)
+    scores[:, 0] = 0.0  # one live hypothesis per sentence at the start, so beams do not duplicate
+    beams = _Beams(torch.full((B * K, 1), bos_id, dtype=torch.long, device=device),
+                   scores.view(-1), torch.arange(B, device=device), cache.reorder(rows))
+    finished: list[list[Hypothesis]] = [[] for _ in range(B)]
+    step = 0
+    while beams.sentence.numel() > 0:
+        logits, cache = model.decode_step(beams.tokens[:, -1:], beams.cache)  # (N, 1, V)
+        beams.cache = cache
+        logp = torch.log_softmax(logits[:, -1].float(), dim=-1)  # (N, V)
+        step += 1
+        at_limit = (max_len[beams.sentence] <= step).repeat_interleave(K)  # (N,)
+        logp[at_limit] = torch.where(
+            torch.arange(logp.size(1), device=device) == eos_id, logp[at_limit], float("-inf"))
+        cand_scores, parent, token = _expand(beams, logp, K)
+        _finalize(finished, beams, cand_scores, parent, token, eos_id, K, length_penalty)
+        done = torch.tensor([len(finished[s]) >= K for s in beams.sentence.tolist()], device=device)
+        if done.all():
+            break
+        beams = _select(beams, cand_scores, parent, token, eos_id, K, done)
+    return [sorted(h, key=lambda x: -x.score)[:n_best] for h in finished]
+
+
+def filter_logits(logits: Tensor, top_k: int | None = None, top_p: float | None = None) -> Tensor:
+    """Keep the top_k most likely tokens and/or the smallest set whose probability reaches top_p:
+    (N, V) -> (N, V) with the rest at -inf."""
+    if top_k is not None and 0 < top_k < logits.size(-1):
+        kth = logits.topk(top_k, dim=-1).values[:, -1:]  # (N, 1)
+        logits = logits.masked_fill(logits < kth, float("-inf"))
+    if top_p is not None and 0.0 < top_p < 1.0:
+        sorted_logits, order = logits.sort(dim=-1, descending=True)
+        cum = sorted_logits.softmax(dim=-1).cumsum(dim=-1)
+        drop = cum - sorted_logits.softmax(dim=-1) >= top_p  # mass before this token already reaches top_p
+        logits = logits.masked_fill(drop.scatter(1, order, drop), float("-inf"))
+    return logits

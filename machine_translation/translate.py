@@ -1,0 +1,115 @@
+"""Translate lists of sentences with a trained model directory: the Python API behind
+`mt translate` and `mt evaluate`.
+
+    Translator.from_pretrained("models/en-fr").translate(["the cat sat"])
+
+Sentences are batched by length (order restored on output); empty lines give empty
+translations; a source longer than the model's positions is truncated with a warning.
+"""
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from machine_translation.checkpoint import LoadedModel, load_pretrained
+from machine_translation.data import pad_batch
+from machine_translation.errors import ModelDirError
+from machine_translation.search import Hypothesis, beam_search, greedy_search
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class SearchOptions:
+    beam: int = 4  # 1 = greedy
+    length_penalty: float = 1.0
+    max_len_a: float = 1.5  # output may have up to a * source_tokens + b tokens
+    max_len_b: int = 10
+    n_best: int = 1
+    batch_size: int = 64
+
+    def __post_init__(self) -> None:
+        if self.beam < 1 or self.n_best < 1 or self.batch_size < 1:
+            raise ValueError("beam, n_best and batch_size must be at least 1")
+        if self.n_best > self.beam:
+            raise ValueError(f"n_best ({self.n_best}) cannot exceed the beam size ({self.beam})")
+
+
+def pick_device(requested: str | None = None) -> torch.device:
+    """cuda, then mps, then cpu, unless the user asked for one."""
+    if requested:
+        return torch.device(requested)
+    if torch.cuda.is_available():
+        return torch.device("cuda")
+    if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
+        return torch.device("mps")
+    return torch.device("cpu")
+
+
+class Translator:
+    def __init__(self, loaded: LoadedModel, device: torch.device):
+        if loaded.config.task != "mt":
+            raise ModelDirError(
+                f"{loaded.directory} holds a language model, not a translation model: use `mt generate`"
+            )
+        self.loaded = loaded
+        self.model = loaded.model
+        self.device = device
+        self.defaults = SearchOptions(**{k: v for k, v in loaded.generation.items()
+                                         if k in SearchOptions.__dataclass_fields__})
+
+    @classmethod
+    def from_pretrained(cls, directory: str | Path, device: str | None = None) -> Translator:
+        dev = pick_device(device)
+        return cls(load_pretrained(directory, dev), dev)
+
+    @property
+    def pair(self) -> str | None:
+        return self.loaded.pair
+
+    def encode_source(self, sentences: list[str]) -> list[list[int]]:
+        tok = self.loaded.src_tokenizer
+        limit = self.loaded.config.max_positions - 1  # room for EOS
+        out = []
+        for i, s in enumerate(sentences):
+            ids = tok.encode(s)
+            if len(ids) > limit:
+                logger.warning("input line %d has %d tokens, more than the model's %d: truncated",
+                               i + 1, len(ids), limit)
+                ids = ids[:limit]
+            out.append(ids + [tok.eos_id])
+        return out
+
+    def translate(self, sentences: list[str], options: SearchOptions | None = None) -> list[str]:
+        return [hyps[0] for hyps in self.translate_n_best(sentences, options)]
+
+    def translate_n_best(self, sentences: list[str], options: SearchOptions | None = None) -> list[list[str]]:
+        return [[self.loaded.tgt_tokenizer.decode(h.tokens) for h in hyps]
+                for hyps in self.search(sentences, options)]
+
+    def search(self, sentences: list[str], options: SearchOptions | None = None) -> list[list[Hypothesis]]:
+        """n-best hypotheses per sentence, in input order; empty sentences give one empty hypothesis."""
+        opts = options or self.defaults
+        encoded = self.encode_source(sentences)
+        results: list[list[Hypothesis]] = [[Hypothesis([], 0.0, 0.0)] for _ in sentences]
+        todo = sorted((i for i, s in enumerate(sentences) if s.strip()), key=lambda i: len(encoded[i]))
+        for start in range(0, len(todo), opts.batch_size):
+            batch = todo[start : start + opts.batch_size]
+            for i, hyps in zip(batch, self._search_batch([encoded[i] for i in batch], opts)):
+                results[i] = hyps
+        return results
+
+    def _search_batch(self, src: list[list[int]], opts: SearchOptions) -> list[list[Hypothesis]]:
+        cfg = self.loaded.config
+        pad, bos, eos = cfg.pad_id, self.loaded.tgt_tokenizer.bos_id, self.loaded.tgt_tokenizer.eos_id
+        src_ids = pad_batch(src, pad).to(self.device)  # (B, S)
+        lengths = torch.tensor([len(s) for s in src], device=self.device)
+        max_len = (lengths * opts.max_len_a + opts.max_len_b).long().clamp(max=cfg.max_positions - 1)
+        with torch.inference_mode():
+            cache = self.model.start_cache(src_ids)
+            if opts.beam == 1:
+                return [[h] for h in greedy_search(self.model, cache, max_len, bos, eos)]
+            return beam_search(self.model, cache, max_len, bos, eos, opts.beam, opts.length_penalty, opts.n_best)
