@@ -1,0 +1,27 @@
+# Two commands for a fresh machine: `make demo` (the main job) and `make test`.
+# Both create .venv and install mt into it on first use.
+VENV ?= .venv
+PY := $(VENV)/bin/python
+# The CPU build of torch (a plain `pip install torch` on Linux pulls a multi-GB CUDA build).
+# GPU users: install the torch build for their CUDA first; any torch in pyproject's range is kept.
+TORCH ?= torch==2.13.0
+
+.PHONY: install demo test clean
+
+install: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml
+	python3 -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -c "import torch" 2>/dev/null || $(PY) -m pip install --quiet "$(TORCH)"
+	$(PY) -m pip install --quiet -e '.[dev]'
+	touch $@
+
+demo: install
+	PATH="$(abspath $(VENV))/bin:$$PATH" bash scripts/demo.sh
+
+test: install
+	$(PY) -m pytest
+
+clean:
+	rm -rf $(VENV) *.egg-info
