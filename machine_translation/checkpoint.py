@@ -156,3 +156,98 @@ def load_pretrained(directory: str | Path, device: str | torch.device = "cpu") -
         except (json.JSONDecodeError, UnicodeDecodeError):
             logger.warning("%s is corrupt; using default generation settings", directory / GENERATION_FILE)
     return LoadedModel(model, config, src_tokenizer, tgt_tokenizer, data.get("pair"), generation, directory)
+
+
+# -- training checkpoints ----------------------------------------------------------------
+# Under the run directory: checkpoints/step-00000500/{model.safetensors, training_state.pt}
+# and checkpoints/latest naming the newest. A checkpoint directory is written under a
+# temporary name, flushed and renamed into place before `latest` moves (atomically), so a
+# crash at any instant leaves the previous checkpoint whole.
+
+CHECKPOINT_DIR = "checkpoints"
+TRAINING_STATE_FILE = "training_state.pt"
+LATEST_FILE = "latest"
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def checkpoint_dirs(run_dir: Path) -> list[Path]:
+    """Complete checkpoint directories of a run, oldest first."""
+    root = Path(run_dir) / CHECKPOINT_DIR
+    if not root.is_dir():
+        return []
+    return sorted(p for p in root.iterdir() if p.is_dir() and p.name.startswith("step-"))
+
+
+def save_training_checkpoint(run_dir: Path, model: nn.Module, training: dict, step: int, keep_last: int) -> Path:
+    import shutil
+
+    root = Path(run_dir) / CHECKPOINT_DIR
+    root.mkdir(parents=True, exist_ok=True)
+    final = root / f"step-{step:08d}"
+    tmp = root / f".tmp-{final.name}-{os.getpid()}"
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir()
+    save_weights(model, tmp / WEIGHTS_FILE)
+    with open(tmp / TRAINING_STATE_FILE, "wb") as f:
+        torch.save(training, f)
+        f.flush()
+        os.fsync(f.fileno())
+    _fsync_dir(tmp)
+    if final.exists():  # the same step saved again (a resumed run): swap, never leave a gap
+        old = root / f".old-{final.name}-{os.getpid()}"
+        os.replace(final, old)
+        os.replace(tmp, final)
+        shutil.rmtree(old, ignore_errors=True)
+    else:
+        os.replace(tmp, final)
+    _fsync_dir(root)
+    write_atomic(root / LATEST_FILE, final.name.encode())
+    for stale in checkpoint_dirs(run_dir)[:-keep_last] if keep_last > 0 else []:
+        if stale != final:
+            shutil.rmtree(stale, ignore_errors=True)
+    return final
+
+
+def _load_checkpoint(path: Path, model: nn.Module, device) -> dict:
+    training = torch.load(path / TRAINING_STATE_FILE, map_location=device, weights_only=True)
+    if not isinstance(training, dict) or "state" not in training:
+        raise ValueError("training state has no 'state' entry")
+    missing, unexpected = load_model(model, str(path / WEIGHTS_FILE), strict=False, device=str(device))
+    if missing or unexpected:
+        raise ValueError(f"weights do not match the model (missing {sorted(missing)[:2]})")
+    return training
+
+
+def load_training_checkpoint(run_dir: Path, model: nn.Module, device="cpu") -> tuple[Path, dict]:
+    """Load the latest valid checkpoint into `model`; a corrupt one is reported and the
+    newest valid older one is used instead. Returns its path and the training state."""
+    root = Path(run_dir) / CHECKPOINT_DIR
+    candidates = list(reversed(checkpoint_dirs(run_dir)))
+    try:
+        latest = root / (root / LATEST_FILE).read_text().strip()
+        if latest in candidates:
+            candidates.remove(latest)
+            candidates.insert(0, latest)
+    except (OSError, UnicodeDecodeError):
+        pass
+    if not candidates:
+        raise ModelDirError(f"no checkpoint to resume in {root}: start the run without --resume")
+    for i, path in enumerate(candidates):
+        try:
+            training = _load_checkpoint(path, model, device)
+        except Exception as e:  # torch.load and safetensors raise many types on damaged files
+            reason = str(e).splitlines()[0] if str(e) else type(e).__name__
+            logger.warning("checkpoint %s is corrupt or unreadable (%s)%s", path, reason[:200],
+                           "; trying an older one" if i + 1 < len(candidates) else "")
+            continue
+        if i > 0:
+            logger.warning("resuming from the older checkpoint %s", path)
+        return path, training
+    raise ModelDirError(f"every checkpoint in {root} is corrupt: start the run again without --resume")

@@ -1,11 +1,152 @@
-"""Data: turning token sequences into teacher-forcing batches (and, with the CLI, corpora).
+"""Data for training and evaluation: which corpus a `--data` flag names, reading a split in
+either direction, cleaning (empty and over-long pairs are skipped and counted), length-
+bucketed token-budget batches, and collation for teacher forcing.
 
 Target shifting happens here and only here: decoder input `<bos> y1..yn`, labels `y1..yn <eos>`.
 """
 from __future__ import annotations
 
+import logging
+import random
+from dataclasses import dataclass
+from pathlib import Path
+
 import torch
 from torch import Tensor
+
+from machine_translation import corpora
+from machine_translation.errors import DataError
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class DataSpec:
+    """What `--data NAME|PATH|hf:NAME[:CONFIG]` or `--src FILE --tgt FILE` names."""
+
+    kind: str  # "named", "tsv", "files", "hf", "text"
+    name: str = ""  # corpus name, file path, or HF dataset name
+    config: str | None = None  # HF dataset config
+    src_file: Path | None = None
+    tgt_file: Path | None = None
+
+    @property
+    def has_splits(self) -> bool:
+        return self.kind in ("named", "hf")
+
+    def describe(self) -> str:
+        if self.kind == "files":
+            return f"{self.src_file} + {self.tgt_file}"
+        return f"hf:{self.name}" + (f":{self.config}" if self.config else "") if self.kind == "hf" else self.name
+
+
+def parse_data_spec(data: str | None, src: Path | None = None, tgt: Path | None = None,
+                    pair: str | None = None, task: str = "mt") -> DataSpec:
+    if (src is None) != (tgt is None):
+        raise DataError("--src and --tgt go together: give both files of the aligned pair")
+    if src is not None:
+        if data:
+            raise DataError("give either --data or --src/--tgt, not both")
+        return DataSpec("files", src_file=Path(src), tgt_file=Path(tgt))
+    if not data:
+        default = "tinyshakespeare" if task == "lm" else corpora.DEFAULT_CORPUS.get(pair or "")
+        if default is None:
+            raise DataError(f"no default corpus for the pair {pair!r}: pass --data or --src/--tgt")
+        data = default
+    if data.startswith("hf:"):
+        name, _, config = data[3:].partition(":")
+        if not name:
+            raise DataError("--data hf: needs a dataset name, e.g. hf:wmt14:fr-en")
+        return DataSpec("hf", name, config or None)
+    if data in corpora.CORPORA:
+        return DataSpec("named", data)
+    path = Path(data)
+    if not path.exists():
+        raise DataError(f"--data {data}: not a named corpus ({', '.join(corpora.CORPORA)}), "
+                        f"hf:NAME, or an existing file")
+    return DataSpec("text" if task == "lm" else "tsv", str(path))
+
+
+def split_pair(pair: str) -> tuple[str, str]:
+    src, sep, tgt = pair.partition("-")
+    if not sep or not src or not tgt or src == tgt:
+        raise DataError(f"--pair {pair!r} is not of the form SRC-TGT, e.g. en-fr")
+    return src, tgt
+
+
+def read_split(spec: DataSpec, split: str, pair: str, data_dir: str | Path | None = None,
+               valid_size: int = 1000) -> tuple[list[str], list[str]]:
+    """Source and target sentences of one split, aligned by position (not yet cleaned).
+
+    A TSV or a file pair has no splits of its own: its last `valid_size` pairs are "val"
+    (at most 5%), the rest "train".
+    """
+    src_lang, tgt_lang = split_pair(pair)
+    if spec.kind == "named":
+        corpus = corpora.CORPORA[spec.name]
+        return corpora.read_file_pair(corpora.corpus_file(corpus, split, src_lang, data_dir),
+                                      corpora.corpus_file(corpus, split, tgt_lang, data_dir))
+    if spec.kind == "hf":
+        return corpora.read_hf(spec.name, spec.config, split, src_lang, tgt_lang)
+    if spec.kind == "files":
+        src, tgt = corpora.read_file_pair(spec.src_file, spec.tgt_file)
+    elif spec.kind == "tsv":
+        src, tgt = corpora.read_tsv(Path(spec.name))
+    else:
+        raise DataError(f"{spec.describe()} is plain text: use it with --task lm")
+    n_val = min(valid_size, len(src) // 20)
+    if split == "train":
+        return src[: len(src) - n_val], tgt[: len(tgt) - n_val]
+    if split == "val":
+        return src[len(src) - n_val :], tgt[len(tgt) - n_val :]
+    raise DataError(f"{spec.describe()} has only the splits train and val (held out from its end)")
+
+
+def drop_empty(src: list[str], tgt: list[str], what: str) -> tuple[list[str], list[str]]:
+    keep = [i for i, (s, t) in enumerate(zip(src, tgt)) if s.strip() and t.strip()]
+    if len(keep) < len(src):
+        logger.info("%s: skipped %d pairs with an empty side", what, len(src) - len(keep))
+    if not keep:
+        raise DataError(f"{what}: no non-empty sentence pairs")
+    return [src[i] for i in keep], [tgt[i] for i in keep]
+
+
+def encode_pairs(src: list[str], tgt: list[str], src_tok, tgt_tok, max_tokens: int,
+                 what: str) -> list[tuple[list[int], list[int]]]:
+    """Tokenize pairs, dropping (and counting) those with a side over max_tokens (EOS/BOS excluded)."""
+    src_ids, tgt_ids = batch_encode(src_tok, src), batch_encode(tgt_tok, tgt)
+    pairs = [(s, t) for s, t in zip(src_ids, tgt_ids) if len(s) <= max_tokens and len(t) <= max_tokens]
+    if len(pairs) < len(src_ids):
+        logger.info("%s: skipped %d pairs longer than %d tokens", what, len(src_ids) - len(pairs), max_tokens)
+    if not pairs:
+        raise DataError(f"{what}: every pair is longer than {max_tokens} tokens")
+    return pairs
+
+
+def batch_encode(tok, texts: list[str]) -> list[list[int]]:
+    return tok.encode_batch(texts) if hasattr(tok, "encode_batch") else [tok.encode(t) for t in texts]
+
+
+def token_batches(lengths: list[int], batch_tokens: int, seed: int, epoch: int) -> list[list[int]]:
+    """Indices grouped into batches of similar length, each with at most `batch_tokens`
+    padded tokens; the same (seed, epoch) always gives the same batches in the same order.
+
+    lengths: the padded length each example needs (max of source and target + 1).
+    """
+    rng = random.Random(seed * 100_003 + epoch)
+    order = sorted(range(len(lengths)), key=lambda i: (lengths[i], rng.random()))
+    batches, current, longest = [], [], 0
+    for i in order:
+        longest_if_added = max(longest, lengths[i])
+        if current and longest_if_added * (len(current) + 1) > batch_tokens:
+            batches.append(current)
+            current, longest_if_added = [], lengths[i]
+        current.append(i)
+        longest = longest_if_added
+    if current:
+        batches.append(current)
+    rng.shuffle(batches)
+    return batches
 
 
 def pad_batch(seqs: list[list[int]], pad_id: int) -> Tensor:

@@ -1,14 +1,326 @@
-"""Training: the teacher-forcing loss (and, growing with the CLI, the loop around it)."""
+"""The training loop shared by translation and language modelling.
+
+A `Task` supplies batches, the loss and validation; this module owns the rest: AdamW,
+warmup then cosine decay over whichever budget ends the run first (steps, epochs or
+minutes), gradient accumulation and clipping, skipping non-finite steps, periodic
+validation with early stopping, the best model, resumable checkpoints, the JSON-lines
+log, the progress bar, and a clean stop on SIGINT/SIGTERM.
+"""
 from __future__ import annotations
 
+import json
+import logging
+import math
+import signal
+import sys
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Iterator, Protocol
+
+import torch
 import torch.nn.functional as F
-from torch import Tensor
+from torch import Tensor, nn
+from tqdm import tqdm
+
+from machine_translation import checkpoint as ckpt
+from machine_translation.errors import MTError
+
+logger = logging.getLogger(__name__)
 
 
-def sequence_loss(logits: Tensor, labels: Tensor, pad_id: int, label_smoothing: float = 0.0) -> Tensor:
-    """Mean cross-entropy over non-PAD target tokens: logits (B, T, V), labels (B, T)."""
+class TrainingError(MTError):
+    """Training cannot go on (e.g. the loss keeps being non-finite)."""
+
+
+class Interrupted(Exception):
+    """Raised after a checkpoint was saved because the user asked to stop."""
+
+    def __init__(self, message: str):
+        super().__init__(message)
+
+
+def sequence_loss(logits: Tensor, labels: Tensor, pad_id: int, label_smoothing: float = 0.0,
+                  reduction: str = "mean") -> Tensor:
+    """Cross-entropy over non-PAD target tokens: logits (B, T, V), labels (B, T)."""
     V = logits.size(-1)
     return F.cross_entropy(
         logits.reshape(-1, V).float(), labels.reshape(-1),  # (B*T, V), (B*T,)
-        ignore_index=pad_id, label_smoothing=label_smoothing,
+        ignore_index=pad_id, label_smoothing=label_smoothing, reduction=reduction,
     )
+
+
+@dataclass
+class Batch:
+    inputs: tuple[Tensor, ...]  # what the task's loss needs, already on the device
+    n_tokens: int  # real (non-PAD) tokens, for tokens/s
+    n_targets: int  # non-PAD target tokens the loss is summed over
+
+
+class Task(Protocol):
+    def steps_per_epoch(self) -> int: ...
+
+    def batches(self, epoch: int, start: int) -> Iterator[Batch]: ...
+
+    def loss_sum(self, model: nn.Module, batch: Batch) -> Tensor: ...
+
+    def validate(self, model: nn.Module) -> dict:
+        """Metrics; "score" (higher is better) picks the best model."""
+        ...
+
+    def save_best(self, model: nn.Module, metrics: dict, step: int) -> None: ...
+
+
+@dataclass
+class TrainConfig:
+    lr: float = 1e-3
+    min_lr_ratio: float = 0.05
+    warmup_steps: int = 300
+    weight_decay: float = 0.01
+    beta2: float = 0.98
+    label_smoothing: float = 0.1
+    clip_norm: float = 1.0
+    grad_accum: int = 1
+    max_steps: int | None = None
+    max_minutes: float | None = None
+    epochs: float | None = None
+    eval_every: int = 500
+    save_every: int = 500
+    keep_last: int = 2
+    patience: int | None = None
+    log_every: int = 20
+    seed: int = 1234
+    max_nonfinite: int = 5
+
+    def __post_init__(self) -> None:
+        if self.max_steps is None and self.max_minutes is None and self.epochs is None:
+            raise ValueError("give a budget: max_steps, max_minutes or epochs")
+
+
+@dataclass
+class TrainState:
+    step: int = 0
+    epoch: int = 0
+    batch_in_epoch: int = 0  # data position: batches of this epoch already consumed
+    elapsed: float = 0.0  # training seconds over all sessions of this run
+    best_score: float = float("-inf")
+    evals_without_gain: int = 0
+    nonfinite_in_a_row: int = 0
+    skipped_steps: int = 0
+    stop_reason: str = ""
+    history: list = field(default_factory=list)  # eval records
+
+
+def learning_rate(cfg: TrainConfig, state: TrainState, steps_per_epoch: int) -> float:
+    """Linear warmup, then cosine decay to min_lr_ratio over the progress of the budget."""
+    progress = 0.0
+    if cfg.max_steps:
+        progress = max(progress, state.step / cfg.max_steps)
+    if cfg.epochs:
+        progress = max(progress, state.step / (cfg.epochs * steps_per_epoch))
+    if cfg.max_minutes:
+        progress = max(progress, state.elapsed / (60 * cfg.max_minutes))
+    progress = min(progress, 1.0)
+    warm = min(1.0, (state.step + 1) / max(1, cfg.warmup_steps))
+    decay = cfg.min_lr_ratio + (1 - cfg.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * progress))
+    return cfg.lr * warm * decay
+
+
+def make_optimizer(model: nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:
+    """AdamW; no weight decay on biases, LayerNorm gains and embeddings."""
+    decay, no_decay = [], []
+    for name, p in model.named_parameters():
+        (decay if p.dim() >= 2 and "embed" not in name else no_decay).append(p)
+    groups = [{"params": decay, "weight_decay": cfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+    return torch.optim.AdamW(groups, lr=cfg.lr, betas=(0.9, cfg.beta2), eps=1e-9)
+
+
+def rng_state() -> dict:
+    import random
+    state = {"python": random.getstate(), "torch": torch.get_rng_state()}
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def set_rng_state(state: dict) -> None:
+    import random
+    random.setstate(state["python"])
+    torch.set_rng_state(state["torch"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+class StopRequest:
+    """SIGINT/SIGTERM: the first asks the loop to save and stop after the current step;
+    a second one stops at once (files on disk are only ever replaced atomically)."""
+
+    def __init__(self) -> None:
+        self.requested = False
+        self._previous = {}
+
+    def _handle(self, signum, frame) -> None:
+        if self.requested:
+            raise KeyboardInterrupt
+        self.requested = True
+        print(f"\n{signal.Signals(signum).name}: saving a checkpoint after this step "
+              "(press Ctrl+C again to stop at once)", file=sys.stderr)
+
+    def __enter__(self) -> StopRequest:
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            try:
+                self._previous[sig] = signal.signal(sig, self._handle)
+            except ValueError:  # not the main thread
+                pass
+        return self
+
+    def __exit__(self, *exc) -> None:
+        for sig, handler in self._previous.items():
+            signal.signal(sig, handler)
+
+
+class Trainer:
+    def __init__(self, task: Task, model: nn.Module, cfg: TrainConfig, run_dir: Path, device: torch.device,
+                 model_config_dict: dict):
+        self.task, self.model, self.cfg, self.run_dir, self.device = task, model, cfg, Path(run_dir), device
+        self.model_config_dict = model_config_dict
+        self.optimizer = make_optimizer(model, cfg)
+        self.state = TrainState()
+        self.log_path = self.run_dir / "train_log.jsonl"
+
+    # -- checkpoints -------------------------------------------------------------------
+    def save_checkpoint(self) -> Path:
+        training = {"state": asdict(self.state), "optimizer": self.optimizer.state_dict(), "rng": rng_state(),
+                    "train_config": asdict(self.cfg), "model_config": self.model_config_dict}
+        path = ckpt.save_training_checkpoint(self.run_dir, self.model, training, self.state.step, self.cfg.keep_last)
+        logger.debug("saved checkpoint %s", path)
+        return path
+
+    def resume(self) -> Path:
+        path, training = ckpt.load_training_checkpoint(self.run_dir, self.model, self.device)
+        if training.get("model_config") != self.model_config_dict:
+            raise TrainingError(f"{path} was trained with another model config than {self.run_dir}/config.json")
+        self.optimizer.load_state_dict(training["optimizer"])
+        self.state = TrainState(**training["state"])
+        set_rng_state(training["rng"])
+        logger.info("resumed from %s at step %d", path, self.state.step)
+        return path
+
+    def log(self, record: dict) -> None:
+        with open(self.log_path, "a", encoding="utf-8") as f:
+            f.write(json.dumps(record) + "\n")
+
+    # -- the loop ----------------------------------------------------------------------
+    def budget_left(self) -> bool:
+        c, s = self.cfg, self.state
+        if c.max_steps is not None and s.step >= c.max_steps:
+            s.stop_reason = f"reached max_steps {c.max_steps}"
+        elif c.max_minutes is not None and s.elapsed >= 60 * c.max_minutes:
+            s.stop_reason = f"reached max_minutes {c.max_minutes}"
+        elif c.epochs is not None and s.step >= c.epochs * self.task.steps_per_epoch():
+            s.stop_reason = f"reached {c.epochs} epochs"
+        return not s.stop_reason
+
+    def micro_batches(self) -> Iterator[Batch]:
+        """Endless stream of batches, tracking the data position (epoch, batch) in the state."""
+        while True:
+            for batch in self.task.batches(self.state.epoch, self.state.batch_in_epoch):
+                self.state.batch_in_epoch += 1
+                yield batch
+            self.state.epoch += 1
+            self.state.batch_in_epoch = 0
+
+    def train_step(self, stream: Iterator[Batch]) -> tuple[float | None, int]:
+        """One optimizer step over grad_accum batches: (mean loss per target token or None if skipped, tokens)."""
+        self.model.train()
+        batches = [next(stream) for _ in range(self.cfg.grad_accum)]
+        n_targets = sum(b.n_targets for b in batches)
+        total = 0.0
+        for b in batches:
+            loss = self.task.loss_sum(self.model, b) / n_targets
+            loss.backward()
+            total += loss.item()
+        grad_norm = nn.utils.clip_grad_norm_(self.model.parameters(), self.cfg.clip_norm)
+        tokens = sum(b.n_tokens for b in batches)
+        if not (math.isfinite(total) and torch.isfinite(grad_norm)):
+            self.optimizer.zero_grad(set_to_none=True)
+            self.state.skipped_steps += 1
+            self.state.nonfinite_in_a_row += 1
+            logger.warning("step %d: non-finite loss or gradient, step skipped", self.state.step + 1)
+            if self.state.nonfinite_in_a_row >= self.cfg.max_nonfinite:
+                raise TrainingError(
+                    f"stopped: {self.state.nonfinite_in_a_row} non-finite steps in a row at step {self.state.step}; "
+                    f"lower --lr; the last good checkpoint is in {self.run_dir / ckpt.CHECKPOINT_DIR}")
+            return None, tokens
+        self.optimizer.step()
+        self.optimizer.zero_grad(set_to_none=True)
+        self.state.nonfinite_in_a_row = 0
+        return total, tokens
+
+    def evaluate(self) -> dict:
+        metrics = self.task.validate(self.model)
+        s = self.state
+        record = {"step": s.step, "epoch": s.epoch, "elapsed": round(s.elapsed, 1), **metrics}
+        s.history.append(record)
+        self.log({"type": "eval", **record})
+        shown = " ".join(f"{k} {v:.4g}" for k, v in metrics.items() if isinstance(v, float))
+        tqdm.write(f"step {s.step}: {shown}", file=sys.stderr)
+        if metrics["score"] > s.best_score:
+            s.best_score, s.evals_without_gain = metrics["score"], 0
+            self.task.save_best(self.model, metrics, s.step)
+        else:
+            s.evals_without_gain += 1
+        return metrics
+
+    def run(self) -> TrainState:
+        c, s = self.cfg, self.state
+        stream = self.micro_batches()
+        total = c.max_steps or (int(c.epochs * self.task.steps_per_epoch()) if c.epochs else None)
+        bar = tqdm(total=total, initial=s.step, file=sys.stderr, dynamic_ncols=True, unit="step",
+                   mininterval=1.0 if sys.stderr.isatty() else 30.0)
+        window_tokens, window_time, last_eval_step = 0, 0.0, -1
+        with StopRequest() as stop:
+            try:
+                while self.budget_left():
+                    if stop.requested:
+                        s.stop_reason = "interrupted"
+                        break
+                    t0 = time.perf_counter()
+                    for group in self.optimizer.param_groups:
+                        group["lr"] = learning_rate(c, s, self.task.steps_per_epoch())
+                    loss, tokens = self.train_step(stream)
+                    dt = time.perf_counter() - t0
+                    s.elapsed += dt
+                    window_tokens += tokens
+                    window_time += dt
+                    if loss is None:
+                        continue
+                    s.step += 1
+                    bar.update(1)
+                    if s.step % c.log_every == 0 or s.step == 1:
+                        lr = self.optimizer.param_groups[0]["lr"]
+                        tps = window_tokens / max(window_time, 1e-9)
+                        bar.set_postfix(loss=f"{loss:.3f}", tok_s=f"{tps:.0f}", lr=f"{lr:.2e}", refresh=False)
+                        self.log({"type": "train", "step": s.step, "epoch": s.epoch, "loss": loss, "lr": lr,
+                                  "tokens_per_s": tps, "elapsed": s.elapsed})
+                        window_tokens, window_time = 0, 0.0
+                    if s.step % c.eval_every == 0:
+                        self.evaluate()
+                        last_eval_step = s.step
+                        if c.patience is not None and s.evals_without_gain >= c.patience:
+                            s.stop_reason = f"no validation gain in {c.patience} evaluations (patience)"
+                            break
+                    if s.step % c.save_every == 0:
+                        self.save_checkpoint()
+            finally:
+                bar.close()
+            if s.step > 0 and last_eval_step != s.step and s.stop_reason != "interrupted":
+                self.evaluate()
+            if s.step > 0:
+                path = self.save_checkpoint()
+                if s.stop_reason == "interrupted":
+                    raise Interrupted(f"interrupted at step {s.step}: checkpoint saved in {path}; "
+                                      f"continue with --resume")
+            elif s.stop_reason == "interrupted":
+                raise Interrupted("interrupted before the first step: nothing to save")
+        return s

@@ -1,0 +1,88 @@
+"""`mt train`: flags parsed into RunOptions / TrainConfig (the only place they are parsed).
+Registered on the typer app by `cli.py`, which also turns errors into one-line messages."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+
+def train(
+    task: str = typer.Option("mt", help="mt (translation) or lm (decoder-only language model)."),
+    pair: str = typer.Option("en-fr", help="Language pair SRC-TGT; either direction of a corpus works."),
+    data: Optional[str] = typer.Option(None, help="NAME (multi30k), a TSV of pairs, or hf:NAME[:CONFIG]."),
+    src: Optional[Path] = typer.Option(None, help="Source side of an aligned pair of files (plain or .gz)."),
+    tgt: Optional[Path] = typer.Option(None, help="Target side of an aligned pair of files."),
+    data_dir: Optional[str] = typer.Option(None, envvar="MT_DATA_DIR", help="Where local corpora are."),
+    out: Optional[Path] = typer.Option(None, help="Run/model directory (default: models/<pair>)."),
+    preset: str = typer.Option("small", help="tiny (tests), small (CPU), base (Transformer-base, GPU)."),
+    vocab_size: int = typer.Option(8000, help="SentencePiece vocabulary size (joint)."),
+    seed: int = typer.Option(1234, help="Seed for data order, init and dropout: runs repeat."),
+    max_steps: Optional[int] = typer.Option(None, min=1, help="Total optimizer steps of the run."),
+    max_minutes: Optional[float] = typer.Option(None, min=0.0, help="Training time budget (minutes)."),
+    epochs: Optional[float] = typer.Option(None, min=0.0, help="Epochs budget. With no budget: 60 minutes."),
+    eval_every: int = typer.Option(500, min=1, help="Validate (loss and greedy BLEU) every N steps."),
+    save_every: int = typer.Option(500, min=1, help="Write a training checkpoint every N steps."),
+    keep_last: int = typer.Option(2, min=1, help="Periodic checkpoints to keep."),
+    patience: Optional[int] = typer.Option(None, min=1, help="Stop after N validations without a BLEU gain."),
+    lr: float = typer.Option(1e-3, help="Peak learning rate."),
+    warmup_steps: int = typer.Option(300, min=0, help="Linear warmup steps."),
+    label_smoothing: float = typer.Option(0.1, min=0.0, max=1.0),
+    batch_tokens: int = typer.Option(6000, min=1, help="Padded tokens per batch."),
+    grad_accum: int = typer.Option(1, min=1, help="Batches per optimizer step."),
+    clip_norm: float = typer.Option(1.0, help="Gradient norm clipping."),
+    max_len: int = typer.Option(100, min=1, help="Skip pairs with a side longer than this (tokens)."),
+    d_model: Optional[int] = typer.Option(None, help="Override the preset's d_model."),
+    n_heads: Optional[int] = typer.Option(None, help="Override the preset's attention heads."),
+    n_encoder_layers: Optional[int] = typer.Option(None, help="Override the preset's encoder layers."),
+    n_decoder_layers: Optional[int] = typer.Option(None, help="Override the preset's decoder layers."),
+    d_ff: Optional[int] = typer.Option(None, help="Override the preset's feed-forward size."),
+    dropout: Optional[float] = typer.Option(None, help="Override the preset's dropout."),
+    max_positions: Optional[int] = typer.Option(None, help="Override the preset's max positions."),
+    positional: Optional[str] = typer.Option(None, help="sinusoidal or learned."),
+    norm: Optional[str] = typer.Option(None, help="pre (default) or post LayerNorm placement."),
+    resume: bool = typer.Option(False, help="Continue the run in --out from its latest checkpoint."),
+    overwrite: bool = typer.Option(False, help="Replace an existing run in --out."),
+    init_from: Optional[Path] = typer.Option(None, help="Fine-tune from this model directory (fresh optimizer)."),
+    device: Optional[str] = typer.Option(None, help="cpu, cuda, mps (default: auto-detected)."),
+    threads: Optional[int] = typer.Option(None, min=1, help="CPU threads (default: one per core)."),
+    json_out: bool = typer.Option(False, "--json", help="Print the summary as one JSON object."),
+) -> None:
+    """Train a translation model (or, with --task lm, a language model)."""
+    from machine_translation.data import parse_data_spec
+    from machine_translation.errors import ConfigError
+    from machine_translation.runs import RunOptions, train_translation
+    from machine_translation.training import TrainConfig
+
+    if task not in ("mt", "lm"):
+        raise ConfigError(f"--task {task!r}: choose mt (translation) or lm (language model)")
+    if task == "lm":
+        raise ConfigError("--task lm is not available yet in this version")
+    if resume and overwrite:
+        raise ConfigError("--resume continues a run and --overwrite replaces it: choose one")
+    if resume and init_from:
+        raise ConfigError("--resume continues a run; --init-from starts a new one from a model: choose one")
+    if norm not in (None, "pre", "post"):
+        raise ConfigError(f"--norm {norm!r}: choose pre or post")
+    overrides = {k: v for k, v in dict(
+        d_model=d_model, n_heads=n_heads, n_encoder_layers=n_encoder_layers, n_decoder_layers=n_decoder_layers,
+        d_ff=d_ff, dropout=dropout, max_positions=max_positions, positional=positional,
+        norm_first=None if norm is None else norm == "pre").items() if v is not None}
+    if max_steps is None and max_minutes is None and epochs is None:
+        max_minutes = 60.0
+    cfg = TrainConfig(lr=lr, warmup_steps=warmup_steps, label_smoothing=label_smoothing, clip_norm=clip_norm,
+                      grad_accum=grad_accum, max_steps=max_steps, max_minutes=max_minutes, epochs=epochs,
+                      eval_every=eval_every, save_every=save_every, keep_last=keep_last, patience=patience,
+                      seed=seed)
+    opts = RunOptions(out=out or Path("models") / pair, pair=pair, data=parse_data_spec(data, src, tgt, pair),
+                      data_dir=data_dir, preset=preset, model_overrides=overrides, vocab_size=vocab_size,
+                      batch_tokens=batch_tokens, max_len=max_len, train=cfg, resume=resume, overwrite=overwrite,
+                      init_from=init_from, device=device, threads=threads)
+    summary = train_translation(opts)
+    if json_out:
+        typer.echo(json.dumps(summary))
+    else:
+        typer.echo(f"trained {summary['steps']} steps ({summary['stop_reason']}); best val BLEU "
+                   f"{summary['best_val_bleu']:.2f} at step {summary['best_step']}; model in {summary['out']}")

@@ -1,0 +1,151 @@
+"""Where corpora come from: named corpora and their splits, local copies, the per-user
+cache, downloads from the official source, TSV files, aligned file pairs, and Hugging Face
+datasets (`hf:NAME[:CONFIG]`, through `datasets`).
+
+Everything returns plain text; validation of the text (alignment, UTF-8, empty and long
+lines) happens in `read_aligned`, so every source gets the same checks and messages.
+"""
+from __future__ import annotations
+
+import gzip
+import logging
+import os
+import urllib.error
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+
+from machine_translation.errors import DataError
+from mt_tokenizers.base import write_atomic
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class NamedCorpus:
+    name: str
+    url: str  # base URL of the official files; override with MT_<NAME>_URL (e.g. a mirror)
+    splits: tuple[str, ...]
+    languages: tuple[str, ...]
+    file_pattern: str  # relative path of one split in one language
+
+    def base_url(self) -> str:
+        return os.environ.get(f"MT_{self.name.upper()}_URL", self.url).rstrip("/")
+
+
+CORPORA = {
+    "multi30k": NamedCorpus(
+        "multi30k", "https://raw.githubusercontent.com/multi30k/dataset/master/data/task1/raw",
+        ("train", "val", "test_2016_flickr", "test_2017_flickr", "test_2017_mscoco", "test_2018_flickr"),
+        ("en", "fr", "de", "cs"), "{split}.{lang}.gz",
+    ),
+    "tinyshakespeare": NamedCorpus(
+        "tinyshakespeare", "https://raw.githubusercontent.com/karpathy/char-rnn/master/data/tinyshakespeare",
+        ("train",), (), "input.txt",
+    ),
+}
+DEFAULT_CORPUS = {"en-fr": "multi30k", "fr-en": "multi30k", "en-de": "multi30k", "de-en": "multi30k"}
+
+
+def data_dirs(data_dir: str | Path | None) -> list[Path]:
+    """Where local copies are looked for, in order: --data-dir, MT_DATA_DIR, the user cache."""
+    dirs = [Path(d) for d in (data_dir, os.environ.get("MT_DATA_DIR")) if d]
+    return dirs + [cache_dir()]
+
+
+def cache_dir() -> Path:
+    root = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(root) / "mt" / "data"
+
+
+def corpus_file(corpus: NamedCorpus, split: str, lang: str | None, data_dir: str | Path | None) -> Path:
+    """The local path of one file of a named corpus, downloading it into the cache if needed."""
+    if split not in corpus.splits:
+        raise DataError(f"{corpus.name} has no split {split!r}: choose one of {', '.join(corpus.splits)}")
+    if lang is not None and lang not in corpus.languages:
+        raise DataError(f"{corpus.name} has no language {lang!r}: it has {', '.join(corpus.languages)}")
+    relative = Path(corpus.name) / corpus.file_pattern.format(split=split, lang=lang)
+    for d in data_dirs(data_dir):
+        if (d / relative).is_file():
+            return d / relative
+    return download(corpus, relative, cache_dir() / relative, searched=data_dirs(data_dir))
+
+
+def download(corpus: NamedCorpus, relative: Path, target: Path, searched: list[Path]) -> Path:
+    url = f"{corpus.base_url()}/{relative.relative_to(corpus.name).as_posix()}"
+    logger.info("downloading %s -> %s", url, target)
+    try:
+        with urllib.request.urlopen(url, timeout=30) as response:
+            data = response.read()
+    except urllib.error.HTTPError as e:
+        raise DataError(f"{corpus.name} file {relative.name} is not available at {url} (HTTP {e.code})") from None
+    except (urllib.error.URLError, OSError) as e:
+        where = " or ".join(str(d / corpus.name) for d in searched)
+        raise DataError(
+            f"{relative.name} of {corpus.name} is not on disk and could not be downloaded from {url} "
+            f"({getattr(e, 'reason', e)}): put the file in {where}, or set MT_DATA_DIR / --data-dir"
+        ) from None
+    target.parent.mkdir(parents=True, exist_ok=True)
+    write_atomic(target, data)
+    return target
+
+
+def open_text(path: Path):
+    """Plain or gzipped file as binary lines (decoding is checked per line by the reader)."""
+    if not path.is_file():
+        raise DataError(f"file not found: {path}")
+    return gzip.open(path, "rb") if path.suffix == ".gz" else open(path, "rb")
+
+
+def decode_line(raw: bytes, path: Path, number: int) -> str:
+    try:
+        return raw.decode("utf-8").rstrip("\r\n")
+    except UnicodeDecodeError as e:
+        raise DataError(f"{path} line {number}: not valid UTF-8 (byte {e.start}); convert the file to UTF-8") from None
+
+
+def read_lines(path: Path) -> list[str]:
+    with open_text(path) as f:
+        try:
+            return [decode_line(raw, path, i) for i, raw in enumerate(f, 1)]
+        except (gzip.BadGzipFile, EOFError) as e:
+            raise DataError(f"{path} is not a readable gzip file ({e})") from None
+
+
+def read_file_pair(src_path: Path, tgt_path: Path) -> tuple[list[str], list[str]]:
+    src, tgt = read_lines(src_path), read_lines(tgt_path)
+    if len(src) != len(tgt):
+        raise DataError(f"{src_path} has {len(src)} lines but {tgt_path} has {len(tgt)}: the files are not aligned")
+    return src, tgt
+
+
+def read_tsv(path: Path) -> tuple[list[str], list[str]]:
+    src, tgt = [], []
+    for i, line in enumerate(read_lines(path), 1):
+        if not line.strip():
+            src.append(""), tgt.append("")  # empty pairs are counted and skipped later
+            continue
+        cols = line.split("\t")
+        if len(cols) != 2:
+            raise DataError(f"{path} line {i}: expected 2 tab-separated columns (source, target), found {len(cols)}")
+        src.append(cols[0]), tgt.append(cols[1])
+    return src, tgt
+
+
+def read_hf(name: str, config: str | None, split: str, src_lang: str, tgt_lang: str) -> tuple[list[str], list[str]]:
+    """A Hugging Face dataset in the standard `translation` schema ({"translation": {"en": ..., "fr": ...}})."""
+    import datasets
+
+    hf_split = {"val": "validation", "dev": "validation"}.get(split, split)
+    try:
+        ds = datasets.load_dataset(name, config, split=hf_split)
+    except Exception as e:  # datasets raises many types (offline, missing split, bad name)
+        raise DataError(f"could not load Hugging Face dataset {name!r} split {hf_split!r}: "
+                        f"{str(e).splitlines()[0] if str(e) else type(e).__name__}") from None
+    if "translation" not in ds.column_names:
+        raise DataError(f"dataset {name!r} has no 'translation' column (columns: {', '.join(ds.column_names)})")
+    column = ds["translation"]
+    try:
+        return [row[src_lang] for row in column], [row[tgt_lang] for row in column]
+    except KeyError as e:
+        raise DataError(f"dataset {name!r} has no language {e} in its translation pairs") from None
