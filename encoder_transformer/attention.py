@@ -17,7 +17,7 @@ class MultiHeadAttention(nn.Module):
         super().__init__()
         self.n_heads = config.n_heads
         self.head_dim = config.head_dim
-        self.dropout = config.dropout
+        self.dropout = config.attention_dropout
         self.q_proj = nn.Linear(config.d_model, config.d_model)
         self.kv_proj = nn.Linear(config.d_model, 2 * config.d_model)  # keys and values in one matmul
         self.out_proj = nn.Linear(config.d_model, config.d_model)

@@ -26,6 +26,7 @@ def train(
     eval_every: int = typer.Option(500, min=1, help="Validate (loss and greedy BLEU) every N steps."),
     save_every: int = typer.Option(500, min=1, help="Write a training checkpoint every N steps."),
     keep_last: int = typer.Option(2, min=1, help="Periodic checkpoints to keep."),
+    log_every: int = typer.Option(20, min=1, help="Log training loss every N steps."),
     patience: Optional[int] = typer.Option(None, min=1, help="Stop after N validations without a BLEU gain."),
     lr: float = typer.Option(1e-3, help="Peak learning rate."),
     warmup_steps: int = typer.Option(300, min=0, help="Linear warmup steps."),
@@ -74,7 +75,7 @@ def train(
         max_minutes = 60.0
     cfg = TrainConfig(lr=lr, warmup_steps=warmup_steps, label_smoothing=label_smoothing, clip_norm=clip_norm,
                       grad_accum=grad_accum, max_steps=max_steps, max_minutes=max_minutes, epochs=epochs,
-                      eval_every=eval_every, save_every=save_every, keep_last=keep_last, patience=patience,
+                      eval_every=eval_every, save_every=save_every, keep_last=keep_last, patience=patience, log_every=log_every,
                       seed=seed)
     opts = RunOptions(out=out or Path("models") / pair, pair=pair, data=parse_data_spec(data, src, tgt, pair),
                       data_dir=data_dir, preset=preset, model_overrides=overrides, vocab_size=vocab_size,

@@ -43,6 +43,8 @@ class ModelConfig:
     n_decoder_layers: int = 3
     d_ff: int = 1024
     dropout: float = 0.1
+    attention_dropout: float = 0.0
+    activation_dropout: float = 0.0
     max_positions: int = 256
     positional: str = "sinusoidal"
     norm_first: bool = True
@@ -66,7 +68,8 @@ class ModelConfig:
     def stack_config(self, n_layers: int, vocab_size: int | None = None) -> TransformerConfig:
         return TransformerConfig(
             vocab_size=vocab_size or self.vocab_size, d_model=self.d_model, n_heads=self.n_heads,
-            n_layers=n_layers, d_ff=self.d_ff, dropout=self.dropout, max_positions=self.max_positions,
+            n_layers=n_layers, d_ff=self.d_ff, dropout=self.dropout,
+            attention_dropout=self.attention_dropout, activation_dropout=self.activation_dropout, max_positions=self.max_positions,
             positional=self.positional, norm_first=self.norm_first, pad_id=self.pad_id,
         )
 

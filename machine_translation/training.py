@@ -102,7 +102,7 @@ class TrainState:
     step: int = 0
     epoch: int = 0
     batch_in_epoch: int = 0  # data position: batches of this epoch already consumed
-    elapsed: float = 0.0  # training seconds over all sessions of this run
+    elapsed: float = 0.0  # wall-clock seconds of training (validation included) over all sessions of the run
     best_score: float = float("-inf")
     evals_without_gain: int = 0
     nonfinite_in_a_row: int = 0
@@ -202,6 +202,7 @@ class Trainer:
             raise TrainingError(f"{path} was trained with another model config than {self.run_dir}/config.json")
         self.optimizer.load_state_dict(training["optimizer"])
         self.state = TrainState(**training["state"])
+        self.state.stop_reason = ""  # the budget of this session decides when it stops
         set_rng_state(training["rng"])
         logger.info("resumed from %s at step %d", path, self.state.step)
         return path
@@ -279,6 +280,7 @@ class Trainer:
         bar = tqdm(total=total, initial=s.step, file=sys.stderr, dynamic_ncols=True, unit="step",
                    mininterval=1.0 if sys.stderr.isatty() else 30.0)
         window_tokens, window_time, last_eval_step = 0, 0.0, -1
+        session_start, elapsed_before = time.perf_counter(), s.elapsed
         with StopRequest() as stop:
             try:
                 while self.budget_left():
@@ -290,7 +292,7 @@ class Trainer:
                         group["lr"] = learning_rate(c, s, self.task.steps_per_epoch())
                     loss, tokens = self.train_step(stream)
                     dt = time.perf_counter() - t0
-                    s.elapsed += dt
+                    s.elapsed = elapsed_before + time.perf_counter() - session_start
                     window_tokens += tokens
                     window_time += dt
                     if loss is None:
@@ -306,6 +308,7 @@ class Trainer:
                         window_tokens, window_time = 0, 0.0
                     if s.step % c.eval_every == 0:
                         self.evaluate()
+                        s.elapsed = elapsed_before + time.perf_counter() - session_start
                         last_eval_step = s.step
                         if c.patience is not None and s.evals_without_gain >= c.patience:
                             s.stop_reason = f"no validation gain in {c.patience} evaluations (patience)"

@@ -1,0 +1,204 @@
+"""End to end through the CLI on the tiny preset and a slice of Multi30k: train -> translate
+-> evaluate, resume, beam 1 = greedy, batch = one by one, and the one-line errors."""
+import gzip
+import json
+
+import pytest
+from typer.testing import CliRunner
+
+from machine_translation.cli import app
+
+runner = CliRunner()
+TINY = ["--preset", "tiny", "--vocab-size", "400", "--eval-every", "20", "--save-every", "20", "--log-every", "1",
+        "--batch-tokens", "1500", "--lr", "3e-3", "--warmup-steps", "10"]
+
+
+def mt(*args, input=None):
+    return runner.invoke(app, [str(a) for a in args], input=input)
+
+
+def write_lines(path, lines):
+    opener = gzip.open if str(path).endswith(".gz") else open
+    with opener(path, "wt", encoding="utf-8") as f:
+        f.writelines(line + "\n" for line in lines)
+    return path
+
+
+@pytest.fixture(scope="module")
+def slice_files(tmp_path_factory):
+    d = tmp_path_factory.mktemp("slice")
+    from tests.conftest import SHARED_DATA
+    with gzip.open(SHARED_DATA / "multi30k/train.en.gz", "rt") as f:
+        en = [next(f).rstrip("\n") for _ in range(400)]
+    with gzip.open(SHARED_DATA / "multi30k/train.fr.gz", "rt") as f:
+        fr = [next(f).rstrip("\n") for _ in range(400)]
+    return write_lines(d / "train.en.gz", en), write_lines(d / "train.fr", fr), en, fr
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory, slice_files):
+    out = tmp_path_factory.mktemp("run") / "en-fr"
+    src, tgt, _, _ = slice_files
+    r = mt("train", "--src", src, "--tgt", tgt, "--out", out, "--max-steps", 40, "--json", *TINY)
+    assert r.exit_code == 0, r.output
+    return out, json.loads(r.stdout.strip().splitlines()[-1])
+
+
+def test_train_writes_a_loadable_model_dir(trained):
+    out, summary = trained
+    assert summary["steps"] == 40 and summary["best_val_bleu"] is not None
+    for name in ("config.json", "model.safetensors", "spm.model", "tokenizer_config.json", "README.md",
+                 "generation_config.json", "checkpoints/latest"):
+        assert (out / name).is_file(), name
+    log = [json.loads(line) for line in (out / "train_log.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in log if r["type"] == "train"] == list(range(1, 41))
+    assert {r["step"] for r in log if r["type"] == "eval"} == {20, 40}
+    assert "BLEU" in (out / "README.md").read_text()
+
+
+def test_translate_lines_in_lines_out(trained, tmp_path):
+    out, _ = trained
+    r = mt("translate", "--model", out, "a man", "", "two dogs play in the snow")
+    assert r.exit_code == 0, r.output
+    lines = r.stdout.split("\n")[:-1]
+    assert len(lines) == 3 and lines[1] == "" and lines[0] and lines[2]
+    # stdin and --input/--output give the same lines
+    r2 = mt("translate", "--model", out, "-", input="a man\n\ntwo dogs play in the snow\n")
+    assert r2.stdout == r.stdout
+    src = write_lines(tmp_path / "in.txt", ["a man", "", "two dogs play in the snow"])
+    assert mt("translate", "--model", out, "--input", src, "--output", tmp_path / "o.txt").exit_code == 0
+    assert (tmp_path / "o.txt").read_text() == r.stdout
+
+
+def test_batch_equals_one_by_one_and_beam1_equals_greedy(trained, slice_files):
+    from machine_translation.search import beam_search, greedy_search
+    from machine_translation.translate import SearchOptions, Translator
+    out, _ = trained
+    sentences = slice_files[2][:12]
+    tr = Translator.from_pretrained(out, "cpu")
+    batch = tr.translate(sentences, SearchOptions(beam=4, batch_size=5))
+    assert batch == [tr.translate([s], SearchOptions(beam=4))[0] for s in sentences]
+    import torch
+    from machine_translation.data import pad_batch
+    src = pad_batch(tr.encode_source(sentences), 0)
+    max_len = torch.full((len(sentences),), 20)
+    greedy = greedy_search(tr.model, tr.model.start_cache(src), max_len, 2, 3)
+    beam1 = beam_search(tr.model, tr.model.start_cache(src), max_len, 2, 3, beam=1)
+    assert [g.tokens for g in greedy] == [b[0].tokens for b in beam1]
+
+
+def test_n_best(trained):
+    out, _ = trained
+    r = mt("translate", "--model", out, "--beam", 3, "--n-best", 3, "a man")
+    rows = [line.split("\t") for line in r.stdout.splitlines()]
+    assert len(rows) == 3 and all(row[0] == "0" for row in rows)
+    scores = [float(row[1]) for row in rows]
+    assert scores == sorted(scores, reverse=True)
+
+
+def test_evaluate_model_and_hyp_file(trained, slice_files, tmp_path):
+    out, _ = trained
+    src, tgt, en, fr = slice_files
+    ref = write_lines(tmp_path / "ref.fr", fr[:30])
+    srcf = write_lines(tmp_path / "src.en", en[:30])
+    r = mt("evaluate", "--model", out, "--src", srcf, "--ref", ref, "--beam", 2, "--json")
+    assert r.exit_code == 0, r.output
+    result = json.loads(r.stdout)
+    assert {"bleu", "chrf", "ter", "bleu_lc", "bleu_signature"} <= set(result)
+    assert "nrefs:1|case:mixed" in result["bleu_signature"]
+    hyp_file = result["hypotheses_file"]
+    r2 = mt("evaluate", "--hyp", hyp_file, "--ref", ref, "--json")
+    assert r2.exit_code == 0 and json.loads(r2.stdout)["bleu"] == result["bleu"]
+    r3 = mt("evaluate", "--hyp", ref, "--ref", ref, "--json")
+    assert json.loads(r3.stdout)["bleu"] == 100.0
+
+
+def test_evaluate_named_split(trained, shared_data, tmp_path):
+    out, _ = trained
+    r = mt("evaluate", "--hyp", shared_data / "multi30k/test_2016_flickr.fr.gz", "--split", "test_2016_flickr",
+           "--data-dir", shared_data)
+    assert r.exit_code == 0, r.output
+    assert r.stdout.startswith("BLEU = 100.00")
+
+
+def test_resume_continues_the_step_count(trained, tmp_path, slice_files):
+    import shutil
+    out, _ = trained
+    run = tmp_path / "run"
+    shutil.copytree(out, run)
+    src, tgt, _, _ = slice_files
+    r = mt("train", "--src", src, "--tgt", tgt, "--out", run, "--resume", "--max-steps", 50, "--json", *TINY)
+    assert r.exit_code == 0, r.output
+    assert json.loads(r.stdout.splitlines()[-1])["steps"] == 50
+    steps = [json.loads(line)["step"] for line in (run / "train_log.jsonl").read_text().splitlines()]
+    assert steps[-1] == 50 and 41 in steps
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--resume", "--d-model", "64"], "contradicts the saved model config"),
+    ([], "already holds a run: continue it with --resume, or replace it with --overwrite"),
+])
+def test_train_refusals(trained, slice_files, args, message):
+    out, _ = trained
+    src, tgt, _, _ = slice_files
+    before = (out / "model.safetensors").read_bytes()
+    r = mt("train", "--src", src, "--tgt", tgt, "--out", out, "--max-steps", 60, *TINY, *args)
+    assert r.exit_code == 2
+    assert message in r.stderr and "Traceback" not in r.output
+    assert (out / "model.safetensors").read_bytes() == before  # nothing lost
+
+
+def test_resume_without_checkpoint(tmp_path, slice_files):
+    src, tgt, _, _ = slice_files
+    r = mt("train", "--src", src, "--tgt", tgt, "--out", tmp_path / "none", "--resume", "--max-steps", 5, *TINY)
+    assert r.exit_code == 2 and "nothing to resume" in r.stderr
+
+
+def test_translate_errors(trained, tmp_path):
+    out, _ = trained
+    r = mt("translate", "--model", tmp_path / "missing", "x")
+    assert r.exit_code == 2 and "no model in" in r.stderr
+    r = mt("translate", "--model", out, "--pair", "fr-en", "x")
+    assert r.exit_code == 2 and "translates en-fr, not fr-en" in r.stderr
+    r = mt("translate", "--model", out, "--n-best", 5, "--beam", 2, "x")
+    assert r.exit_code == 2 and "n_best" in r.stderr
+    bad = tmp_path / "bad.txt"
+    bad.write_bytes(b"ok\n\xff\xfe bad\n")
+    r = mt("translate", "--model", out, "--input", bad)
+    assert r.exit_code == 2 and "bad.txt line 2: not valid UTF-8" in r.stderr
+
+
+def test_too_long_input_is_truncated_with_a_warning(trained):
+    out, _ = trained
+    r = mt("translate", "--model", out, "a man " * 200)
+    assert r.exit_code == 0
+    assert "truncated" in r.stderr and len(r.stdout.splitlines()) == 1
+
+
+def test_bad_training_data(tmp_path, slice_files):
+    _, _, en, fr = slice_files
+    src = write_lines(tmp_path / "a.en", en[:50])
+    tgt = write_lines(tmp_path / "a.fr", fr[:49])
+    r = mt("train", "--src", src, "--tgt", tgt, "--out", tmp_path / "o", "--max-steps", 2, *TINY)
+    assert r.exit_code == 2 and "a.en has 50 lines but" in r.stderr and "a.fr has 49" in r.stderr
+    bad = tmp_path / "b.fr"
+    bad.write_bytes("\n".join(fr[:49]).encode() + b"\ncaf\xe9\n")
+    r = mt("train", "--src", src, "--tgt", bad, "--out", tmp_path / "o", "--max-steps", 2, *TINY)
+    assert r.exit_code == 2 and "b.fr line 50: not valid UTF-8" in r.stderr
+
+
+def test_empty_and_long_pairs_are_skipped_and_counted(tmp_path, slice_files):
+    _, _, en, fr = slice_files
+    en2, fr2 = list(en[:300]), list(fr[:300])
+    en2[5], fr2[9] = "", "   "
+    en2[20] = " ".join(["word"] * 300)
+    src, tgt = write_lines(tmp_path / "c.en", en2), write_lines(tmp_path / "c.fr", fr2)
+    r = mt("train", "--src", src, "--tgt", tgt, "--out", tmp_path / "o", "--max-steps", 2, *TINY)
+    assert r.exit_code == 0, r.output
+    assert "train: skipped 2 pairs with an empty side" in r.stderr
+    from mt_tokenizers import load_tokenizer
+    tok = load_tokenizer(tmp_path / "o")
+    train = [(s, t) for s, t in zip(en2[:285], fr2[:285]) if s.strip() and t.strip()]  # last 5% is val
+    too_long = sum(max(len(tok.encode(s)), len(tok.encode(t))) > 100 for s, t in train)
+    assert too_long >= 1
+    assert f"train: skipped {too_long} pairs longer than 100 tokens" in r.stderr
