@@ -191,9 +191,11 @@ def evaluate(
         typer.echo(f"hypotheses: {result['hypotheses_file']}")
 
 
-from machine_translation.cli_train import train  # noqa: E402  (kept in its own file for length)
+from machine_translation.cli_generate import generate  # noqa: E402  (own files, for length)
+from machine_translation.cli_train import train  # noqa: E402
 
 app.command()(cli_errors(train))
+app.command()(cli_errors(generate))
 
 
 def main() -> None:

@@ -50,17 +50,21 @@ def train(
     device: Optional[str] = typer.Option(None, help="cpu, cuda, mps (default: auto-detected)."),
     threads: Optional[int] = typer.Option(None, min=1, help="CPU threads (default: one per core)."),
     json_out: bool = typer.Option(False, "--json", help="Print the summary as one JSON object."),
+    tokenizer: str = typer.Option("char", help="--task lm: char or sentencepiece."),
+    block_size: Optional[int] = typer.Option(None, min=2, help="--task lm: tokens per training block "
+                                             "(default: the preset's context length)."),
+    batch_size: int = typer.Option(12, min=1, help="--task lm: blocks per batch."),
 ) -> None:
     """Train a translation model (or, with --task lm, a language model)."""
     from machine_translation.data import parse_data_spec
     from machine_translation.errors import ConfigError
-    from machine_translation.runs import RunOptions, train_translation
+    from machine_translation.runs import RunOptions, train_run
     from machine_translation.training import TrainConfig
 
     if task not in ("mt", "lm"):
         raise ConfigError(f"--task {task!r}: choose mt (translation) or lm (language model)")
-    if task == "lm":
-        raise ConfigError("--task lm is not available yet in this version")
+    if tokenizer not in ("char", "sentencepiece"):
+        raise ConfigError(f"--tokenizer {tokenizer!r}: choose char or sentencepiece")
     if resume and overwrite:
         raise ConfigError("--resume continues a run and --overwrite replaces it: choose one")
     if resume and init_from:
@@ -77,13 +81,17 @@ def train(
                       grad_accum=grad_accum, max_steps=max_steps, max_minutes=max_minutes, epochs=epochs,
                       eval_every=eval_every, save_every=save_every, keep_last=keep_last, patience=patience, log_every=log_every,
                       seed=seed)
-    opts = RunOptions(out=out or Path("models") / pair, pair=pair, data=parse_data_spec(data, src, tgt, pair),
+    spec = parse_data_spec(data, src, tgt, pair, task)
+    default_out = Path("models") / (pair if task == "mt" else f"lm-{Path(spec.name).stem or 'text'}")
+    opts = RunOptions(out=out or default_out, task=task, pair=pair, data=spec, tokenizer=tokenizer,
+                      block_size=block_size, batch_size=batch_size,
                       data_dir=data_dir, preset=preset, model_overrides=overrides, vocab_size=vocab_size,
                       batch_tokens=batch_tokens, max_len=max_len, train=cfg, resume=resume, overwrite=overwrite,
                       init_from=init_from, device=device, threads=threads)
-    summary = train_translation(opts)
+    summary = train_run(opts)
     if json_out:
         typer.echo(json.dumps(summary))
-    else:
-        typer.echo(f"trained {summary['steps']} steps ({summary['stop_reason']}); best val BLEU "
-                   f"{summary['best_val_bleu']:.2f} at step {summary['best_step']}; model in {summary['out']}")
+        return
+    best = (f"val BLEU {summary['best_val_bleu']:.2f}" if task == "mt" else f"val loss {summary['best_val_loss']:.4f}")
+    typer.echo(f"trained {summary['steps']} steps ({summary['stop_reason']}); best {best} at step "
+               f"{summary['best_step']}; model in {summary['out']}")

@@ -149,3 +149,17 @@ def read_hf(name: str, config: str | None, split: str, src_lang: str, tgt_lang: 
         return [row[src_lang] for row in column], [row[tgt_lang] for row in column]
     except KeyError as e:
         raise DataError(f"dataset {name!r} has no language {e} in its translation pairs") from None
+
+
+def read_hf_text(name: str, config: str | None, split: str = "train") -> str:
+    """The `text` column of a Hugging Face dataset, joined by newlines."""
+    import datasets
+
+    try:
+        ds = datasets.load_dataset(name, config, split=split)
+    except Exception as e:  # datasets raises many types (offline, missing split, bad name)
+        raise DataError(f"could not load Hugging Face dataset {name!r}: "
+                        f"{str(e).splitlines()[0] if str(e) else type(e).__name__}") from None
+    if "text" not in ds.column_names:
+        raise DataError(f"dataset {name!r} has no 'text' column (columns: {', '.join(ds.column_names)})")
+    return "\n".join(ds["text"]) + "\n"

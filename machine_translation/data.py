@@ -165,3 +165,18 @@ def collate_pairs(
     tgt_in = pad_batch([[bos_id] + t for t in tgt], pad_id)
     labels = pad_batch([t + [eos_id] for t in tgt], pad_id)
     return src_ids, tgt_in, labels
+
+
+def read_text(spec: DataSpec, data_dir: str | Path | None = None) -> str:
+    """The whole text of a language-modelling corpus (named, a UTF-8 file, or hf:NAME's `text` column)."""
+    if spec.kind == "named":
+        corpus = corpora.CORPORA[spec.name]
+        if corpus.languages:
+            raise DataError(f"{spec.name} is a parallel corpus: language models train on plain text "
+                            "(e.g. --data tinyshakespeare or --data FILE)")
+        return "\n".join(corpora.read_lines(corpora.corpus_file(corpus, "train", None, data_dir))) + "\n"
+    if spec.kind == "hf":
+        return corpora.read_hf_text(spec.name, spec.config)
+    if spec.kind == "text":
+        return "\n".join(corpora.read_lines(Path(spec.name))) + "\n"
+    raise DataError("a language model trains on one text: pass --data NAME|FILE|hf:NAME, not --src/--tgt")

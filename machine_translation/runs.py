@@ -18,23 +18,27 @@ from pathlib import Path
 import torch
 
 from machine_translation import checkpoint as ckpt
-from machine_translation.data import DataSpec, drop_empty, encode_pairs, read_split, split_pair
+from machine_translation.data import DataSpec, drop_empty, encode_pairs, read_split, read_text, split_pair
 from machine_translation.errors import ConfigError, ModelDirError
 from machine_translation.model import ModelConfig, build_model
-from machine_translation.tasks import TranslationTask
+from machine_translation.tasks import LanguageModelTask, TranslationTask
 from machine_translation.training import TrainConfig, Trainer, TrainState
 from machine_translation.translate import pick_device
-from mt_tokenizers import SentencePieceTokenizer
+from mt_tokenizers import CharTokenizer, SentencePieceTokenizer
 from mt_tokenizers.base import write_atomic
 
 logger = logging.getLogger(__name__)
 
-GENERATION_DEFAULTS = {"beam": 4, "length_penalty": 1.0, "max_len_a": 1.5, "max_len_b": 10}
+GENERATION_DEFAULTS = {
+    "mt": {"beam": 4, "length_penalty": 1.0, "max_len_a": 1.5, "max_len_b": 10},
+    "lm": {"temperature": 0.8, "top_k": 200, "max_new_tokens": 300},
+}
 
 
 @dataclass
 class RunOptions:
     out: Path
+    task: str = "mt"  # or "lm"
     pair: str = "en-fr"
     data: DataSpec | None = None
     data_dir: str | None = None
@@ -49,6 +53,11 @@ class RunOptions:
     init_from: Path | None = None
     device: str | None = None
     threads: int | None = None
+    # language modelling
+    tokenizer: str = "char"  # or "sentencepiece"
+    block_size: int | None = None  # default: the preset's max_positions
+    batch_size: int = 12  # blocks per batch
+    val_fraction: float = 0.1
 
 
 def set_threads(device: torch.device, threads: int | None) -> None:
@@ -75,28 +84,102 @@ def prepare_out_dir(opts: RunOptions) -> None:
 def resolve_config(opts: RunOptions, vocab_size: int, saved: ModelConfig | None) -> ModelConfig:
     """A saved config (resume, init-from) wins; a model flag that contradicts it is an error."""
     if saved is None:
-        return ModelConfig.from_preset(opts.preset, "mt", vocab_size, **opts.model_overrides)
+        return ModelConfig.from_preset(opts.preset, opts.task, vocab_size, **opts.model_overrides)
     conflicts = {k: v for k, v in opts.model_overrides.items() if getattr(saved, k) != v}
     if conflicts:
         flags = ", ".join(f"--{k.replace('_', '-')} {v} (saved: {getattr(saved, k)})" for k, v in conflicts.items())
         raise ConfigError(f"{flags} contradicts the saved model config: drop the flag or start a new run")
-    if saved.task != "mt":
-        raise ConfigError("the saved model is a language model: use --task lm")
+    if saved.task != opts.task:
+        kind = {"mt": "translation model", "lm": "language model"}[saved.task]
+        raise ConfigError(f"the saved model is a {kind}: use --task {saved.task}")
     return saved
 
 
-def write_model_card(out: Path, pair: str, data: str, preset: str, state: TrainState, metrics: dict) -> None:
-    lines = [
-        f"# mt model: {pair}", "",
-        f"- data: {data}", f"- preset: {preset}", f"- steps: {state.step} (epoch {state.epoch})",
-        f"- training time: {state.elapsed / 60:.1f} min",
-        f"- validation BLEU (greedy, val sample): {metrics.get('val_bleu', float('nan')):.2f}, "
-        "sacreBLEU signature: nrefs:1|case:mixed|eff:no|tok:13a|smooth:exp|version:"
-        + __import__("sacrebleu").__version__,
-        f"- validation loss: {metrics.get('val_loss', float('nan')):.4f}", "",
-        f"Translate: `mt translate --model {out} \"...\"`; score: `mt evaluate --model {out} --split test_2016_flickr`.",
-    ]
+def write_model_card(out: Path, title: str, data: str, preset: str, state: TrainState, metrics: dict) -> None:
+    lines = [f"# mt model: {title}", "", f"- data: {data}", f"- preset: {preset}",
+             f"- steps: {state.step} (epoch {state.epoch})", f"- training time: {state.elapsed / 60:.1f} min"]
+    if "val_bleu" in metrics:
+        import sacrebleu
+        lines.append(f"- validation BLEU (greedy, val sample): {metrics['val_bleu']:.2f}, sacreBLEU signature: "
+                     f"nrefs:1|case:mixed|eff:no|tok:13a|smooth:exp|version:{sacrebleu.__version__}")
+    if "val_loss" in metrics:
+        lines.append(f"- validation loss: {metrics['val_loss']:.4f}")
+    use = (f"mt translate --model {out} \"...\"" if "val_bleu" in metrics else f"mt generate --model {out} --prompt \"...\"")
+    lines += ["", f"Use: `{use}`."]
     write_atomic(out / "README.md", ("\n".join(lines) + "\n").encode())
+
+
+@dataclass
+class Setup:
+    """What a task needs before training: texts read, tokenizer and model ready."""
+    config: ModelConfig
+    model: torch.nn.Module
+    tokenizer: object
+    loaded_from: Path | None
+
+
+def setup_model(opts: RunOptions, device: torch.device, train_tokenizer) -> Setup:
+    """Resume: the run's own config and tokenizer; --init-from: the given model's (and weights);
+    otherwise a new tokenizer (`train_tokenizer()`) and the preset with overrides."""
+    saved_from = opts.out if opts.resume else opts.init_from
+    if saved_from is None:
+        tokenizer = train_tokenizer()
+        config = resolve_config(opts, tokenizer.vocab_size, None)
+        return Setup(config, build_model(config).to(device), tokenizer, None)
+    loaded = ckpt.load_pretrained(saved_from, device)
+    if opts.task == "mt" and loaded.pair and loaded.pair != opts.pair:
+        raise ConfigError(f"{saved_from} is a {loaded.pair} model but --pair is {opts.pair}")
+    config = resolve_config(opts, loaded.config.vocab_size, loaded.config)
+    model = loaded.model if opts.init_from else build_model(config).to(device)
+    return Setup(config, model, loaded.tgt_tokenizer, saved_from)
+
+
+def mt_task(opts: RunOptions, device: torch.device, save_best) -> tuple[Setup, TranslationTask]:
+    split_pair(opts.pair)
+    (src, tgt), (val_src, val_tgt) = load_texts(opts)
+    logger.info("data %s %s: %d training pairs, %d validation pairs", opts.data.describe(), opts.pair,
+                len(src), len(val_src))
+
+    def train_tokenizer():
+        t0 = time.perf_counter()
+        tok = SentencePieceTokenizer.train(src + tgt, opts.vocab_size, seed=opts.train.seed)
+        logger.info("trained a joint SentencePiece vocabulary of %d in %.1fs", tok.vocab_size, time.perf_counter() - t0)
+        return tok
+
+    setup = setup_model(opts, device, train_tokenizer)
+    tok, config = setup.tokenizer, setup.config
+    max_len = min(opts.max_len, config.max_positions - 1)
+    train_pairs = encode_pairs(src, tgt, tok, tok, max_len, "train")
+    val_pairs = encode_pairs(val_src, val_tgt, tok, tok, max_len, "val")
+    loaded = ckpt.LoadedModel(setup.model, config, tok, tok, opts.pair, GENERATION_DEFAULTS["mt"], opts.out)
+    task = TranslationTask(loaded, train_pairs, val_pairs, (val_src, val_tgt), opts.batch_tokens, opts.train.seed,
+                           opts.train.label_smoothing, device, save_best)
+    return setup, task
+
+
+def lm_task(opts: RunOptions, device: torch.device, save_best) -> tuple[Setup, LanguageModelTask]:
+    text = read_text(opts.data, opts.data_dir)
+    cut = int(len(text) * (1 - opts.val_fraction))
+    logger.info("data %s: %d characters, the last %.0f%% held out for validation", opts.data.describe(), len(text),
+                100 * opts.val_fraction)
+    if opts.block_size is not None:
+        opts.model_overrides.setdefault("max_positions", opts.block_size)
+
+    def train_tokenizer():
+        if opts.tokenizer == "char":
+            return CharTokenizer.train([text[:cut]])
+        tok = SentencePieceTokenizer.train(text[:cut].splitlines(), opts.vocab_size, seed=opts.train.seed)
+        logger.info("trained a SentencePiece vocabulary of %d", tok.vocab_size)
+        return tok
+
+    setup = setup_model(opts, device, train_tokenizer)
+    block = setup.config.max_positions
+    if opts.block_size is not None and opts.block_size > block:
+        raise ConfigError(f"--block-size {opts.block_size} exceeds the model's max_positions {block}")
+    ids = lambda part: torch.tensor(setup.tokenizer.encode(part), dtype=torch.long)  # noqa: E731
+    task = LanguageModelTask(ids(text[:cut]), ids(text[cut:]), opts.block_size or block, opts.batch_size,
+                             opts.train.seed, device, save_best)
+    return setup, task
 
 
 def load_texts(opts: RunOptions):
@@ -107,57 +190,34 @@ def load_texts(opts: RunOptions):
     return (src, tgt), (val_src, val_tgt)
 
 
-def train_translation(opts: RunOptions) -> dict:
-    split_pair(opts.pair)
+def train_run(opts: RunOptions) -> dict:
+    """Run `mt train` for either task; returns the summary printed by the CLI."""
     device = pick_device(opts.device)
     set_threads(device, opts.threads)
     torch.manual_seed(opts.train.seed)
     prepare_out_dir(opts)
-    (src, tgt), (val_src, val_tgt) = load_texts(opts)
-    logger.info("data %s %s: %d training pairs, %d validation pairs", opts.data.describe(), opts.pair,
-                len(src), len(val_src))
-
-    saved_from = opts.out if opts.resume else opts.init_from
-    if saved_from is not None:
-        loaded = ckpt.load_pretrained(saved_from, device)
-        if loaded.pair and loaded.pair != opts.pair:
-            raise ConfigError(f"{saved_from} is a {loaded.pair} model but --pair is {opts.pair}")
-        config = resolve_config(opts, loaded.config.vocab_size, loaded.config)
-        model = loaded.model if opts.init_from else build_model(config).to(device)
-        tokenizer = loaded.tgt_tokenizer
-    else:
-        t0 = time.perf_counter()
-        tokenizer = SentencePieceTokenizer.train(src + tgt, opts.vocab_size, seed=opts.train.seed)
-        logger.info("trained a joint SentencePiece vocabulary of %d in %.1fs", tokenizer.vocab_size,
-                    time.perf_counter() - t0)
-        config = resolve_config(opts, tokenizer.vocab_size, None)
-        model = build_model(config).to(device)
-    if not opts.resume:
-        ckpt.save_pretrained(opts.out, model, config, tokenizer, tokenizer, opts.pair, GENERATION_DEFAULTS)
-        (opts.out / "train_log.jsonl").unlink(missing_ok=True)
-
-    max_len = min(opts.max_len, config.max_positions - 1)
-    train_pairs = encode_pairs(src, tgt, tokenizer, tokenizer, max_len, "train")
-    val_pairs = encode_pairs(val_src, val_tgt, tokenizer, tokenizer, max_len, "val")
-    loaded = ckpt.LoadedModel(model, config, tokenizer, tokenizer, opts.pair, GENERATION_DEFAULTS, opts.out)
-    data_name = opts.data.describe()
-    preset = "saved config" if saved_from else opts.preset
+    trainer = None
+    title = opts.pair if opts.task == "mt" else f"language model ({opts.data.describe()})"
 
     def save_best(m, metrics, step):
         ckpt.save_weights(m, opts.out / ckpt.WEIGHTS_FILE)
-        write_model_card(opts.out, opts.pair, data_name, preset, trainer.state, metrics)
+        write_model_card(opts.out, title, opts.data.describe(), preset, trainer.state, metrics)
 
-    task = TranslationTask(loaded, train_pairs, val_pairs, (val_src, val_tgt), opts.batch_tokens, opts.train.seed,
-                           opts.train.label_smoothing, device, save_best)
-    trainer = Trainer(task, model, opts.train, opts.out, device, config.to_dict())
+    setup, task = (mt_task if opts.task == "mt" else lm_task)(opts, device, save_best)
+    preset = "saved config" if setup.loaded_from else opts.preset
+    if not opts.resume:
+        ckpt.save_pretrained(opts.out, setup.model, setup.config, setup.tokenizer, setup.tokenizer,
+                             opts.pair if opts.task == "mt" else None, GENERATION_DEFAULTS[opts.task])
+        (opts.out / "train_log.jsonl").unlink(missing_ok=True)
+    trainer = Trainer(task, setup.model, opts.train, opts.out, device, setup.config.to_dict())
     if opts.resume:
         trainer.resume()
-    logger.info("model: %s, %.1fM parameters; %d batches per epoch; device %s, %d threads", preset,
-                sum(p.numel() for p in model.parameters()) / 1e6, task.steps_per_epoch(), device,
+    logger.info("model: %s, %.2fM parameters; %d steps per epoch; device %s, %d threads", preset,
+                sum(p.numel() for p in setup.model.parameters()) / 1e6, task.steps_per_epoch(), device,
                 torch.get_num_threads())
     state = trainer.run()
     best = max(state.history, key=lambda r: r["score"], default={})
-    return {"out": str(opts.out), "steps": state.step, "epochs": state.epoch, "minutes": round(state.elapsed / 60, 2),
-            "stop_reason": state.stop_reason, "best_step": best.get("step"), "best_val_bleu": best.get("val_bleu"),
+    return {"out": str(opts.out), "task": opts.task, "steps": state.step, "epochs": state.epoch,
+            "minutes": round(state.elapsed / 60, 2), "stop_reason": state.stop_reason, "best_step": best.get("step"),
+            "best_val_bleu": best.get("val_bleu"), "best_val_loss": best.get("val_loss"),
             "skipped_steps": state.skipped_steps}
-

@@ -154,3 +154,45 @@ def filter_logits(logits: Tensor, top_k: int | None = None, top_p: float | None 
         drop = cum - sorted_logits.softmax(dim=-1) >= top_p  # mass before this token already reaches top_p
         logits = logits.masked_fill(drop.scatter(1, order, drop), float("-inf"))
     return logits
+
+
+
+def sample(
+    model, prompt: list[int], max_new_tokens: int, generator: torch.Generator, temperature: float = 1.0,
+    top_k: int | None = None, top_p: float | None = None, eos_id: int | None = None, use_cache: bool = True,
+):
+    """Yield up to max_new_tokens tokens continuing `prompt` from a decoder-only model
+    (temperature 0 = greedy), stopping after EOS. The context is the last `max_positions`
+    tokens: once the window is full it slides, and the cache is rebuilt from the cropped
+    window, so cached and uncached sampling give the same tokens."""
+    tokens, cache = list(prompt), None
+    with torch.inference_mode():
+        for _ in range(max_new_tokens):
+            logits, cache = _next_logits(model, tokens, cache, use_cache)
+            token = _pick(logits.float(), generator, temperature, top_k, top_p)
+            yield token
+            if token == eos_id:
+                return
+            tokens.append(token)
+
+
+def _next_logits(model, tokens: list[int], cache: KVCache | None, use_cache: bool) -> tuple[Tensor, KVCache | None]:
+    """Logits (1, V) for the token after `tokens`; with a cache covering all but the newest
+    token, only that one is computed."""
+    window = model.config.max_positions
+    device = next(model.parameters()).device
+    if not use_cache:
+        return model(torch.tensor([tokens[-window:]], device=device))[:, -1], None
+    if cache is not None and cache.length < window:
+        logits, cache = model.decode_step(torch.tensor([tokens[-1:]], device=device), cache)
+    else:  # first step, or the window is full: (re)build the cache from the last `window` tokens
+        logits, cache = model.decode_step(torch.tensor([tokens[-window:]], device=device), model.start_cache())
+    return logits[:, -1], cache
+
+
+def _pick(logits: Tensor, generator: torch.Generator, temperature: float, top_k, top_p) -> int:
+    """logits (1, V) -> one token id."""
+    if temperature <= 0:
+        return int(logits.argmax(-1))
+    probs = torch.softmax(filter_logits(logits / temperature, top_k, top_p), dim=-1)
+    return int(torch.multinomial(probs.cpu(), 1, generator=generator))

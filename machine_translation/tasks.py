@@ -67,3 +67,56 @@ class TranslationTask:
 
     def save_best(self, model: nn.Module, metrics: dict, step: int) -> None:
         self._save_best(model, metrics, step)
+
+
+class LanguageModelTask:
+    """Next-token prediction on contiguous blocks of a token stream (input and target shifted by one).
+
+    Training batches are blocks at random offsets, drawn from a generator seeded by
+    (seed, epoch), so a resumed run sees the same batches; validation covers the whole
+    held-out stream in non-overlapping blocks.
+    """
+
+    def __init__(self, train_ids: torch.Tensor, val_ids: torch.Tensor, block_size: int, batch_size: int, seed: int,
+                 device: torch.device, save_best: Callable[[nn.Module, dict, int], None]):
+        if len(train_ids) <= block_size + 1 or len(val_ids) <= block_size + 1:
+            from machine_translation.errors import DataError
+            raise DataError(f"the text is too short for --block-size {block_size}: need more than "
+                            f"{block_size + 1} tokens in both the training and the validation part")
+        self.train_ids, self.val_ids = train_ids, val_ids  # (N,), (M,)
+        self.block_size, self.batch_size, self.seed, self.device = block_size, batch_size, seed, device
+        self._steps_per_epoch = max(1, len(train_ids) // (block_size * batch_size))
+        self._save_best = save_best
+
+    def steps_per_epoch(self) -> int:
+        return self._steps_per_epoch
+
+    def batches(self, epoch: int, start: int) -> Iterator[Batch]:
+        g = torch.Generator().manual_seed(self.seed * 1_000_003 + epoch)
+        offsets = torch.randint(0, len(self.train_ids) - self.block_size - 1,
+                                (self._steps_per_epoch, self.batch_size), generator=g)  # (steps, B)
+        span = torch.arange(self.block_size + 1)
+        for row in offsets[start:]:
+            blocks = self.train_ids[row[:, None] + span]  # (B, block + 1)
+            x, y = blocks[:, :-1].to(self.device), blocks[:, 1:].to(self.device)
+            yield Batch((x, y), x.numel(), y.numel())
+
+    def loss_sum(self, model: nn.Module, batch: Batch) -> torch.Tensor:
+        x, y = batch.inputs
+        return sequence_loss(model(x), y, pad_id=-100, reduction="sum")
+
+    @torch.no_grad()
+    def validate(self, model: nn.Module, batch_blocks: int = 64) -> dict:
+        model.eval()
+        n_blocks = (len(self.val_ids) - 1) // self.block_size
+        total = 0.0
+        for first in range(0, n_blocks, batch_blocks):
+            idx = torch.arange(first, min(first + batch_blocks, n_blocks))[:, None] * self.block_size
+            blocks = self.val_ids[idx + torch.arange(self.block_size + 1)]  # (b, block + 1)
+            x, y = blocks[:, :-1].to(self.device), blocks[:, 1:].to(self.device)
+            total += sequence_loss(model(x), y, pad_id=-100, reduction="sum").item()
+        val_loss = total / (n_blocks * self.block_size)
+        return {"val_loss": val_loss, "score": -val_loss}
+
+    def save_best(self, model: nn.Module, metrics: dict, step: int) -> None:
+        self._save_best(model, metrics, step)
