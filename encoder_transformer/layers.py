@@ -41,7 +41,9 @@ class PositionalEncoding(nn.Module):
         self.max_positions = config.max_positions
         if config.positional == "learned":
             self.learned = nn.Embedding(config.max_positions, config.d_model)
-            nn.init.normal_(self.learned.weight, std=0.02)
+            # The variance of the sinusoidal table (0.5): token embeddings are scaled to unit
+            # variance, so GPT-2's std 0.02 would leave positions drowned out at the start.
+            nn.init.normal_(self.learned.weight, std=0.5**0.5)
         else:
             self.learned = None
             self.register_buffer("table", sinusoidal_table(config.max_positions, config.d_model), persistent=False)
