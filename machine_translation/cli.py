@@ -191,6 +191,19 @@ def evaluate(
         typer.echo(f"hypotheses: {result['hypotheses_file']}")
 
 
+@app.command("average-checkpoints")
+@cli_errors
+def average_checkpoints(
+    model: Path = typer.Option(..., "--model", "-m", help="Run directory whose checkpoints to average."),
+    last: int = typer.Option(5, min=1, help="Average the last K checkpoints."),
+    out: Path = typer.Option(..., help="New model directory for the averaged weights."),
+) -> None:
+    """Average the weights of the last K training checkpoints into a new model directory."""
+    from machine_translation.checkpoint import average_checkpoints as average
+    chosen = average(model, last, out)
+    typer.echo(f"averaged {len(chosen)} checkpoints ({chosen[0].name} .. {chosen[-1].name}) into {out}")
+
+
 from machine_translation.cli_generate import generate  # noqa: E402  (own files, for length)
 from machine_translation.cli_train import train  # noqa: E402
 

@@ -89,6 +89,8 @@ def train(
                       batch_tokens=batch_tokens, max_len=max_len, train=cfg, resume=resume, overwrite=overwrite,
                       init_from=init_from, device=device, threads=threads)
     summary = train_run(opts)
+    if summary is None:  # not the main process of a torchrun job
+        return
     if json_out:
         typer.echo(json.dumps(summary))
         return

@@ -127,9 +127,12 @@ def batch_encode(tok, texts: list[str]) -> list[list[int]]:
     return tok.encode_batch(texts) if hasattr(tok, "encode_batch") else [tok.encode(t) for t in texts]
 
 
-def token_batches(lengths: list[int], batch_tokens: int, seed: int, epoch: int) -> list[list[int]]:
+def token_batches(lengths: list[int], batch_tokens: int, seed: int, epoch: int, multiple: int = 8) -> list[list[int]]:
     """Indices grouped into batches of similar length, each with at most `batch_tokens`
-    padded tokens; the same (seed, epoch) always gives the same batches in the same order.
+    padded tokens and a multiple of `multiple` sentences (as fairseq's
+    required-batch-size-multiple; a batch of very long sentences may exceed the budget to
+    reach it). The same (seed, epoch) always gives the same batches in the same order,
+    and under torchrun every rank gets a slice of each (up to `multiple` processes).
 
     lengths: the padded length each example needs (max of source and target + 1).
     """
@@ -137,13 +140,16 @@ def token_batches(lengths: list[int], batch_tokens: int, seed: int, epoch: int) 
     order = sorted(range(len(lengths)), key=lambda i: (lengths[i], rng.random()))
     batches, current, longest = [], [], 0
     for i in order:
-        longest_if_added = max(longest, lengths[i])
-        if current and longest_if_added * (len(current) + 1) > batch_tokens:
-            batches.append(current)
-            current, longest_if_added = [], lengths[i]
+        if len(current) >= multiple and max(longest, lengths[i]) * (len(current) + 1) > batch_tokens:
+            keep = len(current) - len(current) % multiple
+            batches.append(current[:keep])
+            current = current[keep:]
+            longest = max((lengths[j] for j in current), default=0)
         current.append(i)
-        longest = longest_if_added
-    if current:
+        longest = max(longest, lengths[i])
+    if current and batches and len(current) < multiple:
+        batches[-1].extend(current)  # no undersized batch at the end
+    elif current:
         batches.append(current)
     rng.shuffle(batches)
     return batches

@@ -18,13 +18,14 @@ from pathlib import Path
 import torch
 
 from machine_translation import checkpoint as ckpt
+from machine_translation.distributed import DistInfo, barrier, init_distributed, shutdown
 from machine_translation.data import DataSpec, drop_empty, encode_pairs, read_split, read_text, split_pair
 from machine_translation.errors import ConfigError, ModelDirError
 from machine_translation.model import ModelConfig, build_model
 from machine_translation.tasks import LanguageModelTask, TranslationTask
 from machine_translation.training import TrainConfig, Trainer, TrainState
 from machine_translation.translate import pick_device
-from mt_tokenizers import CharTokenizer, SentencePieceTokenizer
+from mt_tokenizers import CharTokenizer, SentencePieceTokenizer, load_tokenizer
 from mt_tokenizers.base import write_atomic
 
 logger = logging.getLogger(__name__)
@@ -118,12 +119,18 @@ class Setup:
     loaded_from: Path | None
 
 
-def setup_model(opts: RunOptions, device: torch.device, train_tokenizer) -> Setup:
+def setup_model(opts: RunOptions, device: torch.device, train_tokenizer, info: DistInfo) -> Setup:
     """Resume: the run's own config and tokenizer; --init-from: the given model's (and weights);
-    otherwise a new tokenizer (`train_tokenizer()`) and the preset with overrides."""
+    otherwise a new tokenizer (`train_tokenizer()`, by the main process; the others load it
+    from the run directory) and the preset with overrides."""
     saved_from = opts.out if opts.resume else opts.init_from
     if saved_from is None:
-        tokenizer = train_tokenizer()
+        if info.is_main:
+            tokenizer = train_tokenizer()
+            tokenizer.save(opts.out)
+        barrier(info)
+        if not info.is_main:
+            tokenizer = load_tokenizer(opts.out)
         config = resolve_config(opts, tokenizer.vocab_size, None)
         return Setup(config, build_model(config).to(device), tokenizer, None)
     loaded = ckpt.load_pretrained(saved_from, device)
@@ -134,7 +141,7 @@ def setup_model(opts: RunOptions, device: torch.device, train_tokenizer) -> Setu
     return Setup(config, model, loaded.tgt_tokenizer, saved_from)
 
 
-def mt_task(opts: RunOptions, device: torch.device, save_best) -> tuple[Setup, TranslationTask]:
+def mt_task(opts: RunOptions, device: torch.device, save_best, info: DistInfo) -> tuple[Setup, TranslationTask]:
     split_pair(opts.pair)
     (src, tgt), (val_src, val_tgt) = load_texts(opts)
     logger.info("data %s %s: %d training pairs, %d validation pairs", opts.data.describe(), opts.pair,
@@ -146,18 +153,18 @@ def mt_task(opts: RunOptions, device: torch.device, save_best) -> tuple[Setup, T
         logger.info("trained a joint SentencePiece vocabulary of %d in %.1fs", tok.vocab_size, time.perf_counter() - t0)
         return tok
 
-    setup = setup_model(opts, device, train_tokenizer)
+    setup = setup_model(opts, device, train_tokenizer, info)
     tok, config = setup.tokenizer, setup.config
     max_len = min(opts.max_len, config.max_positions - 1)
     train_pairs = encode_pairs(src, tgt, tok, tok, max_len, "train")
     val_pairs = encode_pairs(val_src, val_tgt, tok, tok, max_len, "val")
     loaded = ckpt.LoadedModel(setup.model, config, tok, tok, opts.pair, GENERATION_DEFAULTS["mt"], opts.out)
     task = TranslationTask(loaded, train_pairs, val_pairs, (val_src, val_tgt), opts.batch_tokens, opts.train.seed,
-                           opts.train.label_smoothing, device, save_best)
+                           opts.train.label_smoothing, device, save_best, shard=(info.rank, info.world_size))
     return setup, task
 
 
-def lm_task(opts: RunOptions, device: torch.device, save_best) -> tuple[Setup, LanguageModelTask]:
+def lm_task(opts: RunOptions, device: torch.device, save_best, info: DistInfo) -> tuple[Setup, LanguageModelTask]:
     text = read_text(opts.data, opts.data_dir)
     cut = int(len(text) * (1 - opts.val_fraction))
     logger.info("data %s: %d characters, the last %.0f%% held out for validation", opts.data.describe(), len(text),
@@ -172,13 +179,15 @@ def lm_task(opts: RunOptions, device: torch.device, save_best) -> tuple[Setup, L
         logger.info("trained a SentencePiece vocabulary of %d", tok.vocab_size)
         return tok
 
-    setup = setup_model(opts, device, train_tokenizer)
+    if opts.batch_size < info.world_size:
+        raise ConfigError(f"--batch-size {opts.batch_size} is smaller than the {info.world_size} processes")
+    setup = setup_model(opts, device, train_tokenizer, info)
     block = setup.config.max_positions
     if opts.block_size is not None and opts.block_size > block:
         raise ConfigError(f"--block-size {opts.block_size} exceeds the model's max_positions {block}")
     ids = lambda part: torch.tensor(setup.tokenizer.encode(part), dtype=torch.long)  # noqa: E731
     task = LanguageModelTask(ids(text[:cut]), ids(text[cut:]), opts.block_size or block, opts.batch_size,
-                             opts.train.seed, device, save_best)
+                             opts.train.seed, device, save_best, shard=(info.rank, info.world_size))
     return setup, task
 
 
@@ -190,12 +199,23 @@ def load_texts(opts: RunOptions):
     return (src, tgt), (val_src, val_tgt)
 
 
-def train_run(opts: RunOptions) -> dict:
-    """Run `mt train` for either task; returns the summary printed by the CLI."""
-    device = pick_device(opts.device)
+def train_run(opts: RunOptions) -> dict | None:
+    """Run `mt train` for either task; returns the summary the CLI prints (None on ranks > 0)."""
+    info, device = init_distributed(pick_device(opts.device))
+    try:
+        return _train_run(opts, info, device)
+    finally:
+        shutdown(info)
+
+
+def _train_run(opts: RunOptions, info: DistInfo, device: torch.device) -> dict:
+    if not info.is_main:
+        logging.getLogger("machine_translation").setLevel(logging.WARNING)
     set_threads(device, opts.threads)
     torch.manual_seed(opts.train.seed)
-    prepare_out_dir(opts)
+    if info.is_main:
+        prepare_out_dir(opts)
+    barrier(info)
     trainer = None
     title = opts.pair if opts.task == "mt" else f"language model ({opts.data.describe()})"
 
@@ -203,19 +223,21 @@ def train_run(opts: RunOptions) -> dict:
         ckpt.save_weights(m, opts.out / ckpt.WEIGHTS_FILE)
         write_model_card(opts.out, title, opts.data.describe(), preset, trainer.state, metrics)
 
-    setup, task = (mt_task if opts.task == "mt" else lm_task)(opts, device, save_best)
+    setup, task = (mt_task if opts.task == "mt" else lm_task)(opts, device, save_best, info)
     preset = "saved config" if setup.loaded_from else opts.preset
-    if not opts.resume:
+    if not opts.resume and info.is_main:
         ckpt.save_pretrained(opts.out, setup.model, setup.config, setup.tokenizer, setup.tokenizer,
                              opts.pair if opts.task == "mt" else None, GENERATION_DEFAULTS[opts.task])
         (opts.out / "train_log.jsonl").unlink(missing_ok=True)
-    trainer = Trainer(task, setup.model, opts.train, opts.out, device, setup.config.to_dict())
+    trainer = Trainer(task, setup.model, opts.train, opts.out, device, setup.config.to_dict(), info)
     if opts.resume:
         trainer.resume()
     logger.info("model: %s, %.2fM parameters; %d steps per epoch; device %s, %d threads", preset,
                 sum(p.numel() for p in setup.model.parameters()) / 1e6, task.steps_per_epoch(), device,
                 torch.get_num_threads())
     state = trainer.run()
+    if not info.is_main:
+        return None
     best = max(state.history, key=lambda r: r["score"], default={})
     return {"out": str(opts.out), "task": opts.task, "steps": state.step, "epochs": state.epoch,
             "minutes": round(state.elapsed / 60, 2), "stop_reason": state.stop_reason, "best_step": best.get("step"),

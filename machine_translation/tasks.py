@@ -19,8 +19,10 @@ class TranslationTask:
     def __init__(self, loaded: LoadedModel, train_pairs: list[tuple[list[int], list[int]]],
                  val_pairs: list[tuple[list[int], list[int]]], val_texts: tuple[list[str], list[str]],
                  batch_tokens: int, seed: int, label_smoothing: float, device: torch.device,
-                 save_best: Callable[[nn.Module, dict, int], None], val_bleu_sentences: int = 400):
+                 save_best: Callable[[nn.Module, dict, int], None], val_bleu_sentences: int = 400,
+                 shard: tuple[int, int] = (0, 1)):
         self.loaded, self.device = loaded, device
+        self.rank, self.world = shard  # under torchrun, each rank takes its slice of every global batch
         self.train_pairs, self.val_pairs = train_pairs, val_pairs
         self.batch_tokens, self.seed, self.label_smoothing = batch_tokens, seed, label_smoothing
         self.pad = loaded.config.pad_id
@@ -44,7 +46,7 @@ class TranslationTask:
 
     def batches(self, epoch: int, start: int) -> Iterator[Batch]:
         for indices in token_batches(self._lengths, self.batch_tokens, self.seed, epoch)[start:]:
-            yield self._batch([self.train_pairs[i] for i in indices])
+            yield self._batch([self.train_pairs[i] for i in indices[self.rank :: self.world]])
 
     def loss_sum(self, model: nn.Module, batch: Batch) -> torch.Tensor:
         src_ids, tgt_in, labels = batch.inputs
@@ -78,13 +80,15 @@ class LanguageModelTask:
     """
 
     def __init__(self, train_ids: torch.Tensor, val_ids: torch.Tensor, block_size: int, batch_size: int, seed: int,
-                 device: torch.device, save_best: Callable[[nn.Module, dict, int], None]):
+                 device: torch.device, save_best: Callable[[nn.Module, dict, int], None],
+                 shard: tuple[int, int] = (0, 1)):
         if len(train_ids) <= block_size + 1 or len(val_ids) <= block_size + 1:
             from machine_translation.errors import DataError
             raise DataError(f"the text is too short for --block-size {block_size}: need more than "
                             f"{block_size + 1} tokens in both the training and the validation part")
         self.train_ids, self.val_ids = train_ids, val_ids  # (N,), (M,)
         self.block_size, self.batch_size, self.seed, self.device = block_size, batch_size, seed, device
+        self.rank, self.world = shard
         self._steps_per_epoch = max(1, len(train_ids) // (block_size * batch_size))
         self._save_best = save_best
 
@@ -96,7 +100,7 @@ class LanguageModelTask:
         offsets = torch.randint(0, len(self.train_ids) - self.block_size - 1,
                                 (self._steps_per_epoch, self.batch_size), generator=g)  # (steps, B)
         span = torch.arange(self.block_size + 1)
-        for row in offsets[start:]:
+        for row in offsets[start:, self.rank :: self.world]:
             blocks = self.train_ids[row[:, None] + span]  # (B, block + 1)
             x, y = blocks[:, :-1].to(self.device), blocks[:, 1:].to(self.device)
             yield Batch((x, y), x.numel(), y.numel())

@@ -24,6 +24,7 @@ from torch import Tensor, nn
 from tqdm import tqdm
 
 from machine_translation import checkpoint as ckpt
+from machine_translation.distributed import DistInfo, all_reduce_sum, any_rank
 from machine_translation.errors import MTError
 
 logger = logging.getLogger(__name__)
@@ -181,9 +182,15 @@ class StopRequest:
 
 class Trainer:
     def __init__(self, task: Task, model: nn.Module, cfg: TrainConfig, run_dir: Path, device: torch.device,
-                 model_config_dict: dict):
+                 model_config_dict: dict, dist_info: DistInfo = DistInfo()):
         self.task, self.model, self.cfg, self.run_dir, self.device = task, model, cfg, Path(run_dir), device
         self.model_config_dict = model_config_dict
+        self.dist = dist_info
+        # Under torchrun, gradients are all-reduced by DDP; evaluation and saving use the bare model.
+        self.train_model = model
+        if dist_info.enabled:
+            from torch.nn.parallel import DistributedDataParallel
+            self.train_model = DistributedDataParallel(model, device_ids=[device] if device.type == "cuda" else None)
         self.optimizer = make_optimizer(model, cfg)
         self.state = TrainState()
         self.log_path = self.run_dir / "train_log.jsonl"
@@ -208,8 +215,10 @@ class Trainer:
         return path
 
     def log(self, record: dict) -> None:
+        if not self.dist.is_main:
+            return
         with open(self.log_path, "a", encoding="utf-8") as f:
-            f.write(json.dumps(record) + "\n")
+            f.write(json.dumps({**record, "time": round(time.time(), 3)}) + "\n")
 
     # -- the loop ----------------------------------------------------------------------
     def budget_left(self) -> bool:
@@ -235,14 +244,20 @@ class Trainer:
         """One optimizer step over grad_accum batches: (mean loss per target token or None if skipped, tokens)."""
         self.model.train()
         batches = [next(stream) for _ in range(self.cfg.grad_accum)]
-        n_targets = sum(b.n_targets for b in batches)
+        world = self.dist.world_size
+        # The loss is averaged over the global batch's target tokens; DDP averages gradients
+        # over ranks, hence the factor `world`: the gradient equals the one-process gradient.
+        n_targets, tokens = all_reduce_sum([sum(b.n_targets for b in batches), sum(b.n_tokens for b in batches)],
+                                           self.dist, self.device)
         total = 0.0
-        for b in batches:
-            loss = self.task.loss_sum(self.model, b) / n_targets
-            loss.backward()
-            total += loss.item()
+        with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.device.type == "cuda"):
+            for b in batches:
+                loss = self.task.loss_sum(self.train_model, b) * world / n_targets
+                loss.backward()
+                total += loss.item()
+        total = all_reduce_sum([total], self.dist, self.device)[0] / world
         grad_norm = nn.utils.clip_grad_norm_(self.model.parameters(), self.cfg.clip_norm)
-        tokens = sum(b.n_tokens for b in batches)
+        tokens = int(tokens)
         if not (math.isfinite(total) and torch.isfinite(grad_norm)):
             self.optimizer.zero_grad(set_to_none=True)
             self.state.skipped_steps += 1
@@ -259,6 +274,9 @@ class Trainer:
         return total, tokens
 
     def evaluate(self) -> dict:
+        """Validate on the main process (others wait at the next collective); keep the best model."""
+        if not self.dist.is_main:
+            return {}
         metrics = self.task.validate(self.model)
         s = self.state
         record = {"step": s.step, "epoch": s.epoch, "elapsed": round(s.elapsed, 1), **metrics}
@@ -278,14 +296,19 @@ class Trainer:
         stream = self.micro_batches()
         total = c.max_steps or (int(c.epochs * self.task.steps_per_epoch()) if c.epochs else None)
         bar = tqdm(total=total, initial=s.step, file=sys.stderr, dynamic_ncols=True, unit="step",
-                   mininterval=1.0 if sys.stderr.isatty() else 30.0)
+                   mininterval=1.0 if sys.stderr.isatty() else 30.0, disable=not self.dist.is_main)
         window_tokens, window_time, last_eval_step = 0, 0.0, -1
         session_start, elapsed_before = time.perf_counter(), s.elapsed
         with StopRequest() as stop:
             try:
-                while self.budget_left():
-                    if stop.requested:
+                while True:
+                    # One collective per step, so every rank stops at the same step.
+                    interrupted, spent = all_reduce_sum([float(stop.requested), float(not self.budget_left())],
+                                                        self.dist, self.device)
+                    if interrupted:
                         s.stop_reason = "interrupted"
+                    if interrupted or spent:
+                        s.stop_reason = s.stop_reason or "stopped with the other processes"
                         break
                     t0 = time.perf_counter()
                     for group in self.optimizer.param_groups:
@@ -310,17 +333,18 @@ class Trainer:
                         self.evaluate()
                         s.elapsed = elapsed_before + time.perf_counter() - session_start
                         last_eval_step = s.step
-                        if c.patience is not None and s.evals_without_gain >= c.patience:
+                        patience_out = c.patience is not None and s.evals_without_gain >= c.patience
+                        if any_rank(patience_out, self.dist, self.device):
                             s.stop_reason = f"no validation gain in {c.patience} evaluations (patience)"
                             break
-                    if s.step % c.save_every == 0:
+                    if s.step % c.save_every == 0 and self.dist.is_main:
                         self.save_checkpoint()
             finally:
                 bar.close()
             if s.step > 0 and last_eval_step != s.step and s.stop_reason != "interrupted":
                 self.evaluate()
             if s.step > 0:
-                path = self.save_checkpoint()
+                path = self.save_checkpoint() if self.dist.is_main else self.run_dir / ckpt.CHECKPOINT_DIR
                 if s.stop_reason == "interrupted":
                     raise Interrupted(f"interrupted at step {s.step}: checkpoint saved in {path}; "
                                       f"continue with --resume")

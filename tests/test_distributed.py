@@ -1,0 +1,33 @@
+"""Two processes with torchrun (gloo on CPU) train like one process with the same global batch,
+and only rank 0 writes checkpoints and logs."""
+import subprocess
+import sys
+
+from machine_translation.checkpoint import checkpoint_dirs
+from tests.test_resume import corpus, losses  # noqa: F401  (the corpus fixture)
+
+ARGS = ["--preset", "tiny", "--vocab-size", "400", "--eval-every", "10", "--save-every", "5", "--log-every", "1",
+        "--batch-tokens", "600", "--lr", "3e-3", "--warmup-steps", "5", "--dropout", "0", "--threads", "1",
+        "--max-steps", "20", "--keep-last", "10"]
+
+
+def train(corpus, out, nproc):
+    launcher = [sys.executable, "-m", "torch.distributed.run", f"--nproc_per_node={nproc}", "--standalone",
+                "-m"] if nproc > 1 else [sys.executable, "-m"]
+    cmd = launcher + ["machine_translation", "train", "--src", str(corpus[0]), "--tgt", str(corpus[1]),
+                      "--out", str(out), *ARGS]
+    result = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    return result
+
+
+def test_two_processes_match_one(corpus, tmp_path):  # noqa: F811
+    train(corpus, tmp_path / "one", 1)
+    train(corpus, tmp_path / "two", 2)
+    one, two = losses(tmp_path / "one"), losses(tmp_path / "two")
+    assert sorted(two) == list(range(1, 21))  # one log line per step: only rank 0 logs
+    for step in one:
+        assert abs(one[step] - two[step]) <= 1e-4 * max(1.0, abs(one[step])), (step, one[step], two[step])
+    assert [d.name for d in checkpoint_dirs(tmp_path / "two")] == [f"step-{s:08d}" for s in (5, 10, 15, 20)]
+    leftovers = [p.name for p in (tmp_path / "two" / "checkpoints").iterdir() if p.name.startswith(".")]
+    assert not leftovers
