@@ -132,19 +132,24 @@ def read_tsv(path: Path) -> tuple[list[str], list[str]]:
     return src, tgt
 
 
-def read_hf(name: str, config: str | None, split: str, src_lang: str, tgt_lang: str) -> tuple[list[str], list[str]]:
-    """A Hugging Face dataset in the standard `translation` schema ({"translation": {"en": ..., "fr": ...}})."""
+def load_hf(name: str, config: str | None, split: str, column: str):
+    """One split of a Hugging Face dataset (hub name or local folder), checked for `column`."""
     import datasets
 
-    hf_split = {"val": "validation", "dev": "validation"}.get(split, split)
     try:
-        ds = datasets.load_dataset(name, config, split=hf_split)
+        ds = datasets.load_dataset(name, config, split=split)
     except Exception as e:  # datasets raises many types (offline, missing split, bad name)
-        raise DataError(f"could not load Hugging Face dataset {name!r} split {hf_split!r}: "
+        raise DataError(f"could not load Hugging Face dataset {name!r} split {split!r}: "
                         f"{str(e).splitlines()[0] if str(e) else type(e).__name__}") from None
-    if "translation" not in ds.column_names:
-        raise DataError(f"dataset {name!r} has no 'translation' column (columns: {', '.join(ds.column_names)})")
-    column = ds["translation"]
+    if column not in ds.column_names:
+        raise DataError(f"dataset {name!r} has no {column!r} column (columns: {', '.join(ds.column_names)})")
+    return ds[column]
+
+
+def read_hf(name: str, config: str | None, split: str, src_lang: str, tgt_lang: str) -> tuple[list[str], list[str]]:
+    """A Hugging Face dataset in the standard `translation` schema ({"translation": {"en": ..., "fr": ...}})."""
+    hf_split = {"val": "validation", "dev": "validation"}.get(split, split)
+    column = load_hf(name, config, hf_split, "translation")
     try:
         return [row[src_lang] for row in column], [row[tgt_lang] for row in column]
     except KeyError as e:
@@ -153,13 +158,4 @@ def read_hf(name: str, config: str | None, split: str, src_lang: str, tgt_lang: 
 
 def read_hf_text(name: str, config: str | None, split: str = "train") -> str:
     """The `text` column of a Hugging Face dataset, joined by newlines."""
-    import datasets
-
-    try:
-        ds = datasets.load_dataset(name, config, split=split)
-    except Exception as e:  # datasets raises many types (offline, missing split, bad name)
-        raise DataError(f"could not load Hugging Face dataset {name!r}: "
-                        f"{str(e).splitlines()[0] if str(e) else type(e).__name__}") from None
-    if "text" not in ds.column_names:
-        raise DataError(f"dataset {name!r} has no 'text' column (columns: {', '.join(ds.column_names)})")
-    return "\n".join(ds["text"]) + "\n"
+    return "\n".join(load_hf(name, config, split, "text")) + "\n"

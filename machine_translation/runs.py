@@ -46,7 +46,7 @@ class RunOptions:
     preset: str = "small"
     model_overrides: dict = field(default_factory=dict)  # only the flags the user gave
     vocab_size: int = 8000
-    batch_tokens: int = 6000
+    batch_tokens: int = 4000
     max_len: int = 100  # pairs with a side longer than this (in tokens) are skipped
     train: TrainConfig = field(default_factory=lambda: TrainConfig(max_minutes=60))
     resume: bool = False

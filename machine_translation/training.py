@@ -74,7 +74,7 @@ class Task(Protocol):
 
 @dataclass
 class TrainConfig:
-    lr: float = 1e-3
+    lr: float = 2e-3
     min_lr_ratio: float = 0.05
     warmup_steps: int = 300
     weight_decay: float = 0.01

@@ -1,0 +1,196 @@
+"""English->French on Multi30k: mt against a same-size Hugging Face Marian peer, side by side
+in one run on this machine (nothing else running).
+
+1. Quality at a fixed budget: `mt train --pair en-fr --preset small --max-minutes M`, then
+   the peer trained by mt's Trainer on the same batches, SentencePiece model, schedule and
+   budget; both scored with sacreBLEU on test_2016_flickr and test_2017_flickr (greedy and
+   beam 4), cased BLEU/chrF/TER and lowercased BLEU.
+2. Training tokens/s (real source + target tokens, PAD not counted, the same batches): the
+   median over the logged windows of each run.
+3. Translation speed on test_2016_flickr, batch 64, greedy and beam 4: mt, the peer's
+   `generate`, and CTranslate2 (float32 and int8) on the converted peer, each repeated, medians.
+
+    python benchmarks/mt_en_fr.py --out /tmp/mt-bench --minutes 30
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import peer  # noqa: E402
+
+TEST_SETS = ("test_2016_flickr", "test_2017_flickr")
+
+
+def run_mt(out: Path, minutes: float, batch_tokens: int, extra: list[str]) -> float:
+    start = time.time()
+    subprocess.run(["mt", "train", "--pair", "en-fr", "--preset", "small", "--max-minutes", str(minutes),
+                    "--batch-tokens", str(batch_tokens), "--out", str(out), "--overwrite", *extra],
+                   check=True, stdout=subprocess.DEVNULL)
+    return time.time() - start
+
+
+def score_mt(out: Path) -> dict:
+    scores = {}
+    for split in TEST_SETS:
+        for beam in (1, 4):
+            r = subprocess.run(["mt", "evaluate", "--model", str(out), "--split", split, "--beam", str(beam), "--json"],
+                               check=True, capture_output=True, text=True)
+            scores[f"{split}/beam{beam}"] = json.loads(r.stdout)
+    return scores
+
+
+def train_peer(mt_dir: Path, out: Path, minutes: float, batch_tokens: int, data_dir: str | None):
+    """The peer, trained by mt's Trainer with mt's run settings (read from its checkpoint)."""
+    from machine_translation.checkpoint import checkpoint_dirs, load_pretrained
+    from machine_translation.data import encode_pairs, parse_data_spec
+    from machine_translation.runs import RunOptions, load_texts
+    from machine_translation.tasks import TranslationTask
+    from machine_translation.training import TrainConfig, Trainer
+
+    loaded = load_pretrained(mt_dir)
+    training = torch.load(checkpoint_dirs(mt_dir)[-1] / "training_state.pt", weights_only=True)
+    cfg = TrainConfig(**{**training["train_config"], "max_minutes": minutes, "max_steps": None, "epochs": None})
+    opts = RunOptions(out=out, data=parse_data_spec("multi30k", pair="en-fr"), data_dir=data_dir)
+    (src, tgt), (val_src, val_tgt) = load_texts(opts)
+    tok, V = loaded.tgt_tokenizer, loaded.config.vocab_size
+    max_len = min(opts.max_len, loaded.config.max_positions - 1)
+    torch.manual_seed(cfg.seed)
+    model = peer.build_marian(loaded.config)
+    loaded.model = model
+    base = TranslationTask(loaded, encode_pairs(src, tgt, tok, tok, max_len, "train"),
+                           encode_pairs(val_src, val_tgt, tok, tok, max_len, "val"), (val_src, val_tgt),
+                           batch_tokens, cfg.seed, cfg.label_smoothing, torch.device("cpu"), lambda *a: None)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "train_log.jsonl").unlink(missing_ok=True)
+    trainer = Trainer(peer.MarianTask(base, V, cfg.label_smoothing, out), model, cfg, out, torch.device("cpu"),
+                      model.config.to_dict())
+    start = time.time()
+    state = trainer.run()
+    return time.time() - start, state
+
+
+def score_peer(peer_dir: Path, tok, data_dir) -> dict:
+    from transformers import MarianMTModel
+
+    from machine_translation.data import parse_data_spec, read_split
+    from machine_translation.evaluate import score_translations
+    model = MarianMTModel.from_pretrained(peer_dir).eval()
+    scores = {}
+    for split in TEST_SETS:
+        src, ref = read_split(parse_data_spec("multi30k"), split, "en-fr", data_dir)
+        for beam in (1, 4):
+            hyps = peer.generate(model, tok, src, beam, model.config.pad_token_id)
+            scores[f"{split}/beam{beam}"] = score_translations(hyps, ref)
+    return scores
+
+
+def median_speed(fn, sentences, tok, repeats: int) -> dict:
+    rates, token_rates = [], []
+    for _ in range(repeats):
+        t = time.perf_counter()
+        hyps = fn(sentences)
+        dt = time.perf_counter() - t
+        rates.append(len(sentences) / dt)
+        token_rates.append(sum(len(tok.encode(h)) + 1 for h in hyps) / dt)
+    return {"sentences_per_s": round(statistics.median(rates), 1),
+            "tgt_tokens_per_s": round(statistics.median(token_rates), 0), "runs": [round(r, 1) for r in rates]}
+
+
+def speed(mt_dir: Path, peer_dir: Path, work: Path, data_dir, repeats: int) -> dict:
+    import ctranslate2
+    from transformers import MarianMTModel
+
+    from machine_translation.data import parse_data_spec, read_split
+    from machine_translation.translate import SearchOptions, Translator
+    torch.set_num_threads(2)
+    src, _ = read_split(parse_data_spec("multi30k"), "test_2016_flickr", "en-fr", data_dir)
+    translator = Translator.from_pretrained(mt_dir, "cpu")
+    tok = translator.loaded.tgt_tokenizer
+    hf = MarianMTModel.from_pretrained(peer_dir).eval()
+    systems = {}
+    for beam in (1, 4):
+        systems[f"mt/beam{beam}"] = lambda s, b=beam: translator.translate(s, SearchOptions(beam=b, batch_size=64))
+        systems[f"peer-generate/beam{beam}"] = lambda s, b=beam: peer.generate(hf, tok, s, b, hf.config.pad_token_id)
+    for quant in ("float32", "int8"):
+        ct2_dir = work / f"ct2-{quant}"
+        peer.convert_to_ctranslate2(peer_dir, ct2_dir, tok, None if quant == "float32" else quant)
+        for inter, intra in ((1, 2), (2, 1)):
+            t = ctranslate2.Translator(str(ct2_dir), device="cpu", inter_threads=inter, intra_threads=intra,
+                                       compute_type=quant)
+            for beam in (1, 4):
+                systems[f"ct2-{quant}-{inter}x{intra}/beam{beam}"] = (
+                    lambda s, t=t, b=beam: peer.ct2_translate(t, tok, s, b))
+    results = {}
+    for name, fn in systems.items():
+        fn(src[:64])  # warm-up
+        results[name] = median_speed(fn, src, tok, repeats)
+        print(name, results[name], file=sys.stderr)
+    return results
+
+
+def plot(mt_dir: Path, peer_dir: Path, path: Path) -> None:
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(11, 4))
+    for name, d in (("mt", mt_dir), ("Marian peer", peer_dir)):
+        records = [json.loads(line) for line in (d / "train_log.jsonl").read_text().splitlines()]
+        train = [r for r in records if r["type"] == "train"]
+        evals = [r for r in records if r["type"] == "eval"]
+        ax1.plot([r["elapsed"] / 60 for r in train], [r["loss"] for r in train], label=name)
+        ax2.plot([r["elapsed"] / 60 for r in evals], [r["val_bleu"] for r in evals], marker="o", label=name)
+    ax1.set(xlabel="minutes", ylabel="training loss (label-smoothed)", title="Training loss")
+    ax2.set(xlabel="minutes", ylabel="val BLEU (greedy, 400-sentence sample)", title="Validation BLEU")
+    for ax in (ax1, ax2):
+        ax.grid(alpha=0.3)
+        ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--out", type=Path, default=Path("/tmp/mt-bench"))
+    p.add_argument("--minutes", type=float, default=30.0)
+    p.add_argument("--batch-tokens", type=int, default=4000)
+    p.add_argument("--data-dir", default=None)
+    p.add_argument("--repeats", type=int, default=3)
+    p.add_argument("--skip", nargs="*", default=[], choices=["mt", "peer", "speed"])
+    args, extra = p.parse_known_args()
+    mt_dir, peer_dir = args.out / "mt", args.out / "peer"
+    results_path = args.out / "results.json"
+    results = json.loads(results_path.read_text()) if results_path.exists() else {}
+    args.out.mkdir(parents=True, exist_ok=True)
+    if "mt" not in args.skip:
+        results["mt_train_wall_s"] = round(run_mt(mt_dir, args.minutes, args.batch_tokens, extra), 1)
+        results["mt_scores"] = score_mt(mt_dir)
+    if "peer" not in args.skip:
+        wall, _ = train_peer(mt_dir, peer_dir, args.minutes, args.batch_tokens, args.data_dir)
+        results["peer_train_wall_s"] = round(wall, 1)
+        from machine_translation.checkpoint import load_pretrained
+        results["peer_scores"] = score_peer(peer_dir, load_pretrained(mt_dir).tgt_tokenizer, args.data_dir)
+    for name, d in (("mt", mt_dir), ("peer", peer_dir)):
+        if (d / "train_log.jsonl").exists():
+            rates = [json.loads(x)["tokens_per_s"] for x in (d / "train_log.jsonl").read_text().splitlines()
+                     if '"train"' in x]
+            results[f"{name}_train_tokens_per_s_median"] = round(statistics.median(rates[1:] or rates), 0)
+    if "speed" not in args.skip:
+        results["speed"] = speed(mt_dir, peer_dir, args.out, args.data_dir, args.repeats)
+    plot(mt_dir, peer_dir, args.out / "training_curve.png")
+    results["machine"] = {"cpus": torch.get_num_threads(), "torch": torch.__version__,
+                          "date": time.strftime("%Y-%m-%d %H:%M")}
+    results_path.write_text(json.dumps(results, indent=2))
+    print(json.dumps(results))
+
+
+if __name__ == "__main__":
+    main()
