@@ -186,8 +186,10 @@ def main() -> None:
     if "speed" not in args.skip:
         results["speed"] = speed(mt_dir, peer_dir, args.out, args.data_dir, args.repeats)
     plot(mt_dir, peer_dir, args.out / "training_curve.png")
-    results["machine"] = {"cpus": torch.get_num_threads(), "torch": torch.__version__,
-                          "date": time.strftime("%Y-%m-%d %H:%M")}
+    import os
+    import platform
+    results["machine"] = {"cpus": os.cpu_count(), "processor": platform.processor() or platform.machine(),
+                          "torch": torch.__version__, "date": time.strftime("%Y-%m-%d %H:%M")}
     results_path.write_text(json.dumps(results, indent=2))
     print(json.dumps(results))
 

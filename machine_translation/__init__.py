@@ -6,6 +6,7 @@ into models, data, training, search, evaluation and the CLI. Nothing imports it.
 """
 __version__ = "0.1.0"
 
+from machine_translation.generate import Generator  # noqa: E402
 from machine_translation.translate import Translator  # noqa: E402
 
-__all__ = ["Translator", "__version__"]
+__all__ = ["Generator", "Translator", "__version__"]

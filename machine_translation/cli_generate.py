@@ -25,40 +25,26 @@ def generate(
     """Generate text with a decoder-only language model."""
     import torch
 
-    from machine_translation.checkpoint import load_pretrained, read_config
+    from machine_translation.checkpoint import read_config
     from machine_translation.errors import ModelDirError
+    from machine_translation.generate import Generator
     from machine_translation.runs import set_threads
-    from machine_translation.search import sample
     from machine_translation.translate import pick_device
-    from mt_tokenizers import CharTokenizer
 
     config, _ = read_config(model)
     if config.task != "lm":
         raise ModelDirError(f"{model} holds a translation model: use `mt translate --model {model}`")
-    dev = pick_device(device)
-    set_threads(dev, threads)
-    loaded = load_pretrained(model, dev)
-    tok = loaded.tgt_tokenizer
-    prompt_ids = tok.encode(prompt, strict=True) if isinstance(tok, CharTokenizer) else tok.encode(prompt)
-    if not prompt_ids:
-        prompt_ids = [tok.bos_id]
-    if len(prompt_ids) > config.max_positions:
-        typer.echo(f"warning: the prompt has {len(prompt_ids)} tokens; only its last {config.max_positions} "
-                   "fit the context", err=True)
+    set_threads(pick_device(device), threads)
+    gen = Generator.from_pretrained(model, device)
+    prompt_ids = gen.encode_prompt(prompt)  # unknown characters: one clear line before anything is printed
     seed = seed if seed is not None else int(torch.seed() % 2**31)
     generator = torch.Generator().manual_seed(seed)
     for i in range(num_samples):
         if i:
             sys.stdout.write("\n")  # a blank line between samples
         sys.stdout.write(prompt)
-        ids: list[int] = []
-        shown = ""
-        for token in sample(loaded.model, prompt_ids, max_new_tokens, generator, temperature, top_k, top_p,
-                            eos_id=tok.eos_id, use_cache=not no_cache):
-            ids.append(token)
-            text = tok.decode(ids)  # decode the whole continuation: subword pieces join correctly
-            sys.stdout.write(text[len(shown):])
+        for piece in gen.stream(prompt_ids, max_new_tokens, generator, temperature, top_k, top_p, not no_cache):
+            sys.stdout.write(piece)
             sys.stdout.flush()
-            shown = text
         sys.stdout.write("\n")
     sys.stdout.flush()

@@ -135,7 +135,10 @@ def beam_search(
             torch.arange(logp.size(1), device=device) == eos_id, logp[at_limit], float("-inf"))
         cand_scores, parent, token = _expand(beams, logp, K)
         _finalize(finished, beams, cand_scores, parent, token, eos_id, K, length_penalty)
+        # A sentence ends with K finished hypotheses, or at its length limit (EOS was forced,
+        # so the limit always finalizes at least its best beam).
         done = torch.tensor([len(finished[s]) >= K for s in beams.sentence.tolist()], device=device)
+        done |= max_len[beams.sentence] <= step
         if done.all():
             break
         beams = _select(beams, cand_scores, parent, token, eos_id, K, done)

@@ -343,6 +343,8 @@ class Trainer:
                 bar.close()
             if s.step > 0 and last_eval_step != s.step and s.stop_reason != "interrupted":
                 self.evaluate()
+            if s.step > 0 and not s.history and self.dist.is_main:
+                self.task.save_best(self.model, {}, s.step)  # interrupted before any validation
             if s.step > 0:
                 path = self.save_checkpoint() if self.dist.is_main else self.run_dir / ckpt.CHECKPOINT_DIR
                 if s.stop_reason == "interrupted":

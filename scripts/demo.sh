@@ -6,7 +6,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 export MT_DATA_DIR="${MT_DATA_DIR:-$(cd .. && pwd)/shared/data}"
 OUT="${MT_DEMO_OUT:-models/demo-en-fr}"
-MINUTES="${MT_DEMO_MINUTES:-6}"
+MINUTES="${MT_DEMO_MINUTES:-5}"
 
 if [ -f "$OUT/config.json" ]; then
   echo "== using the model already trained in $OUT (delete it to train again)" >&2

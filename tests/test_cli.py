@@ -202,3 +202,16 @@ def test_empty_and_long_pairs_are_skipped_and_counted(tmp_path, slice_files):
     too_long = sum(max(len(tok.encode(s)), len(tok.encode(t))) > 100 for s, t in train)
     assert too_long >= 1
     assert f"train: skipped {too_long} pairs longer than 100 tokens" in r.stderr
+
+
+def test_init_from_fine_tunes_with_a_fresh_run(trained, slice_files, tmp_path):
+    out, _ = trained
+    src, tgt, _, _ = slice_files
+    new = tmp_path / "tuned"
+    r = mt("train", "--src", src, "--tgt", tgt, "--out", new, "--init-from", out, "--max-steps", 5, "--json", *TINY)
+    assert r.exit_code == 0, r.output
+    assert json.loads(r.stdout.splitlines()[-1])["steps"] == 5  # a new run: its own step count from 0
+    assert (new / "spm.model").read_bytes() == (out / "spm.model").read_bytes()  # the model's vocabulary
+    first = json.loads((new / "train_log.jsonl").read_text().splitlines()[0])
+    scratch = json.loads((out / "train_log.jsonl").read_text().splitlines()[0])
+    assert first["step"] == 1 and first["loss"] < scratch["loss"]  # starts from the trained weights

@@ -90,3 +90,12 @@ def test_lm_bad_inputs(lm_dir, tmp_path):
     assert r.exit_code == 2 and "use `mt generate" in r.stderr
     r = runner.invoke(app, ["generate", "--model", str(out), "--prompt", "ROMEO: " * 20, "--max-new-tokens", "3"])
     assert r.exit_code == 0 and "only its last 32" in r.stderr
+
+
+def test_python_generate_api(lm_dir):
+    from machine_translation import Generator
+    out, _ = lm_dir
+    gen = Generator.from_pretrained(out, "cpu")
+    a = gen.generate(["ROMEO:", "JULIET:"], max_new_tokens=20, seed=3)
+    assert a == gen.generate(["ROMEO:", "JULIET:"], max_new_tokens=20, seed=3)
+    assert a[0].startswith("ROMEO:") and a[1].startswith("JULIET:") and len(a[0]) > len("ROMEO:")
