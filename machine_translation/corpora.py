@@ -122,13 +122,11 @@ def read_file_pair(src_path: Path, tgt_path: Path) -> tuple[list[str], list[str]
 def read_tsv(path: Path) -> tuple[list[str], list[str]]:
     src, tgt = [], []
     for i, line in enumerate(read_lines(path), 1):
-        if not line.strip():
-            src.append(""), tgt.append("")  # empty pairs are counted and skipped later
-            continue
-        cols = line.split("\t")
+        cols = line.split("\t") if line.strip() else ["", ""]  # empty pairs are counted and skipped later
         if len(cols) != 2:
             raise DataError(f"{path} line {i}: expected 2 tab-separated columns (source, target), found {len(cols)}")
-        src.append(cols[0]), tgt.append(cols[1])
+        src.append(cols[0])
+        tgt.append(cols[1])
     return src, tgt
 
 

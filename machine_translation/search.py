@@ -169,9 +169,10 @@ def sample(
     tokens: once the window is full it slides, and the cache is rebuilt from the cropped
     window, so cached and uncached sampling give the same tokens."""
     tokens, cache = list(prompt), None
+    device = next(model.parameters()).device
     with torch.inference_mode():
         for _ in range(max_new_tokens):
-            logits, cache = _next_logits(model, tokens, cache, use_cache)
+            logits, cache = _next_logits(model, tokens, cache, use_cache, device)
             token = _pick(logits.float(), generator, temperature, top_k, top_p)
             yield token
             if token == eos_id:
@@ -179,11 +180,11 @@ def sample(
             tokens.append(token)
 
 
-def _next_logits(model, tokens: list[int], cache: KVCache | None, use_cache: bool) -> tuple[Tensor, KVCache | None]:
+def _next_logits(model, tokens: list[int], cache: KVCache | None, use_cache: bool,
+                 device: torch.device) -> tuple[Tensor, KVCache | None]:
     """Logits (1, V) for the token after `tokens`; with a cache covering all but the newest
     token, only that one is computed."""
     window = model.config.max_positions
-    device = next(model.parameters()).device
     if not use_cache:
         return model(torch.tensor([tokens[-window:]], device=device))[:, -1], None
     if cache is not None and cache.length < window:

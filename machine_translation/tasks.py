@@ -33,6 +33,8 @@ class TranslationTask:
         self.bleu_src = [val_texts[0][i] for i in pick]
         self.bleu_ref = [val_texts[1][i] for i in pick]
         self._save_best = save_best
+        val_lengths = [max(len(s), len(t)) + 1 for s, t in val_pairs]
+        self._val_batches = token_batches(val_lengths, batch_tokens, 0, 0)  # the same every validation
 
     def steps_per_epoch(self) -> int:
         return self._steps_per_epoch
@@ -56,8 +58,7 @@ class TranslationTask:
     def validate(self, model: nn.Module) -> dict:
         model.eval()
         total, count = 0.0, 0
-        lengths = [max(len(s), len(t)) + 1 for s, t in self.val_pairs]
-        for indices in token_batches(lengths, self.batch_tokens, 0, 0):
+        for indices in self._val_batches:
             batch = self._batch([self.val_pairs[i] for i in indices])
             src_ids, tgt_in, labels = batch.inputs
             total += sequence_loss(model(src_ids, tgt_in), labels, self.pad, reduction="sum").item()

@@ -37,9 +37,6 @@ class TrainingError(MTError):
 class Interrupted(Exception):
     """Raised after a checkpoint was saved because the user asked to stop."""
 
-    def __init__(self, message: str):
-        super().__init__(message)
-
 
 def sequence_loss(logits: Tensor, labels: Tensor, pad_id: int, label_smoothing: float = 0.0,
                   reduction: str = "mean") -> Tensor:
