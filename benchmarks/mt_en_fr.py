@@ -51,8 +51,9 @@ def score_mt(out: Path) -> dict:
 def train_peer(mt_dir: Path, out: Path, minutes: float, batch_tokens: int, data_dir: str | None):
     """The peer, trained by mt's Trainer with mt's run settings (read from its checkpoint)."""
     from machine_translation.checkpoint import checkpoint_dirs, load_pretrained
-    from machine_translation.data import encode_pairs, parse_data_spec
-    from machine_translation.runs import RunOptions, load_texts
+    from machine_translation.data import drop_empty, parse_data_spec, read_split
+    from machine_translation.runs import TRAIN_STORE, RunOptions
+    from machine_translation.store import PairStore
     from machine_translation.tasks import TranslationTask
     from machine_translation.training import TrainConfig, Trainer
 
@@ -60,14 +61,14 @@ def train_peer(mt_dir: Path, out: Path, minutes: float, batch_tokens: int, data_
     training = torch.load(checkpoint_dirs(mt_dir)[-1] / "training_state.pt", weights_only=True)
     cfg = TrainConfig(**{**training["train_config"], "max_minutes": minutes, "max_steps": None, "epochs": None})
     opts = RunOptions(out=out, data=parse_data_spec("multi30k", pair="en-fr"), data_dir=data_dir)
-    (src, tgt), (val_src, val_tgt) = load_texts(opts)
+    val_src, val_tgt = drop_empty(*read_split(opts.data, "val", opts.pair, data_dir), "val")
     tok, V = loaded.tgt_tokenizer, loaded.config.vocab_size
     max_len = min(opts.max_len, loaded.config.max_positions - 1)
     torch.manual_seed(cfg.seed)
     model = peer.build_marian(loaded.config)
     loaded.model = model
-    base = TranslationTask(loaded, encode_pairs(src, tgt, tok, tok, max_len, "train"),
-                           encode_pairs(val_src, val_tgt, tok, tok, max_len, "val"), (val_src, val_tgt),
+    base = TranslationTask(loaded, PairStore.open(mt_dir / TRAIN_STORE),  # mt's run's own encoded data
+                           PairStore.from_pairs(zip(val_src, val_tgt), tok, max_len, "val"), (val_src, val_tgt),
                            batch_tokens, cfg.seed, cfg.label_smoothing, torch.device("cpu"), lambda *a: None)
     out.mkdir(parents=True, exist_ok=True)
     (out / "train_log.jsonl").unlink(missing_ok=True)

@@ -35,6 +35,8 @@ def train(
     grad_accum: int = typer.Option(1, min=1, help="Batches per optimizer step."),
     clip_norm: float = typer.Option(1.0, help="Gradient norm clipping."),
     max_len: int = typer.Option(100, min=1, help="Skip pairs with a side longer than this (tokens)."),
+    tokenizer_sample: int = typer.Option(200_000, min=1, help="Train the joint SentencePiece model on a uniform "
+                                         "sample of this many pairs (all of them if fewer)."),
     d_model: Optional[int] = typer.Option(None, help="Override the preset's d_model."),
     n_heads: Optional[int] = typer.Option(None, help="Override the preset's attention heads."),
     n_encoder_layers: Optional[int] = typer.Option(None, help="Override the preset's encoder layers."),
@@ -86,8 +88,8 @@ def train(
     opts = RunOptions(out=out or default_out, task=task, pair=pair, data=spec, tokenizer=tokenizer,
                       block_size=block_size, batch_size=batch_size,
                       data_dir=data_dir, preset=preset, model_overrides=overrides, vocab_size=vocab_size,
-                      batch_tokens=batch_tokens, max_len=max_len, train=cfg, resume=resume, overwrite=overwrite,
-                      init_from=init_from, device=device, threads=threads)
+                      batch_tokens=batch_tokens, max_len=max_len, tokenizer_sample=tokenizer_sample, train=cfg,
+                      resume=resume, overwrite=overwrite, init_from=init_from, device=device, threads=threads)
     summary = train_run(opts)
     if summary is None:  # not the main process of a torchrun job
         return

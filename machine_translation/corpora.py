@@ -2,8 +2,9 @@
 cache, downloads from the official source, TSV files, aligned file pairs, and Hugging Face
 datasets (`hf:NAME[:CONFIG]`, through `datasets`).
 
-Everything returns plain text; validation of the text (alignment, UTF-8, empty and long
-lines) happens in `read_aligned`, so every source gets the same checks and messages.
+Everything yields plain text pairs one at a time, so a corpus of millions of lines is never
+held in memory; `read_*` collect the small splits (validation, test) into lists. Alignment
+and UTF-8 are checked here; empty and over-long pairs are skipped and counted by the data layer.
 """
 from __future__ import annotations
 
@@ -12,6 +13,9 @@ import logging
 import os
 import urllib.error
 import urllib.request
+import zlib
+from collections.abc import Iterable, Iterator
+from itertools import zip_longest
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -104,34 +108,67 @@ def decode_line(raw: bytes, path: Path, number: int) -> str:
         raise DataError(f"{path} line {number}: not valid UTF-8 (byte {e.start}); convert the file to UTF-8") from None
 
 
-def read_lines(path: Path) -> list[str]:
+def iter_lines(path: Path) -> Iterator[str]:
+    """The decoded lines of a plain or gzipped UTF-8 file, one at a time (large files stream)."""
     with open_text(path) as f:
         try:
-            return [decode_line(raw, path, i) for i, raw in enumerate(f, 1)]
-        except (gzip.BadGzipFile, EOFError) as e:
+            for i, raw in enumerate(f, 1):
+                yield decode_line(raw, path, i)
+        except (gzip.BadGzipFile, EOFError, zlib.error) as e:
             raise DataError(f"{path} is not a readable gzip file ({e})") from None
 
 
+def read_lines(path: Path) -> list[str]:
+    return list(iter_lines(path))
+
+
+def count_lines(path: Path) -> int:
+    with open_text(path) as f:
+        try:
+            return sum(1 for _ in f)
+        except (gzip.BadGzipFile, EOFError, zlib.error) as e:
+            raise DataError(f"{path} is not a readable gzip file ({e})") from None
+
+
+def iter_file_pair(src_path: Path, tgt_path: Path) -> Iterator[tuple[str, str]]:
+    """Aligned lines of two files; files of different lengths are an error naming both counts."""
+    src, tgt = iter_lines(src_path), iter_lines(tgt_path)
+    for n, (s, t) in enumerate(zip_longest(src, tgt), 1):
+        if s is None or t is None:  # one file ended: count the rest of the other
+            rest = 1 + sum(1 for _ in (src if t is None else tgt))
+            counts = (n - 1 + rest, n - 1) if t is None else (n - 1, n - 1 + rest)
+            raise DataError(f"{src_path} has {counts[0]} lines but {tgt_path} has {counts[1]}: "
+                            "the files are not aligned")
+        yield s, t
+
+
 def read_file_pair(src_path: Path, tgt_path: Path) -> tuple[list[str], list[str]]:
-    src, tgt = read_lines(src_path), read_lines(tgt_path)
-    if len(src) != len(tgt):
-        raise DataError(f"{src_path} has {len(src)} lines but {tgt_path} has {len(tgt)}: the files are not aligned")
-    return src, tgt
+    return unzip(iter_file_pair(src_path, tgt_path))
 
 
-def read_tsv(path: Path) -> tuple[list[str], list[str]]:
-    src, tgt = [], []
-    for i, line in enumerate(read_lines(path), 1):
+def iter_tsv(path: Path) -> Iterator[tuple[str, str]]:
+    for i, line in enumerate(iter_lines(path), 1):
         cols = line.split("\t") if line.strip() else ["", ""]  # empty pairs are counted and skipped later
         if len(cols) != 2:
             raise DataError(f"{path} line {i}: expected 2 tab-separated columns (source, target), found {len(cols)}")
-        src.append(cols[0])
-        tgt.append(cols[1])
+        yield cols[0], cols[1]
+
+
+def read_tsv(path: Path) -> tuple[list[str], list[str]]:
+    return unzip(iter_tsv(path))
+
+
+def unzip(pairs: Iterable[tuple[str, str]]) -> tuple[list[str], list[str]]:
+    src, tgt = [], []
+    for s, t in pairs:
+        src.append(s)
+        tgt.append(t)
     return src, tgt
 
 
 def load_hf(name: str, config: str | None, split: str, column: str):
-    """One split of a Hugging Face dataset (hub name or local folder), checked for `column`."""
+    """One split of a Hugging Face dataset (hub name or local folder), checked for `column`.
+    The dataset is memory-mapped Arrow in the `datasets` cache, not a Python list."""
     import datasets
 
     try:
@@ -141,19 +178,25 @@ def load_hf(name: str, config: str | None, split: str, column: str):
                         f"{str(e).splitlines()[0] if str(e) else type(e).__name__}") from None
     if column not in ds.column_names:
         raise DataError(f"dataset {name!r} has no {column!r} column (columns: {', '.join(ds.column_names)})")
-    return ds[column]
+    return ds.select_columns([column])
+
+
+def iter_hf(name: str, config: str | None, split: str, src_lang: str, tgt_lang: str,
+            chunk: int = 10_000) -> Iterator[tuple[str, str]]:
+    """A Hugging Face dataset in the standard `translation` schema ({"translation": {"en": ..., "fr": ...}})."""
+    hf_split = {"val": "validation", "dev": "validation"}.get(split, split)
+    ds = load_hf(name, config, hf_split, "translation")
+    for rows in ds.iter(batch_size=chunk):
+        try:
+            yield from ((row[src_lang], row[tgt_lang]) for row in rows["translation"])
+        except KeyError as e:
+            raise DataError(f"dataset {name!r} has no language {e} in its translation pairs") from None
 
 
 def read_hf(name: str, config: str | None, split: str, src_lang: str, tgt_lang: str) -> tuple[list[str], list[str]]:
-    """A Hugging Face dataset in the standard `translation` schema ({"translation": {"en": ..., "fr": ...}})."""
-    hf_split = {"val": "validation", "dev": "validation"}.get(split, split)
-    column = load_hf(name, config, hf_split, "translation")
-    try:
-        return [row[src_lang] for row in column], [row[tgt_lang] for row in column]
-    except KeyError as e:
-        raise DataError(f"dataset {name!r} has no language {e} in its translation pairs") from None
+    return unzip(iter_hf(name, config, split, src_lang, tgt_lang))
 
 
 def read_hf_text(name: str, config: str | None, split: str = "train") -> str:
     """The `text` column of a Hugging Face dataset, joined by newlines."""
-    return "\n".join(load_hf(name, config, split, "text")) + "\n"
+    return "\n".join(load_hf(name, config, split, "text")["text"]) + "\n"

@@ -1,6 +1,6 @@
-"""Data for training and evaluation: which corpus a `--data` flag names, reading a split in
-either direction, cleaning (empty and over-long pairs are skipped and counted), length-
-bucketed token-budget batches, and collation for teacher forcing.
+"""Data for training and evaluation: which corpus a `--data` flag names, streaming a split in
+either direction, cleaning (empty pairs are skipped and counted), sampling a large corpus
+for the tokenizer, length-bucketed token-budget batches, and collation for teacher forcing.
 
 Target shifting happens here and only here: decoder input `<bos> y1..yn`, labels `y1..yn <eos>`.
 """
@@ -8,9 +8,11 @@ from __future__ import annotations
 
 import logging
 import random
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import torch
 from torch import Tensor
 
@@ -74,9 +76,9 @@ def split_pair(pair: str) -> tuple[str, str]:
     return src, tgt
 
 
-def read_split(spec: DataSpec, split: str, pair: str, data_dir: str | Path | None = None,
-               valid_size: int = 1000) -> tuple[list[str], list[str]]:
-    """Source and target sentences of one split, aligned by position (not yet cleaned).
+def iter_split(spec: DataSpec, split: str, pair: str, data_dir: str | Path | None = None,
+               valid_size: int = 1000) -> Iterator[tuple[str, str]]:
+    """(source, target) sentences of one split, one pair at a time (not yet cleaned).
 
     A TSV or a file pair has no splits of its own: its last `valid_size` pairs are "val"
     (at most 5%), the rest "train".
@@ -84,26 +86,35 @@ def read_split(spec: DataSpec, split: str, pair: str, data_dir: str | Path | Non
     src_lang, tgt_lang = split_pair(pair)
     if spec.kind == "named":
         corpus = corpora.CORPORA[spec.name]
-        return corpora.read_file_pair(corpora.corpus_file(corpus, split, src_lang, data_dir),
+        return corpora.iter_file_pair(corpora.corpus_file(corpus, split, src_lang, data_dir),
                                       corpora.corpus_file(corpus, split, tgt_lang, data_dir))
     if spec.kind == "hf":
-        return corpora.read_hf(spec.name, spec.config, split, src_lang, tgt_lang)
+        return corpora.iter_hf(spec.name, spec.config, split, src_lang, tgt_lang)
     if spec.kind == "files":
-        src, tgt = corpora.read_file_pair(spec.src_file, spec.tgt_file)
+        n, pairs = corpora.count_lines(spec.src_file), corpora.iter_file_pair(spec.src_file, spec.tgt_file)
     elif spec.kind == "tsv":
-        src, tgt = corpora.read_tsv(Path(spec.name))
+        n, pairs = corpora.count_lines(Path(spec.name)), corpora.iter_tsv(Path(spec.name))
     else:
         raise DataError(f"{spec.describe()} is plain text: use it with --task lm")
-    n_val = min(valid_size, len(src) // 20)
-    if split == "train":
-        return src[: len(src) - n_val], tgt[: len(tgt) - n_val]
-    if split == "val":
-        return src[len(src) - n_val :], tgt[len(tgt) - n_val :]
-    raise DataError(f"{spec.describe()} has only the splits train and val (held out from its end)")
+    if split not in ("train", "val"):
+        raise DataError(f"{spec.describe()} has only the splits train and val (held out from its end)")
+    first_val = n - min(valid_size, n // 20)
+    # every line is read, so a misaligned pair of files is reported whichever split is asked for
+    return (p for i, p in enumerate(pairs) if (i >= first_val) == (split == "val"))
+
+
+def read_split(spec: DataSpec, split: str, pair: str, data_dir: str | Path | None = None,
+               valid_size: int = 1000) -> tuple[list[str], list[str]]:
+    """A small split (validation, test) as two aligned lists."""
+    return corpora.unzip(iter_split(spec, split, pair, data_dir, valid_size))
+
+
+def is_empty(src: str, tgt: str) -> bool:
+    return not (src.strip() and tgt.strip())
 
 
 def drop_empty(src: list[str], tgt: list[str], what: str) -> tuple[list[str], list[str]]:
-    keep = [i for i, (s, t) in enumerate(zip(src, tgt)) if s.strip() and t.strip()]
+    keep = [i for i, (s, t) in enumerate(zip(src, tgt)) if not is_empty(s, t)]
     if len(keep) < len(src):
         logger.info("%s: skipped %d pairs with an empty side", what, len(src) - len(keep))
     if not keep:
@@ -111,48 +122,52 @@ def drop_empty(src: list[str], tgt: list[str], what: str) -> tuple[list[str], li
     return [src[i] for i in keep], [tgt[i] for i in keep]
 
 
-def encode_pairs(src: list[str], tgt: list[str], src_tok, tgt_tok, max_tokens: int,
-                 what: str) -> list[tuple[list[int], list[int]]]:
-    """Tokenize pairs, dropping (and counting) those with a side over max_tokens (EOS/BOS excluded)."""
-    src_ids, tgt_ids = batch_encode(src_tok, src), batch_encode(tgt_tok, tgt)
-    pairs = [(s, t) for s, t in zip(src_ids, tgt_ids) if len(s) <= max_tokens and len(t) <= max_tokens]
-    if len(pairs) < len(src_ids):
-        logger.info("%s: skipped %d pairs longer than %d tokens", what, len(src_ids) - len(pairs), max_tokens)
-    if not pairs:
-        raise DataError(f"{what}: every pair is longer than {max_tokens} tokens")
-    return pairs
+def sample_pairs(pairs: Iterable[tuple[str, str]], k: int, seed: int) -> tuple[list[tuple[str, str]], int]:
+    """A uniform sample of at most k non-empty pairs from a stream of any length (reservoir
+    sampling), and how many non-empty pairs the stream had. A stream of at most k pairs
+    comes back whole, in order. Reading the whole stream also checks all of it (UTF-8,
+    alignment) before anything is trained."""
+    rng, sample, n = random.Random(seed), [], 0
+    for pair in pairs:
+        if is_empty(*pair):
+            continue
+        n += 1
+        if len(sample) < k:
+            sample.append(pair)
+        elif (j := rng.randrange(n)) < k:
+            sample[j] = pair
+    return sample, n
 
 
 def batch_encode(tok, texts: list[str]) -> list[list[int]]:
     return tok.encode_batch(texts) if hasattr(tok, "encode_batch") else [tok.encode(t) for t in texts]
 
 
-def token_batches(lengths: list[int], batch_tokens: int, seed: int, epoch: int, multiple: int = 8) -> list[list[int]]:
+def token_batches(lengths: np.ndarray, batch_tokens: int, seed: int, epoch: int, multiple: int = 8) -> list[np.ndarray]:
     """Indices grouped into batches of similar length, each with at most `batch_tokens`
     padded tokens and a multiple of `multiple` sentences (as fairseq's
     required-batch-size-multiple; a batch of very long sentences may exceed the budget to
     reach it). The same (seed, epoch) always gives the same batches in the same order,
     and under torchrun every rank gets a slice of each (up to `multiple` processes).
+    NumPy throughout: millions of examples cost a few arrays, not millions of Python ints.
 
-    lengths: the padded length each example needs (max of source and target + 1).
+    lengths: (N,) the padded length each example needs (max of source and target + 1).
     """
-    rng = random.Random(seed * 100_003 + epoch)
-    order = sorted(range(len(lengths)), key=lambda i: (lengths[i], rng.random()))
-    batches, current, longest = [], [], 0
-    for i in order:
-        if len(current) >= multiple and max(longest, lengths[i]) * (len(current) + 1) > batch_tokens:
-            keep = len(current) - len(current) % multiple
-            batches.append(current[:keep])
-            current = current[keep:]
-            longest = max((lengths[j] for j in current), default=0)
-        current.append(i)
-        longest = max(longest, lengths[i])
-    if current and batches and len(current) < multiple:
-        batches[-1].extend(current)  # no undersized batch at the end
-    elif current:
-        batches.append(current)
-    rng.shuffle(batches)
-    return batches
+    lengths = np.asarray(lengths, dtype=np.int64)
+    rng = np.random.default_rng([seed, epoch])
+    order = np.lexsort((rng.random(len(lengths)), lengths))  # (N,) by length, ties in random order
+    sorted_len = lengths[order]
+    bounds, start, n = [], 0, len(order)
+    while start < n:
+        window = sorted_len[start : start + max(multiple, batch_tokens // sorted_len[start])]
+        fits = int(np.count_nonzero(window * np.arange(1, len(window) + 1) <= batch_tokens))  # a prefix: lengths rise
+        size = max(multiple, fits - fits % multiple)
+        if n - (start + size) < multiple:  # no undersized batch at the end
+            size = n - start
+        start += size
+        bounds.append(start)
+    batches = np.split(order, bounds[:-1])
+    return [batches[i] for i in rng.permutation(len(batches))]
 
 
 def pad_batch(seqs: list[list[int]], pad_id: int) -> Tensor:

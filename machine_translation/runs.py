@@ -19,9 +19,10 @@ import torch
 
 from machine_translation import checkpoint as ckpt
 from machine_translation.distributed import DistInfo, barrier, init_distributed, shutdown
-from machine_translation.data import DataSpec, drop_empty, encode_pairs, read_split, read_text, split_pair
+from machine_translation.data import DataSpec, drop_empty, iter_split, read_split, read_text, sample_pairs, split_pair
 from machine_translation.errors import ConfigError, ModelDirError
 from machine_translation.model import ModelConfig, build_model
+from machine_translation.store import PairStore
 from machine_translation.tasks import LanguageModelTask, TranslationTask
 from machine_translation.training import TrainConfig, Trainer, TrainState
 from machine_translation.translate import pick_device
@@ -30,6 +31,7 @@ from mt_tokenizers.base import write_atomic
 
 logger = logging.getLogger(__name__)
 
+TRAIN_STORE = Path("data") / "train.arrow"  # the run's encoded training split, inside the run directory
 GENERATION_DEFAULTS = {
     "mt": {"beam": 4, "length_penalty": 1.0, "max_len_a": 1.5, "max_len_b": 10},
     "lm": {"temperature": 0.8, "top_k": 200, "max_new_tokens": 300},
@@ -48,6 +50,7 @@ class RunOptions:
     vocab_size: int = 8000
     batch_tokens: int = 4000
     max_len: int = 100  # pairs with a side longer than this (in tokens) are skipped
+    tokenizer_sample: int = 200_000  # pairs the joint SentencePiece model is trained on (a uniform sample)
     train: TrainConfig = field(default_factory=lambda: TrainConfig(max_minutes=60))
     resume: bool = False
     overwrite: bool = False
@@ -142,24 +145,36 @@ def setup_model(opts: RunOptions, device: torch.device, train_tokenizer, info: D
 
 
 def mt_task(opts: RunOptions, device: torch.device, save_best, info: DistInfo) -> tuple[Setup, TranslationTask]:
+    """The training split is streamed twice (a sample for the tokenizer, then encoding into
+    the run's token store) and never held in memory; the validation split is small and is."""
     split_pair(opts.pair)
-    (src, tgt), (val_src, val_tgt) = load_texts(opts)
-    logger.info("data %s %s: %d training pairs, %d validation pairs", opts.data.describe(), opts.pair,
-                len(src), len(val_src))
+    train_pairs = lambda: iter_split(opts.data, "train", opts.pair, opts.data_dir)  # noqa: E731
+    val_src, val_tgt = drop_empty(*read_split(opts.data, "val", opts.pair, opts.data_dir), "val")
 
     def train_tokenizer():
         t0 = time.perf_counter()
-        tok = SentencePieceTokenizer.train(src + tgt, opts.vocab_size, seed=opts.train.seed)
-        logger.info("trained a joint SentencePiece vocabulary of %d in %.1fs", tok.vocab_size, time.perf_counter() - t0)
+        sample, n = sample_pairs(train_pairs(), opts.tokenizer_sample, opts.train.seed)
+        logger.info("data %s %s: %d training pairs, %d validation pairs", opts.data.describe(), opts.pair, n,
+                    len(val_src))
+        tok = SentencePieceTokenizer.train([s for s, _ in sample] + [t for _, t in sample], opts.vocab_size,
+                                           seed=opts.train.seed)
+        logger.info("trained a joint SentencePiece vocabulary of %d on %d pairs in %.1fs", tok.vocab_size,
+                    len(sample), time.perf_counter() - t0)
         return tok
 
     setup = setup_model(opts, device, train_tokenizer, info)
     tok, config = setup.tokenizer, setup.config
     max_len = min(opts.max_len, config.max_positions - 1)
-    train_pairs = encode_pairs(src, tgt, tok, tok, max_len, "train")
-    val_pairs = encode_pairs(val_src, val_tgt, tok, tok, max_len, "val")
+    store_path = opts.out / TRAIN_STORE
+    if info.is_main and not (opts.resume and store_path.is_file()):
+        t0 = time.perf_counter()
+        PairStore.build(store_path, train_pairs(), tok, max_len, "train")
+        logger.info("encoded the training split into %s in %.1fs", store_path, time.perf_counter() - t0)
+    barrier(info)
+    train = PairStore.open(store_path)
+    val = PairStore.from_pairs(zip(val_src, val_tgt), tok, max_len, "val")
     loaded = ckpt.LoadedModel(setup.model, config, tok, tok, opts.pair, GENERATION_DEFAULTS["mt"], opts.out)
-    task = TranslationTask(loaded, train_pairs, val_pairs, (val_src, val_tgt), opts.batch_tokens, opts.train.seed,
+    task = TranslationTask(loaded, train, val, (val_src, val_tgt), opts.batch_tokens, opts.train.seed,
                            opts.train.label_smoothing, device, save_best, shard=(info.rank, info.world_size))
     return setup, task
 
@@ -189,14 +204,6 @@ def lm_task(opts: RunOptions, device: torch.device, save_best, info: DistInfo) -
     task = LanguageModelTask(ids(text[:cut]), ids(text[cut:]), opts.block_size or block, opts.batch_size,
                              opts.train.seed, device, save_best, shard=(info.rank, info.world_size))
     return setup, task
-
-
-def load_texts(opts: RunOptions):
-    src, tgt = read_split(opts.data, "train", opts.pair, opts.data_dir)
-    src, tgt = drop_empty(src, tgt, "train")
-    val_src, val_tgt = read_split(opts.data, "val", opts.pair, opts.data_dir)
-    val_src, val_tgt = drop_empty(val_src, val_tgt, "val")
-    return (src, tgt), (val_src, val_tgt)
 
 
 def train_run(opts: RunOptions) -> dict | None:

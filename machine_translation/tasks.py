@@ -9,46 +9,44 @@ import torch
 from torch import nn
 
 from machine_translation.checkpoint import LoadedModel
-from machine_translation.data import collate_pairs, token_batches
+from machine_translation.data import token_batches
 from machine_translation.evaluate import corpus_bleu
+from machine_translation.store import PairStore
 from machine_translation.training import Batch, sequence_loss
 from machine_translation.translate import SearchOptions, Translator
 
 
 class TranslationTask:
-    def __init__(self, loaded: LoadedModel, train_pairs: list[tuple[list[int], list[int]]],
-                 val_pairs: list[tuple[list[int], list[int]]], val_texts: tuple[list[str], list[str]],
+    """Teacher forcing on the pairs of a token store: length-bucketed token-budget batches,
+    drawn from (seed, epoch) so a resumed run sees the same batches."""
+
+    def __init__(self, loaded: LoadedModel, train: PairStore, val: PairStore, val_texts: tuple[list[str], list[str]],
                  batch_tokens: int, seed: int, label_smoothing: float, device: torch.device,
                  save_best: Callable[[nn.Module, dict, int], None], val_bleu_sentences: int = 400,
                  shard: tuple[int, int] = (0, 1)):
         self.loaded, self.device = loaded, device
         self.rank, self.world = shard  # under torchrun, each rank takes its slice of every global batch
-        self.train_pairs, self.val_pairs = train_pairs, val_pairs
+        self.train, self.val = train, val
         self.batch_tokens, self.seed, self.label_smoothing = batch_tokens, seed, label_smoothing
         self.pad = loaded.config.pad_id
         self.bos, self.eos = loaded.tgt_tokenizer.bos_id, loaded.tgt_tokenizer.eos_id
-        self._lengths = [max(len(s), len(t)) + 1 for s, t in train_pairs]
-        self._steps_per_epoch = len(token_batches(self._lengths, batch_tokens, seed, 0))
+        self._steps_per_epoch = len(token_batches(train.lengths, batch_tokens, seed, 0))
         pick = sorted(random.Random(seed).sample(range(len(val_texts[0])), min(val_bleu_sentences, len(val_texts[0]))))
         self.bleu_src = [val_texts[0][i] for i in pick]
         self.bleu_ref = [val_texts[1][i] for i in pick]
         self._save_best = save_best
-        val_lengths = [max(len(s), len(t)) + 1 for s, t in val_pairs]
-        self._val_batches = token_batches(val_lengths, batch_tokens, 0, 0)  # the same every validation
+        self._val_batches = [self._batch(val, b) for b in token_batches(val.lengths, batch_tokens, 0, 0)]
 
     def steps_per_epoch(self) -> int:
         return self._steps_per_epoch
 
-    def _batch(self, pairs: list[tuple[list[int], list[int]]]) -> Batch:
-        src, tgt = [p[0] for p in pairs], [p[1] for p in pairs]
-        tensors = collate_pairs(src, tgt, self.pad, self.bos, self.eos)
-        n_targets = sum(len(t) + 1 for t in tgt)
-        n_tokens = sum(len(s) + 1 for s in src) + n_targets
+    def _batch(self, store: PairStore, indices) -> Batch:
+        tensors, n_tokens, n_targets = store.collate(indices, self.pad, self.bos, self.eos)
         return Batch(tuple(x.to(self.device) for x in tensors), n_tokens, n_targets)
 
     def batches(self, epoch: int, start: int) -> Iterator[Batch]:
-        for indices in token_batches(self._lengths, self.batch_tokens, self.seed, epoch)[start:]:
-            yield self._batch([self.train_pairs[i] for i in indices[self.rank :: self.world]])
+        for indices in token_batches(self.train.lengths, self.batch_tokens, self.seed, epoch)[start:]:
+            yield self._batch(self.train, indices[self.rank :: self.world])
 
     def loss_sum(self, model: nn.Module, batch: Batch) -> torch.Tensor:
         src_ids, tgt_in, labels = batch.inputs
@@ -58,8 +56,7 @@ class TranslationTask:
     def validate(self, model: nn.Module) -> dict:
         model.eval()
         total, count = 0.0, 0
-        for indices in self._val_batches:
-            batch = self._batch([self.val_pairs[i] for i in indices])
+        for batch in self._val_batches:
             src_ids, tgt_in, labels = batch.inputs
             total += sequence_loss(model(src_ids, tgt_in), labels, self.pad, reduction="sum").item()
             count += batch.n_targets

@@ -1,0 +1,133 @@
+"""Token ids of a parallel corpus, kept in an Arrow file that is memory-mapped rather than
+read into Python lists, so a corpus of millions of pairs costs about the same RAM as a
+small one (the OS pages in the parts a batch touches).
+
+A run encodes its training split once, chunk by chunk, into `<run>/data/train.arrow`
+(written under a temporary name and renamed into place); a resumed run reopens that file,
+so it sees exactly the examples, and therefore the batches, of the run it continues.
+Small splits (validation) live in the same structure in memory.
+"""
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Iterable, Iterator
+from itertools import islice
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import torch
+from torch import Tensor
+
+from machine_translation.data import batch_encode, is_empty
+from machine_translation.errors import DataError
+
+logger = logging.getLogger(__name__)
+
+
+class PairStore:
+    """Source and target token ids (without BOS/EOS) of N sentence pairs."""
+
+    def __init__(self, table: pa.Table):
+        self.table = table
+        src_len = pc.list_value_length(table["src"]).to_numpy()  # (N,)
+        tgt_len = pc.list_value_length(table["tgt"]).to_numpy()  # (N,)
+        self.lengths = np.maximum(src_len, tgt_len).astype(np.int64) + 1  # (N,) padded length with BOS/EOS
+
+    def __len__(self) -> int:
+        return self.table.num_rows
+
+    @classmethod
+    def open(cls, path: Path) -> PairStore:
+        try:
+            return cls(pa.ipc.open_file(pa.memory_map(str(path), "r")).read_all())
+        except (pa.ArrowInvalid, OSError) as e:
+            raise DataError(f"{path} is not a readable token file ({e}): delete it to re-encode the data") from None
+
+    @classmethod
+    def build(cls, path: Path, pairs: Iterable[tuple[str, str]], tokenizer, max_tokens: int, what: str,
+              chunk: int = 10_000) -> PairStore:
+        """Encode a stream of pairs into `path`, `chunk` pairs at a time, then memory-map it."""
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+        schema = _schema(tokenizer.vocab_size)
+        try:
+            with pa.OSFile(str(tmp), "wb") as sink, pa.ipc.new_file(sink, schema) as writer:
+                for batch in _encode(pairs, tokenizer, max_tokens, what, schema, chunk):
+                    writer.write_batch(batch)
+            with open(tmp, "rb+") as f:
+                os.fsync(f.fileno())
+            os.replace(tmp, path)
+        finally:
+            tmp.unlink(missing_ok=True)
+        return cls.open(path)
+
+    @classmethod
+    def from_pairs(cls, pairs: Iterable[tuple[str, str]], tokenizer, max_tokens: int, what: str) -> PairStore:
+        """The same, in memory: for validation splits."""
+        schema = _schema(tokenizer.vocab_size)
+        return cls(pa.Table.from_batches(list(_encode(pairs, tokenizer, max_tokens, what, schema)), schema))
+
+    def collate(self, indices: np.ndarray, pad: int, bos: int, eos: int) -> tuple[tuple[Tensor, Tensor, Tensor], int, int]:
+        """Teacher-forcing tensors for the pairs at `indices`: source + EOS (B, S), decoder
+        input `<bos> y` (B, T), labels `y <eos>` (B, T); and the real source+target and
+        target token counts (PAD excluded)."""
+        rows = self.table.take(pa.array(indices))
+        (src_off, src_val), (tgt_off, tgt_val) = _ragged(rows["src"]), _ragged(rows["tgt"])
+        src = _pad(src_off, src_val, pad, after=eos)
+        tgt_in = _pad(tgt_off, tgt_val, pad, before=bos)
+        labels = _pad(tgt_off, tgt_val, pad, after=eos)
+        n_targets = int(tgt_off[-1] - tgt_off[0]) + len(indices)
+        return (src, tgt_in, labels), int(src_off[-1] - src_off[0]) + len(indices) + n_targets, n_targets
+
+
+def _schema(vocab_size: int) -> pa.Schema:
+    ids = pa.list_(pa.uint16() if vocab_size <= 2**16 else pa.int32())
+    return pa.schema([("src", ids), ("tgt", ids)])
+
+
+def _encode(pairs: Iterable[tuple[str, str]], tokenizer, max_tokens: int, what: str, schema: pa.Schema,
+            chunk: int = 10_000) -> Iterator[pa.RecordBatch]:
+    """Record batches of encoded pairs; empty pairs and pairs with a side over `max_tokens`
+    tokens (BOS/EOS excluded) are skipped and counted."""
+    pairs, kept, empty, long = iter(pairs), 0, 0, 0
+    while raw := list(islice(pairs, chunk)):
+        block = [p for p in raw if not is_empty(*p)]
+        empty += len(raw) - len(block)
+        src = batch_encode(tokenizer, [s for s, _ in block])
+        tgt = batch_encode(tokenizer, [t for _, t in block])
+        keep = [i for i, (s, t) in enumerate(zip(src, tgt)) if len(s) <= max_tokens and len(t) <= max_tokens]
+        long += len(src) - len(keep)
+        kept += len(keep)
+        yield pa.record_batch([pa.array([src[i] for i in keep], schema.field("src").type),
+                               pa.array([tgt[i] for i in keep], schema.field("tgt").type)], schema=schema)
+    if empty:
+        logger.info("%s: skipped %d pairs with an empty side", what, empty)
+    if long:
+        logger.info("%s: skipped %d pairs longer than %d tokens", what, long, max_tokens)
+    if not kept:
+        raise DataError(f"{what}: no usable sentence pairs (empty, or every pair longer than {max_tokens} tokens)")
+
+
+def _ragged(column: pa.ChunkedArray) -> tuple[np.ndarray, np.ndarray]:
+    """(offsets (B+1,), values) of a list column."""
+    arr = column.combine_chunks()
+    offsets = arr.offsets.to_numpy()
+    return offsets, arr.values.to_numpy(zero_copy_only=False)
+
+
+def _pad(offsets: np.ndarray, values: np.ndarray, pad: int, before: int | None = None,
+         after: int | None = None) -> Tensor:
+    """Right-padded (B, L) ids of ragged rows, with an optional token before and after each row."""
+    lengths = np.diff(offsets)  # (B,)
+    shift = int(before is not None)
+    out = np.full((len(lengths), int(lengths.max()) + shift + int(after is not None)), pad, dtype=np.int64)
+    position = np.arange(out.shape[1])[None, :] - shift  # (1, L)
+    out[(position >= 0) & (position < lengths[:, None])] = values[offsets[0] : offsets[-1]]
+    if before is not None:
+        out[:, 0] = before
+    if after is not None:
+        out[np.arange(len(lengths)), lengths + shift] = after
+    return torch.from_numpy(out)
