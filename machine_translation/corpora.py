@@ -197,6 +197,7 @@ def read_hf(name: str, config: str | None, split: str, src_lang: str, tgt_lang: 
     return unzip(iter_hf(name, config, split, src_lang, tgt_lang))
 
 
-def read_hf_text(name: str, config: str | None, split: str = "train") -> str:
-    """The `text` column of a Hugging Face dataset, joined by newlines."""
-    return "\n".join(load_hf(name, config, split, "text")["text"]) + "\n"
+def iter_hf_text(name: str, config: str | None, split: str = "train", chunk: int = 10_000) -> Iterator[str]:
+    """The rows of a Hugging Face dataset's `text` column, one at a time."""
+    for rows in load_hf(name, config, split, "text").iter(batch_size=chunk):
+        yield from rows["text"]

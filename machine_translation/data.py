@@ -188,16 +188,34 @@ def collate_pairs(
     return src_ids, tgt_in, labels
 
 
-def read_text(spec: DataSpec, data_dir: str | Path | None = None) -> str:
-    """The whole text of a language-modelling corpus (named, a UTF-8 file, or hf:NAME's `text` column)."""
+def iter_text(spec: DataSpec, data_dir: str | Path | None = None) -> Iterator[str]:
+    """The lines (each ending in a newline) of a language-modelling corpus: named, a UTF-8
+    file, or hf:NAME's `text` column; streamed, never read whole."""
     if spec.kind == "named":
         corpus = corpora.CORPORA[spec.name]
         if corpus.languages:
             raise DataError(f"{spec.name} is a parallel corpus: language models train on plain text "
                             "(e.g. --data tinyshakespeare or --data FILE)")
-        return "\n".join(corpora.read_lines(corpora.corpus_file(corpus, "train", None, data_dir))) + "\n"
-    if spec.kind == "hf":
-        return corpora.read_hf_text(spec.name, spec.config)
-    if spec.kind == "text":
-        return "\n".join(corpora.read_lines(Path(spec.name))) + "\n"
-    raise DataError("a language model trains on one text: pass --data NAME|FILE|hf:NAME, not --src/--tgt")
+        lines = corpora.iter_lines(corpora.corpus_file(corpus, "train", None, data_dir))
+    elif spec.kind == "hf":
+        lines = corpora.iter_hf_text(spec.name, spec.config)
+    elif spec.kind == "text":
+        lines = corpora.iter_lines(Path(spec.name))
+    else:
+        raise DataError("a language model trains on one text: pass --data NAME|FILE|hf:NAME, not --src/--tgt")
+    return (line + "\n" for line in lines)
+
+
+def split_text(lines: Iterable[str], cut: int) -> Iterator[tuple[str, str]]:
+    """("train" | "val", piece) for a stream of text whose first `cut` characters are training
+    text and the rest validation (the line holding the cut is split there)."""
+    seen = 0
+    for line in lines:
+        if seen + len(line) <= cut:
+            yield "train", line
+        elif seen >= cut:
+            yield "val", line
+        else:
+            yield "train", line[: cut - seen]
+            yield "val", line[cut - seen :]
+        seen += len(line)

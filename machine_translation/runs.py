@@ -19,10 +19,12 @@ import torch
 
 from machine_translation import checkpoint as ckpt
 from machine_translation.distributed import DistInfo, barrier, init_distributed, shutdown
-from machine_translation.data import DataSpec, drop_empty, iter_split, read_split, read_text, sample_pairs, split_pair
+from machine_translation.data import (
+    DataSpec, drop_empty, iter_split, iter_text, read_split, sample_pairs, split_pair, split_text,
+)
 from machine_translation.errors import ConfigError, ModelDirError
 from machine_translation.model import ModelConfig, build_model
-from machine_translation.store import PairStore
+from machine_translation.store import PairStore, open_tokens, write_token_files
 from machine_translation.tasks import LanguageModelTask, TranslationTask
 from machine_translation.training import TrainConfig, Trainer, TrainState
 from machine_translation.translate import pick_device
@@ -32,6 +34,7 @@ from mt_tokenizers.base import write_atomic
 logger = logging.getLogger(__name__)
 
 TRAIN_STORE = Path("data") / "train.arrow"  # the run's encoded training split, inside the run directory
+LM_STORE = {"train": Path("data") / "lm-train.ids", "val": Path("data") / "lm-val.ids"}  # language-model text
 GENERATION_DEFAULTS = {
     "mt": {"beam": 4, "length_penalty": 1.0, "max_len_a": 1.5, "max_len_b": 10},
     "lm": {"temperature": 0.8, "top_k": 200, "max_new_tokens": 300},
@@ -85,10 +88,13 @@ def prepare_out_dir(opts: RunOptions) -> None:
     out.mkdir(parents=True, exist_ok=True)
 
 
-def resolve_config(opts: RunOptions, vocab_size: int, saved: ModelConfig | None) -> ModelConfig:
-    """A saved config (resume, init-from) wins; a model flag that contradicts it is an error."""
+def resolve_config(opts: RunOptions, vocab_size: int, saved: ModelConfig | None,
+                   defaults: dict | None = None) -> ModelConfig:
+    """A saved config (resume, init-from) wins; a model flag that contradicts it is an error.
+    A new model is the preset, then the task's `defaults`, then the user's flags."""
     if saved is None:
-        return ModelConfig.from_preset(opts.preset, opts.task, vocab_size, **opts.model_overrides)
+        overrides = {k: v for k, v in (defaults or {}).items() if v is not None} | opts.model_overrides
+        return ModelConfig.from_preset(opts.preset, opts.task, vocab_size, **overrides)
     conflicts = {k: v for k, v in opts.model_overrides.items() if getattr(saved, k) != v}
     if conflicts:
         flags = ", ".join(f"--{k.replace('_', '-')} {v} (saved: {getattr(saved, k)})" for k, v in conflicts.items())
@@ -122,7 +128,8 @@ class Setup:
     loaded_from: Path | None
 
 
-def setup_model(opts: RunOptions, device: torch.device, train_tokenizer, info: DistInfo) -> Setup:
+def setup_model(opts: RunOptions, device: torch.device, train_tokenizer, info: DistInfo,
+                defaults: dict | None = None) -> Setup:
     """Resume: the run's own config and tokenizer; --init-from: the given model's (and weights);
     otherwise a new tokenizer (`train_tokenizer()`, by the main process; the others load it
     from the run directory) and the preset with overrides."""
@@ -134,7 +141,7 @@ def setup_model(opts: RunOptions, device: torch.device, train_tokenizer, info: D
         barrier(info)
         if not info.is_main:
             tokenizer = load_tokenizer(opts.out)
-        config = resolve_config(opts, tokenizer.vocab_size, None)
+        config = resolve_config(opts, tokenizer.vocab_size, None, defaults)
         return Setup(config, build_model(config).to(device), tokenizer, None)
     loaded = ckpt.load_pretrained(saved_from, device)
     if opts.task == "mt" and loaded.pair and loaded.pair != opts.pair:
@@ -180,28 +187,35 @@ def mt_task(opts: RunOptions, device: torch.device, save_best, info: DistInfo) -
 
 
 def lm_task(opts: RunOptions, device: torch.device, save_best, info: DistInfo) -> tuple[Setup, LanguageModelTask]:
-    text = read_text(opts.data, opts.data_dir)
-    cut = int(len(text) * (1 - opts.val_fraction))
-    logger.info("data %s: %d characters, the last %.0f%% held out for validation", opts.data.describe(), len(text),
+    """The text is streamed (a pass to count it, one to train the tokenizer, one to encode
+    it into the run's token files) and never held in memory."""
+    lines = lambda: iter_text(opts.data, opts.data_dir)  # noqa: E731
+    n_chars = sum(map(len, lines()))
+    cut = int(n_chars * (1 - opts.val_fraction))
+    logger.info("data %s: %d characters, the last %.0f%% held out for validation", opts.data.describe(), n_chars,
                 100 * opts.val_fraction)
-    if opts.block_size is not None:
-        opts.model_overrides.setdefault("max_positions", opts.block_size)
+    train_text = lambda: (text for part, text in split_text(lines(), cut) if part == "train")  # noqa: E731
 
     def train_tokenizer():
         if opts.tokenizer == "char":
-            return CharTokenizer.train([text[:cut]])
-        tok = SentencePieceTokenizer.train(text[:cut].splitlines(), opts.vocab_size, seed=opts.train.seed)
+            return CharTokenizer.train(train_text())
+        tok = SentencePieceTokenizer.train((ln for text in train_text() for ln in text.splitlines()), opts.vocab_size,
+                                           seed=opts.train.seed)
         logger.info("trained a SentencePiece vocabulary of %d", tok.vocab_size)
         return tok
 
     if opts.batch_size < info.world_size:
         raise ConfigError(f"--batch-size {opts.batch_size} is smaller than the {info.world_size} processes")
-    setup = setup_model(opts, device, train_tokenizer, info)
+    setup = setup_model(opts, device, train_tokenizer, info, {"max_positions": opts.block_size})
     block = setup.config.max_positions
     if opts.block_size is not None and opts.block_size > block:
         raise ConfigError(f"--block-size {opts.block_size} exceeds the model's max_positions {block}")
-    ids = lambda part: torch.tensor(setup.tokenizer.encode(part), dtype=torch.long)  # noqa: E731
-    task = LanguageModelTask(ids(text[:cut]), ids(text[cut:]), opts.block_size or block, opts.batch_size,
+    paths = {part: opts.out / path for part, path in LM_STORE.items()}
+    if info.is_main and not (opts.resume and all(p.is_file() for p in paths.values())):
+        write_token_files(paths, split_text(lines(), cut), setup.tokenizer)
+    barrier(info)
+    train, val = (open_tokens(paths[part], setup.tokenizer.vocab_size) for part in ("train", "val"))
+    task = LanguageModelTask(train, val, opts.block_size or block, opts.batch_size,
                              opts.train.seed, device, save_best, shard=(info.rank, info.world_size))
     return setup, task
 

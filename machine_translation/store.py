@@ -1,14 +1,18 @@
-"""Token ids of a parallel corpus, kept in an Arrow file that is memory-mapped rather than
-read into Python lists, so a corpus of millions of pairs costs about the same RAM as a
-small one (the OS pages in the parts a batch touches).
+"""Token ids of a training corpus on disk, memory-mapped rather than read into Python lists,
+so a corpus of millions of pairs costs about the same RAM as a small one (the OS pages in
+the parts a batch touches).
 
-A run encodes its training split once, chunk by chunk, into `<run>/data/train.arrow`
-(written under a temporary name and renamed into place); a resumed run reopens that file,
-so it sees exactly the examples, and therefore the batches, of the run it continues.
-Small splits (validation) live in the same structure in memory.
+Translation: a run encodes its training split once, chunk by chunk, into
+`<run>/data/train.arrow` (an Arrow file of source and target id lists); small splits
+(validation) live in the same structure in memory. Language modelling: one flat id array
+per part (`<run>/data/lm-train.ids`, `lm-val.ids`), as nanoGPT's train.bin.
+
+Files are written under a temporary name and renamed into place; a resumed run reopens
+them, so it sees exactly the examples, and therefore the batches, of the run it continues.
 """
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 from collections.abc import Iterable, Iterator
@@ -70,7 +74,8 @@ class PairStore:
         schema = _schema(tokenizer.vocab_size)
         return cls(pa.Table.from_batches(list(_encode(pairs, tokenizer, max_tokens, what, schema)), schema))
 
-    def collate(self, indices: np.ndarray, pad: int, bos: int, eos: int) -> tuple[tuple[Tensor, Tensor, Tensor], int, int]:
+    def collate(self, indices: np.ndarray, pad: int, bos: int,
+                eos: int) -> tuple[tuple[Tensor, Tensor, Tensor], int, int]:
         """Teacher-forcing tensors for the pairs at `indices`: source + EOS (B, S), decoder
         input `<bos> y` (B, T), labels `y <eos>` (B, T); and the real source+target and
         target token counts (PAD excluded)."""
@@ -83,9 +88,56 @@ class PairStore:
         return (src, tgt_in, labels), int(src_off[-1] - src_off[0]) + len(indices) + n_targets, n_targets
 
 
+def token_dtype(vocab_size: int) -> type:
+    return np.uint16 if vocab_size <= 2**16 else np.int32
+
+
 def _schema(vocab_size: int) -> pa.Schema:
-    ids = pa.list_(pa.uint16() if vocab_size <= 2**16 else pa.int32())
+    ids = pa.list_(pa.from_numpy_dtype(token_dtype(vocab_size)))
     return pa.schema([("src", ids), ("tgt", ids)])
+
+
+def write_token_files(paths: dict[str, Path], pieces: Iterable[tuple[str, str]], tokenizer,
+                      chunk_chars: int = 1 << 20) -> None:
+    """Encode a stream of (part, text) pieces into one flat id file per part (`paths[part]`),
+    about `chunk_chars` characters at a time."""
+    dtype = token_dtype(tokenizer.vocab_size)
+    tmp = {part: path.with_name(f".{path.name}.tmp-{os.getpid()}") for part, path in paths.items()}
+    buffers: dict[str, list[str]] = {part: [] for part in paths}
+    size = dict.fromkeys(paths, 0)
+    try:
+        for path in paths.values():
+            path.parent.mkdir(parents=True, exist_ok=True)
+        with contextlib.ExitStack() as stack:
+            files = {part: stack.enter_context(open(t, "wb")) for part, t in tmp.items()}
+
+            def flush(part: str) -> None:
+                np.asarray(tokenizer.encode("".join(buffers[part])), dtype=dtype).tofile(files[part])
+                buffers[part], size[part] = [], 0
+
+            for part, text in pieces:
+                buffers[part].append(text)
+                size[part] += len(text)
+                if size[part] >= chunk_chars:
+                    flush(part)
+            for part in paths:
+                flush(part)
+                files[part].flush()
+                os.fsync(files[part].fileno())
+        for part, path in paths.items():
+            os.replace(tmp[part], path)
+    finally:
+        for t in tmp.values():
+            t.unlink(missing_ok=True)
+
+
+def open_tokens(path: Path, vocab_size: int) -> np.ndarray:
+    """A flat id file, memory-mapped read-only: (N,)."""
+    if not path.is_file() or path.stat().st_size % np.dtype(token_dtype(vocab_size)).itemsize:
+        raise DataError(f"{path} is missing or not a token file: delete it to re-encode the data")
+    if path.stat().st_size == 0:
+        return np.zeros(0, dtype=token_dtype(vocab_size))
+    return np.memmap(path, dtype=token_dtype(vocab_size), mode="r")
 
 
 def _encode(pairs: Iterable[tuple[str, str]], tokenizer, max_tokens: int, what: str, schema: pa.Schema,

@@ -5,6 +5,7 @@ from __future__ import annotations
 import random
 from collections.abc import Callable, Iterator
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -74,10 +75,10 @@ class LanguageModelTask:
 
     Training batches are blocks at random offsets, drawn from a generator seeded by
     (seed, epoch), so a resumed run sees the same batches; validation covers the whole
-    held-out stream in non-overlapping blocks.
+    held-out stream in non-overlapping blocks. The id streams may be memory-mapped files.
     """
 
-    def __init__(self, train_ids: torch.Tensor, val_ids: torch.Tensor, block_size: int, batch_size: int, seed: int,
+    def __init__(self, train_ids: np.ndarray, val_ids: np.ndarray, block_size: int, batch_size: int, seed: int,
                  device: torch.device, save_best: Callable[[nn.Module, dict, int], None],
                  shard: tuple[int, int] = (0, 1)):
         if len(train_ids) <= block_size + 1 or len(val_ids) <= block_size + 1:
@@ -99,9 +100,13 @@ class LanguageModelTask:
                                 (self._steps_per_epoch, self.batch_size), generator=g)  # (steps, B)
         span = torch.arange(self.block_size + 1)
         for row in offsets[start:, self.rank :: self.world]:
-            blocks = self.train_ids[row[:, None] + span]  # (B, block + 1)
-            x, y = blocks[:, :-1].to(self.device), blocks[:, 1:].to(self.device)
+            x, y = self._blocks(self.train_ids, row[:, None] + span)
             yield Batch((x, y), x.numel(), y.numel())
+
+    def _blocks(self, ids: np.ndarray, index: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Inputs and next-token targets (b, block) of the blocks at `index` (b, block + 1)."""
+        blocks = torch.from_numpy(ids[index.numpy()].astype(np.int64))  # (b, block + 1)
+        return blocks[:, :-1].to(self.device), blocks[:, 1:].to(self.device)
 
     def loss_sum(self, model: nn.Module, batch: Batch) -> torch.Tensor:
         x, y = batch.inputs
@@ -114,8 +119,7 @@ class LanguageModelTask:
         total = 0.0
         for first in range(0, n_blocks, batch_blocks):
             idx = torch.arange(first, min(first + batch_blocks, n_blocks))[:, None] * self.block_size
-            blocks = self.val_ids[idx + torch.arange(self.block_size + 1)]  # (b, block + 1)
-            x, y = blocks[:, :-1].to(self.device), blocks[:, 1:].to(self.device)
+            x, y = self._blocks(self.val_ids, idx + torch.arange(self.block_size + 1))
             total += sequence_loss(model(x), y, pad_id=-100, reduction="sum").item()
         val_loss = total / (n_blocks * self.block_size)
         return {"val_loss": val_loss, "score": -val_loss}

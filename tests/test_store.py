@@ -1,14 +1,15 @@
 """The streamed data path: file pairs read one line at a time, the tokenizer's reservoir
-sample, and the memory-mapped token store that training batches come from."""
+sample, and the memory-mapped token files that training batches come from (an Arrow
+file of pairs for translation, flat id files for language models)."""
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
 from machine_translation import corpora
-from machine_translation.data import collate_pairs, sample_pairs, token_batches
+from machine_translation.data import collate_pairs, sample_pairs, split_text, token_batches
 from machine_translation.errors import DataError
-from machine_translation.store import PairStore
+from machine_translation.store import PairStore, open_tokens, write_token_files
 from mt_tokenizers import CharTokenizer
 
 
@@ -83,3 +84,24 @@ def test_a_failed_build_leaves_nothing_behind(tmp_path, tok):
     with pytest.raises(DataError, match="UTF-8"):
         PairStore.build(tmp_path / "train.arrow", broken(), tok, 30, "train")
     assert list(tmp_path.iterdir()) == []
+
+
+def test_text_split_at_a_character_count():
+    lines = ["abc\n", "defgh\n", "ij\n"]
+    pieces = list(split_text(iter(lines), 6))
+    assert "".join(t for part, t in pieces if part == "train") == "abc\nde"
+    assert "".join(t for part, t in pieces if part == "val") == "fgh\nij\n"
+
+
+def test_language_model_token_files_round_trip(tmp_path, tok):
+    text = "the quick brown fox\njumps over the lazy dog\n" * 50
+    cut = int(len(text) * 0.9)
+    paths = {"train": tmp_path / "data" / "lm-train.ids", "val": tmp_path / "data" / "lm-val.ids"}
+    write_token_files(paths, split_text(iter(text.splitlines(keepends=True)), cut), tok, chunk_chars=100)
+    assert sorted(p.name for p in (tmp_path / "data").iterdir()) == ["lm-train.ids", "lm-val.ids"]
+    train, val = (open_tokens(paths[k], tok.vocab_size) for k in ("train", "val"))
+    assert train.dtype == np.uint16 and isinstance(train, np.memmap)
+    assert train.tolist() == tok.encode(text[:cut]) and val.tolist() == tok.encode(text[cut:])
+    paths["train"].write_bytes(paths["train"].read_bytes()[:-1])  # a torn write: odd byte count
+    with pytest.raises(DataError, match="not a token file: delete it"):
+        open_tokens(paths["train"], tok.vocab_size)
