@@ -89,6 +89,7 @@ class TrainConfig:
     log_every: int = 20
     seed: int = 1234
     max_nonfinite: int = 5
+    bf16: bool | None = None  # bfloat16 autocast; None: on CUDA only
 
     def __post_init__(self) -> None:
         if self.max_steps is None and self.max_minutes is None and self.epochs is None:
@@ -247,7 +248,8 @@ class Trainer:
         n_targets, tokens = all_reduce_sum([sum(b.n_targets for b in batches), sum(b.n_tokens for b in batches)],
                                            self.dist, self.device)
         total = 0.0
-        with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.device.type == "cuda"):
+        bf16 = self.cfg.bf16 if self.cfg.bf16 is not None else self.device.type == "cuda"
+        with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=bf16):
             for b in batches:
                 loss = self.task.loss_sum(self.train_model, b) * world / n_targets
                 loss.backward()
@@ -289,64 +291,95 @@ class Trainer:
         return metrics
 
     def run(self) -> TrainState:
+        """Train until the budget is spent, patience runs out or a signal arrives; then
+        validate (if the last step was not validated), save, and report an interruption."""
         c, s = self.cfg, self.state
         stream = self.micro_batches()
         total = c.max_steps or (int(c.epochs * self.task.steps_per_epoch()) if c.epochs else None)
         bar = tqdm(total=total, initial=s.step, file=sys.stderr, dynamic_ncols=True, unit="step",
                    mininterval=1.0 if sys.stderr.isatty() else 30.0, disable=not self.dist.is_main)
-        window_tokens, window_time, last_eval_step = 0, 0.0, -1
-        session_start, elapsed_before = time.perf_counter(), s.elapsed
+        clock = _Clock(s.elapsed)
         with StopRequest() as stop:
             try:
-                while True:
-                    # One collective per step, so every rank stops at the same step.
-                    interrupted, spent = all_reduce_sum([float(stop.requested), float(not self.budget_left())],
-                                                        self.dist, self.device)
-                    if interrupted:
-                        s.stop_reason = "interrupted"
-                    if interrupted or spent:
-                        s.stop_reason = s.stop_reason or "stopped with the other processes"
-                        break
-                    t0 = time.perf_counter()
+                while not self._should_stop(stop):
                     for group in self.optimizer.param_groups:
                         group["lr"] = learning_rate(c, s, self.task.steps_per_epoch())
+                    t0 = time.perf_counter()
                     loss, tokens = self.train_step(stream)
-                    dt = time.perf_counter() - t0
-                    s.elapsed = elapsed_before + time.perf_counter() - session_start
-                    window_tokens += tokens
-                    window_time += dt
+                    clock.add(tokens, time.perf_counter() - t0)
+                    s.elapsed = clock.elapsed()
                     if loss is None:
                         continue
                     s.step += 1
                     bar.update(1)
-                    if s.step % c.log_every == 0 or s.step == 1:
-                        lr = self.optimizer.param_groups[0]["lr"]
-                        tps = window_tokens / max(window_time, 1e-9)
-                        bar.set_postfix(loss=f"{loss:.3f}", tok_s=f"{tps:.0f}", lr=f"{lr:.2e}", refresh=False)
-                        self.log({"type": "train", "step": s.step, "epoch": s.epoch, "loss": loss, "lr": lr,
-                                  "tokens_per_s": tps, "elapsed": s.elapsed})
-                        window_tokens, window_time = 0, 0.0
-                    if s.step % c.eval_every == 0:
-                        self.evaluate()
-                        s.elapsed = elapsed_before + time.perf_counter() - session_start
-                        last_eval_step = s.step
-                        patience_out = c.patience is not None and s.evals_without_gain >= c.patience
-                        if any_rank(patience_out, self.dist, self.device):
-                            s.stop_reason = f"no validation gain in {c.patience} evaluations (patience)"
-                            break
-                    if s.step % c.save_every == 0 and self.dist.is_main:
-                        self.save_checkpoint()
+                    if not self._after_step(loss, clock, bar):
+                        break
             finally:
                 bar.close()
-            if s.step > 0 and last_eval_step != s.step and s.stop_reason != "interrupted":
-                self.evaluate()
-            if s.step > 0 and not s.history and self.dist.is_main:
-                self.task.save_best(self.model, {}, s.step)  # interrupted before any validation
-            if s.step > 0:
-                path = self.save_checkpoint() if self.dist.is_main else self.run_dir / ckpt.CHECKPOINT_DIR
-                if s.stop_reason == "interrupted":
-                    raise Interrupted(f"interrupted at step {s.step}: checkpoint saved in {path}; "
-                                      f"continue with --resume")
-            elif s.stop_reason == "interrupted":
-                raise Interrupted("interrupted before the first step: nothing to save")
+            self._finish(clock.last_eval_step)
         return s
+
+    def _should_stop(self, stop: StopRequest) -> bool:
+        """One collective per step, so every rank stops at the same step."""
+        s = self.state
+        interrupted, spent = all_reduce_sum([float(stop.requested), float(not self.budget_left())],
+                                            self.dist, self.device)
+        if interrupted:
+            s.stop_reason = "interrupted"
+        if interrupted or spent:
+            s.stop_reason = s.stop_reason or "stopped with the other processes"
+        return bool(interrupted or spent)
+
+    def _after_step(self, loss: float, clock: _Clock, bar: tqdm) -> bool:
+        """Log, validate and save on their schedules; False when patience has run out."""
+        c, s = self.cfg, self.state
+        if s.step % c.log_every == 0 or s.step == 1:
+            lr, tps = self.optimizer.param_groups[0]["lr"], clock.take_rate()
+            bar.set_postfix(loss=f"{loss:.3f}", tok_s=f"{tps:.0f}", lr=f"{lr:.2e}", refresh=False)
+            self.log({"type": "train", "step": s.step, "epoch": s.epoch, "loss": loss, "lr": lr,
+                      "tokens_per_s": tps, "elapsed": s.elapsed})
+        if s.step % c.eval_every == 0:
+            self.evaluate()
+            s.elapsed, clock.last_eval_step = clock.elapsed(), s.step
+            patience_out = c.patience is not None and s.evals_without_gain >= c.patience
+            if any_rank(patience_out, self.dist, self.device):
+                s.stop_reason = f"no validation gain in {c.patience} evaluations (patience)"
+                return False
+        if s.step % c.save_every == 0 and self.dist.is_main:
+            self.save_checkpoint()
+        return True
+
+    def _finish(self, last_eval_step: int) -> None:
+        s = self.state
+        interrupted = s.stop_reason == "interrupted"
+        if s.step == 0:
+            if interrupted:
+                raise Interrupted("interrupted before the first step: nothing to save")
+            return
+        if last_eval_step != s.step and not interrupted:
+            self.evaluate()
+        if not s.history and self.dist.is_main:
+            self.task.save_best(self.model, {}, s.step)  # interrupted before any validation
+        path = self.save_checkpoint() if self.dist.is_main else self.run_dir / ckpt.CHECKPOINT_DIR
+        if interrupted:
+            raise Interrupted(f"interrupted at step {s.step}: checkpoint saved in {path}; continue with --resume")
+
+
+class _Clock:
+    """Wall time of the run across sessions, and a tokens/s window reset at every log."""
+
+    def __init__(self, elapsed_before: float):
+        self.start, self.before = time.perf_counter(), elapsed_before
+        self.tokens, self.busy, self.last_eval_step = 0, 0.0, -1
+
+    def elapsed(self) -> float:
+        return self.before + time.perf_counter() - self.start
+
+    def add(self, tokens: int, seconds: float) -> None:
+        self.tokens += tokens
+        self.busy += seconds
+
+    def take_rate(self) -> float:
+        rate = self.tokens / max(self.busy, 1e-9)
+        self.tokens, self.busy = 0, 0.0
+        return rate
