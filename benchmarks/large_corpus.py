@@ -92,8 +92,8 @@ def main() -> None:
     if args.baseline:
         tree = args.work / f"baseline-{args.baseline}"
         if not tree.is_dir():
-            subprocess.run(["git", "-C", str(REPO), "worktree", "add", "--detach", str(tree), args.baseline], check=True,
-                           stdout=sys.stderr)
+            subprocess.run(["git", "-C", str(REPO), "worktree", "add", "--detach", str(tree), args.baseline],
+                           check=True, stdout=sys.stderr)
         runs += [(args.baseline, tree, n) for n in args.baseline_sizes]
     results = []
     for label, code, n in runs:

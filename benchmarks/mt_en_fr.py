@@ -115,11 +115,14 @@ def speed(mt_dir: Path, peer_dir: Path, work: Path, data_dir, repeats: int) -> d
     torch.set_num_threads(2)
     src, _ = read_split(parse_data_spec("multi30k"), "test_2016_flickr", "en-fr", data_dir)
     translator = Translator.from_pretrained(mt_dir, "cpu")
+    translator2 = Translator.from_pretrained(mt_dir, "cpu", workers=2)  # 2 processes x 1 thread
     tok = translator.loaded.tgt_tokenizer
     hf = MarianMTModel.from_pretrained(peer_dir).eval()
     systems = {}
     for beam in (1, 4):
-        systems[f"mt/beam{beam}"] = lambda s, b=beam: translator.translate(s, SearchOptions(beam=b, batch_size=64))
+        options = SearchOptions(beam=beam, batch_size=64)
+        systems[f"mt/beam{beam}"] = lambda s, o=options: translator.translate(s, o)
+        systems[f"mt-2x1/beam{beam}"] = lambda s, o=options: translator2.translate(s, o)
         systems[f"peer-generate/beam{beam}"] = lambda s, b=beam: peer.generate(hf, tok, s, b, hf.config.pad_token_id)
     for quant in ("float32", "int8"):
         ct2_dir = work / f"ct2-{quant}"
@@ -132,7 +135,7 @@ def speed(mt_dir: Path, peer_dir: Path, work: Path, data_dir, repeats: int) -> d
                     lambda s, t=t, b=beam: peer.ct2_translate(t, tok, s, b))
     results = {}
     for name, fn in systems.items():
-        fn(src[:64])  # warm-up
+        fn(src[:200])  # warm-up (and start worker processes)
         results[name] = median_speed(fn, src, tok, repeats)
         print(name, results[name], file=sys.stderr)
     return results
@@ -144,6 +147,8 @@ def plot(mt_dir: Path, peer_dir: Path, path: Path) -> None:
     import matplotlib.pyplot as plt
     fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(11, 4))
     for name, d in (("mt", mt_dir), ("Marian peer", peer_dir)):
+        if not (d / "train_log.jsonl").exists():  # e.g. --skip peer
+            continue
         records = [json.loads(line) for line in (d / "train_log.jsonl").read_text().splitlines()]
         train = [r for r in records if r["type"] == "train"]
         evals = [r for r in records if r["type"] == "eval"]

@@ -22,6 +22,8 @@ logger = logging.getLogger("mt")
 
 EXIT_USER_ERROR, EXIT_INTERRUPTED = 2, 130
 DEFAULT_MODELS = Path("models")
+WORKERS_HELP = ("CPU: share the batches among N processes of one thread each (e.g. one per core); "
+                "faster than N threads for small models on large inputs.")
 
 
 def cli_errors(fn):
@@ -65,7 +67,8 @@ def model_dir_for(model: Optional[Path], pair: Optional[str]) -> Path:
     return model if model is not None else DEFAULT_MODELS / (pair or "en-fr")
 
 
-def load_translator(model: Optional[Path], pair: Optional[str], device: Optional[str], threads: Optional[int]):
+def load_translator(model: Optional[Path], pair: Optional[str], device: Optional[str], threads: Optional[int],
+                    workers: int = 1):
     from machine_translation.checkpoint import is_model_dir, read_config
     from machine_translation.runs import set_threads
     from machine_translation.translate import Translator, pick_device
@@ -84,7 +87,7 @@ def load_translator(model: Optional[Path], pair: Optional[str], device: Optional
         raise ModelDirError(f"{directory} translates {data['pair']}, not {pair}: "
                             f"train one with `mt train --pair {pair}` or pass --model DIR")
     set_threads(pick_device(device), threads)
-    return Translator.from_pretrained(directory, device)
+    return Translator.from_pretrained(directory, device, workers)
 
 
 def search_options(beam: int, n_best: int, length_penalty: float, max_len_a: float, max_len_b: int,
@@ -141,11 +144,12 @@ def translate(
     batch_size: int = typer.Option(64, min=1, help="Sentences per batch."),
     device: Optional[str] = typer.Option(None, help="cpu, cuda, mps (default: auto-detected)."),
     threads: Optional[int] = typer.Option(None, min=1, help="CPU threads (default: one per core)."),
+    workers: int = typer.Option(1, min=1, help=WORKERS_HELP),
 ) -> None:
     """Translate sentences: one line out per line in, in the same order."""
     lines = read_input_lines(text or [], input_file)
     opts = search_options(beam, n_best, length_penalty, max_len_a, max_len_b, batch_size)
-    translator = load_translator(model, pair, device, threads)
+    translator = load_translator(model, pair, device, threads, workers)
     if n_best == 1:
         write_output(translator.translate(lines, opts), output)
         return
@@ -174,13 +178,14 @@ def evaluate(
     json_out: bool = typer.Option(False, "--json", help="Print one JSON object."),
     device: Optional[str] = typer.Option(None),
     threads: Optional[int] = typer.Option(None, min=1),
+    workers: int = typer.Option(1, min=1, help=WORKERS_HELP),
 ) -> None:
     """Translate a test set and score it with sacreBLEU (BLEU, chrF, TER), or score --hyp FILE."""
     from machine_translation.evaluate import evaluate_command
     result = evaluate_command(model=model_dir_for(model, pair) if hyp is None else model, pair=pair, split=split,
                               data=data, data_dir=data_dir, src=src, ref=ref, hyp=hyp,
                               options=search_options(beam, 1, length_penalty, 1.5, 10, batch_size),
-                              save_dir=save_dir, load=lambda: load_translator(model, pair, device, threads))
+                              save_dir=save_dir, load=lambda: load_translator(model, pair, device, threads, workers))
     if json_out:
         typer.echo(json.dumps(result, ensure_ascii=False))
         return

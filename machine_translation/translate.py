@@ -9,6 +9,8 @@ translations; a source longer than the model's positions is truncated with a war
 from __future__ import annotations
 
 import logging
+import multiprocessing
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -50,21 +52,28 @@ def pick_device(requested: str | None = None) -> torch.device:
 
 
 class Translator:
-    def __init__(self, loaded: LoadedModel, device: torch.device):
+    """`workers` > 1 (CPU): batches are shared among that many processes of one thread
+    each, as CTranslate2's inter_threads; small decoding steps use a core better alone."""
+
+    def __init__(self, loaded: LoadedModel, device: torch.device, workers: int = 1):
         if loaded.config.task != "mt":
             raise ModelDirError(
                 f"{loaded.directory} holds a language model, not a translation model: use `mt generate`"
             )
+        if workers < 1:
+            raise ValueError("workers must be at least 1")
         self.loaded = loaded
         self.model = loaded.model
         self.device = device
+        self.workers = workers if device.type == "cpu" else 1
+        self._pool: ProcessPoolExecutor | None = None
         self.defaults = SearchOptions(**{k: v for k, v in loaded.generation.items()
                                          if k in SearchOptions.__dataclass_fields__})
 
     @classmethod
-    def from_pretrained(cls, directory: str | Path, device: str | None = None) -> Translator:
+    def from_pretrained(cls, directory: str | Path, device: str | None = None, workers: int = 1) -> Translator:
         dev = pick_device(device)
-        return cls(load_pretrained(directory, dev), dev)
+        return cls(load_pretrained(directory, dev), dev, workers)
 
     @property
     def pair(self) -> str | None:
@@ -96,9 +105,26 @@ class Translator:
         encoded = self.encode_source(sentences)
         results: list[list[Hypothesis]] = [[Hypothesis([], 0.0, 0.0)] for _ in sentences]
         todo = sorted((i for i, s in enumerate(sentences) if s.strip()), key=lambda i: len(encoded[i]))
+        if self.workers > 1 and len(todo) > opts.batch_size:
+            return self._search_in_workers(sentences, todo, opts, results)
         for start in range(0, len(todo), opts.batch_size):
             batch = todo[start : start + opts.batch_size]
             for i, hyps in zip(batch, self._search_batch([encoded[i] for i in batch], opts)):
+                results[i] = hyps
+        return results
+
+    def _search_in_workers(self, sentences: list[str], todo: list[int], opts: SearchOptions,
+                           results: list[list[Hypothesis]]) -> list[list[Hypothesis]]:
+        """Length-sorted batches dealt round-robin to the workers, so each gets a similar load."""
+        batches = [todo[i : i + opts.batch_size] for i in range(0, len(todo), opts.batch_size)]
+        shards = [[i for b in batches[w :: self.workers] for i in b] for w in range(self.workers)]
+        if self._pool is None:  # started once, kept for later calls
+            context = multiprocessing.get_context("spawn")  # fork is unsafe with OpenMP thread pools
+            self._pool = ProcessPoolExecutor(self.workers, mp_context=context, initializer=_start_worker,
+                                             initargs=(str(self.loaded.directory),))
+        futures = [self._pool.submit(_search_shard, [sentences[i] for i in shard], opts) for shard in shards]
+        for shard, future in zip(shards, futures):
+            for i, hyps in zip(shard, future.result()):
                 results[i] = hyps
         return results
 
@@ -113,3 +139,15 @@ class Translator:
             if opts.beam == 1:
                 return [[h] for h in greedy_search(self.model, cache, max_len, bos, eos)]
             return beam_search(self.model, cache, max_len, bos, eos, opts.beam, opts.length_penalty, opts.n_best)
+
+
+_WORKER: list[Translator] = []  # in a worker process only: its own copy of the model
+
+
+def _start_worker(directory: str) -> None:
+    torch.set_num_threads(1)
+    _WORKER.append(Translator.from_pretrained(directory, "cpu"))
+
+
+def _search_shard(sentences: list[str], options: SearchOptions) -> list[list[Hypothesis]]:
+    return _WORKER[0].search(sentences, options)

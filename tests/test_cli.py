@@ -48,7 +48,7 @@ def test_train_writes_a_loadable_model_dir(trained):
     out, summary = trained
     assert summary["steps"] == 40 and summary["best_val_bleu"] is not None
     for name in ("config.json", "model.safetensors", "spm.model", "tokenizer_config.json", "README.md",
-                 "generation_config.json", "checkpoints/latest"):
+                 "generation_config.json", "checkpoints/latest", "data/train.arrow"):
         assert (out / name).is_file(), name
     log = [json.loads(line) for line in (out / "train_log.jsonl").read_text().splitlines()]
     assert [r["step"] for r in log if r["type"] == "train"] == list(range(1, 41))
@@ -85,6 +85,17 @@ def test_batch_equals_one_by_one_and_beam1_equals_greedy(trained, slice_files):
     greedy = greedy_search(tr.model, tr.model.start_cache(src), max_len, 2, 3)
     beam1 = beam_search(tr.model, tr.model.start_cache(src), max_len, 2, 3, beam=1)
     assert [g.tokens for g in greedy] == [b[0].tokens for b in beam1]
+
+
+def test_worker_processes_give_the_same_translations_in_order(trained, slice_files, tmp_path):
+    out, _ = trained
+    lines = slice_files[2][40:60]
+    lines[3] = ""
+    src = write_lines(tmp_path / "in.en", lines)
+    one = mt("translate", "--model", out, "--input", src, "--batch-size", 4, "--beam", 2)
+    two = mt("translate", "--model", out, "--input", src, "--batch-size", 4, "--beam", 2, "--workers", 2)
+    assert one.exit_code == two.exit_code == 0, two.output
+    assert two.stdout == one.stdout and len(one.stdout.splitlines()) == 20 and one.stdout.splitlines()[3] == ""
 
 
 def test_n_best(trained):
@@ -215,3 +226,12 @@ def test_init_from_fine_tunes_with_a_fresh_run(trained, slice_files, tmp_path):
     first = json.loads((new / "train_log.jsonl").read_text().splitlines()[0])
     scratch = json.loads((out / "train_log.jsonl").read_text().splitlines()[0])
     assert first["step"] == 1 and first["loss"] < scratch["loss"]  # starts from the trained weights
+
+
+def test_bf16_autocast_trains_on_cpu(tmp_path, slice_files):
+    src, tgt, _, _ = slice_files
+    r = mt("train", "--src", src, "--tgt", tgt, "--out", tmp_path / "o", "--max-steps", 3, "--bf16", "--json", *TINY)
+    assert r.exit_code == 0, r.output
+    losses = [json.loads(x)["loss"] for x in (tmp_path / "o" / "train_log.jsonl").read_text().splitlines()
+              if '"train"' in x]
+    assert len(losses) == 3 and all(0 < x < 20 for x in losses)
