@@ -30,13 +30,20 @@ class KVCache:
         first = self.self_kv[0] if self.self_kv else None
         return 0 if first is None else first[0].size(2)
 
-    def reorder(self, index: Tensor) -> KVCache:
+    def reorder(self, index: Tensor, same_sources: bool = False) -> KVCache:
         """Select rows of the batch (beam search's parent hypotheses, or the sentences
-        still being decoded): index (N,) of row numbers into the current batch."""
+        still being decoded): index (N,) of row numbers into the current batch.
+
+        same_sources: every new row has the same source sentence as the row it takes the
+        place of (beam search reordering hypotheses within each sentence), so the encoder
+        keys/values are left as they are and only the decoded positions are gathered.
+        """
 
         def pick(kv: KV | None) -> KV | None:
             return None if kv is None else (kv[0].index_select(0, index), kv[1].index_select(0, index))
 
+        if same_sources:
+            return replace(self, self_kv=tuple(pick(kv) for kv in self.self_kv))
         return replace(
             self,
             self_kv=tuple(pick(kv) for kv in self.self_kv),

@@ -105,7 +105,10 @@ def _select(beams: _Beams, cand_scores: Tensor, parent: Tensor, token: Tensor, e
     token = token.gather(1, order)[keep].reshape(-1, 1)  # (n'K, 1)
     scores = cand_scores.gather(1, order)[keep].reshape(-1)
     tokens = torch.cat([beams.tokens[parent], token], dim=1)
-    return _Beams(tokens, scores, beams.sentence[keep], beams.cache.reorder(parent))
+    # parents lie within their own sentence's K rows: while no sentence leaves the batch,
+    # row r keeps its source, and the encoder keys/values need no gathering
+    cache = beams.cache.reorder(parent, same_sources=keep.numel() == done.numel())
+    return _Beams(tokens, scores, beams.sentence[keep], cache)
 
 
 @torch.inference_mode()

@@ -112,3 +112,15 @@ def test_cache_reorder_selects_rows(seq2seq):
     assert isinstance(swapped, KVCache) and swapped.length == 1
     torch.testing.assert_close(swapped.self_kv[0][0][0], cache.self_kv[0][0][1])
     torch.testing.assert_close(swapped.cross_mask[2], cache.cross_mask[1])
+
+
+def test_reorder_within_sentences_keeps_the_encoder_rows(seq2seq):
+    src, _ = src_tgt()
+    cache = seq2seq.start_cache(src).reorder(torch.tensor([0, 0, 1, 1]))  # 2 sentences x 2 beams
+    _, cache = seq2seq.decode_step(torch.tensor([[2], [5], [2], [6]]), cache)
+    moved = cache.reorder(torch.tensor([1, 1, 2, 3]), same_sources=True)
+    assert moved.cross_kv is cache.cross_kv and moved.cross_mask is cache.cross_mask  # nothing copied
+    torch.testing.assert_close(moved.self_kv[0][0][0], cache.self_kv[0][0][1])
+    full = cache.reorder(torch.tensor([1, 1, 2, 3]))  # the general path gives the same next step
+    step = torch.tensor([[7], [8], [7], [9]])
+    torch.testing.assert_close(seq2seq.decode_step(step, moved)[0], seq2seq.decode_step(step, full)[0])
