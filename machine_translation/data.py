@@ -170,22 +170,51 @@ def token_batches(lengths: np.ndarray, batch_tokens: int, seed: int, epoch: int,
     return [batches[i] for i in rng.permutation(len(batches))]
 
 
+Ragged = tuple[np.ndarray, np.ndarray]  # offsets (B+1,), values: the ids of B rows of any length
+
+
+def ragged(seqs: list[list[int]]) -> Ragged:
+    lengths = np.fromiter(map(len, seqs), dtype=np.int64, count=len(seqs))
+    offsets = np.concatenate([[0], np.cumsum(lengths)])
+    return offsets, np.fromiter((i for ids in seqs for i in ids), dtype=np.int64, count=int(offsets[-1]))
+
+
+def pad_ragged(rows: Ragged, pad_id: int, before: int | None = None, after: int | None = None) -> Tensor:
+    """Right-padded (B, L) ids of ragged rows, with an optional token before and after each row."""
+    offsets, values = rows
+    lengths = np.diff(offsets)  # (B,)
+    shift = int(before is not None)
+    out = np.full((len(lengths), int(lengths.max()) + shift + int(after is not None)), pad_id, dtype=np.int64)
+    position = np.arange(out.shape[1])[None, :] - shift  # (1, L)
+    out[(position >= 0) & (position < lengths[:, None])] = values[offsets[0] : offsets[-1]]
+    if before is not None:
+        out[:, 0] = before
+    if after is not None:
+        out[np.arange(len(lengths)), lengths + shift] = after
+    return torch.from_numpy(out)
+
+
 def pad_batch(seqs: list[list[int]], pad_id: int) -> Tensor:
     """Right-pad sequences into a (B, L) tensor."""
-    out = torch.full((len(seqs), max(map(len, seqs))), pad_id, dtype=torch.long)
-    for row, ids in enumerate(seqs):
-        out[row, : len(ids)] = torch.tensor(ids, dtype=torch.long)
-    return out
+    return pad_ragged(ragged(seqs), pad_id)
+
+
+def collate(src: Ragged, tgt: Ragged, pad_id: int, bos_id: int,
+            eos_id: int) -> tuple[tuple[Tensor, Tensor, Tensor], int, int]:
+    """Source ids + EOS (B, S); decoder input `<bos> y` (B, T); labels `y <eos>` (B, T); and
+    the real source+target and target token counts (PAD excluded)."""
+    tensors = (pad_ragged(src, pad_id, after=eos_id), pad_ragged(tgt, pad_id, before=bos_id),
+               pad_ragged(tgt, pad_id, after=eos_id))
+    n_rows = len(src[0]) - 1
+    n_targets = int(tgt[0][-1] - tgt[0][0]) + n_rows
+    return tensors, int(src[0][-1] - src[0][0]) + n_rows + n_targets, n_targets
 
 
 def collate_pairs(
     src: list[list[int]], tgt: list[list[int]], pad_id: int, bos_id: int, eos_id: int
 ) -> tuple[Tensor, Tensor, Tensor]:
-    """Source ids + EOS (B, S); decoder input `<bos> y` (B, T); labels `y <eos>` (B, T)."""
-    src_ids = pad_batch([s + [eos_id] for s in src], pad_id)
-    tgt_in = pad_batch([[bos_id] + t for t in tgt], pad_id)
-    labels = pad_batch([t + [eos_id] for t in tgt], pad_id)
-    return src_ids, tgt_in, labels
+    """`collate` of id lists: the three teacher-forcing tensors."""
+    return collate(ragged(src), ragged(tgt), pad_id, bos_id, eos_id)[0]
 
 
 def iter_text(spec: DataSpec, data_dir: str | Path | None = None) -> Iterator[str]:

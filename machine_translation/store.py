@@ -22,10 +22,9 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
-import torch
 from torch import Tensor
 
-from machine_translation.data import batch_encode, is_empty
+from machine_translation.data import Ragged, batch_encode, collate, is_empty
 from machine_translation.errors import DataError
 
 logger = logging.getLogger(__name__)
@@ -76,16 +75,9 @@ class PairStore:
 
     def collate(self, indices: np.ndarray, pad: int, bos: int,
                 eos: int) -> tuple[tuple[Tensor, Tensor, Tensor], int, int]:
-        """Teacher-forcing tensors for the pairs at `indices`: source + EOS (B, S), decoder
-        input `<bos> y` (B, T), labels `y <eos>` (B, T); and the real source+target and
-        target token counts (PAD excluded)."""
+        """`data.collate` of the pairs at `indices`, gathered from the table with one take."""
         rows = self.table.take(pa.array(indices))
-        (src_off, src_val), (tgt_off, tgt_val) = _ragged(rows["src"]), _ragged(rows["tgt"])
-        src = _pad(src_off, src_val, pad, after=eos)
-        tgt_in = _pad(tgt_off, tgt_val, pad, before=bos)
-        labels = _pad(tgt_off, tgt_val, pad, after=eos)
-        n_targets = int(tgt_off[-1] - tgt_off[0]) + len(indices)
-        return (src, tgt_in, labels), int(src_off[-1] - src_off[0]) + len(indices) + n_targets, n_targets
+        return collate(_ragged(rows["src"]), _ragged(rows["tgt"]), pad, bos, eos)
 
 
 def token_dtype(vocab_size: int) -> type:
@@ -163,23 +155,8 @@ def _encode(pairs: Iterable[tuple[str, str]], tokenizer, max_tokens: int, what: 
         raise DataError(f"{what}: no usable sentence pairs (empty, or every pair longer than {max_tokens} tokens)")
 
 
-def _ragged(column: pa.ChunkedArray) -> tuple[np.ndarray, np.ndarray]:
+def _ragged(column: pa.ChunkedArray) -> Ragged:
     """(offsets (B+1,), values) of a list column."""
     arr = column.combine_chunks()
     offsets = arr.offsets.to_numpy()
     return offsets, arr.values.to_numpy(zero_copy_only=False)
-
-
-def _pad(offsets: np.ndarray, values: np.ndarray, pad: int, before: int | None = None,
-         after: int | None = None) -> Tensor:
-    """Right-padded (B, L) ids of ragged rows, with an optional token before and after each row."""
-    lengths = np.diff(offsets)  # (B,)
-    shift = int(before is not None)
-    out = np.full((len(lengths), int(lengths.max()) + shift + int(after is not None)), pad, dtype=np.int64)
-    position = np.arange(out.shape[1])[None, :] - shift  # (1, L)
-    out[(position >= 0) & (position < lengths[:, None])] = values[offsets[0] : offsets[-1]]
-    if before is not None:
-        out[:, 0] = before
-    if after is not None:
-        out[np.arange(len(lengths)), lengths + shift] = after
-    return torch.from_numpy(out)
