@@ -10,8 +10,11 @@ from __future__ import annotations
 
 import logging
 import multiprocessing
+import weakref
+from collections.abc import Iterator
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
+from itertools import repeat
 from pathlib import Path
 
 import torch
@@ -105,28 +108,24 @@ class Translator:
         encoded = self.encode_source(sentences)
         results: list[list[Hypothesis]] = [[Hypothesis([], 0.0, 0.0)] for _ in sentences]
         todo = sorted((i for i, s in enumerate(sentences) if s.strip()), key=lambda i: len(encoded[i]))
-        if self.workers > 1 and len(todo) > opts.batch_size:
-            return self._search_in_workers(sentences, todo, opts, results)
-        for start in range(0, len(todo), opts.batch_size):
-            batch = todo[start : start + opts.batch_size]
-            for i, hyps in zip(batch, self._search_batch([encoded[i] for i in batch], opts)):
-                results[i] = hyps
+        batches = [todo[start : start + opts.batch_size] for start in range(0, len(todo), opts.batch_size)]
+        for batch, hyps in zip(batches, self._search_batches([[encoded[i] for i in b] for b in batches], opts)):
+            for i, h in zip(batch, hyps):
+                results[i] = h
         return results
 
-    def _search_in_workers(self, sentences: list[str], todo: list[int], opts: SearchOptions,
-                           results: list[list[Hypothesis]]) -> list[list[Hypothesis]]:
-        """Length-sorted batches dealt round-robin to the workers, so each gets a similar load."""
-        batches = [todo[i : i + opts.batch_size] for i in range(0, len(todo), opts.batch_size)]
-        shards = [[i for b in batches[w :: self.workers] for i in b] for w in range(self.workers)]
+    def _search_batches(self, batches: list[list[list[int]]],
+                        opts: SearchOptions) -> Iterator[list[list[Hypothesis]]]:
+        """Hypotheses of each batch of encoded sources, in order: here, or spread over the
+        worker processes (each takes the next batch as it becomes free)."""
+        if self.workers == 1 or len(batches) < 2:
+            return (self._search_batch(src, opts) for src in batches)
         if self._pool is None:  # started once, kept for later calls
             context = multiprocessing.get_context("spawn")  # fork is unsafe with OpenMP thread pools
             self._pool = ProcessPoolExecutor(self.workers, mp_context=context, initializer=_start_worker,
                                              initargs=(str(self.loaded.directory),))
-        futures = [self._pool.submit(_search_shard, [sentences[i] for i in shard], opts) for shard in shards]
-        for shard, future in zip(shards, futures):
-            for i, hyps in zip(shard, future.result()):
-                results[i] = hyps
-        return results
+            weakref.finalize(self, self._pool.shutdown)  # stop the workers with the Translator, or at exit
+        return self._pool.map(_search_in_worker, batches, repeat(opts))
 
     def _search_batch(self, src: list[list[int]], opts: SearchOptions) -> list[list[Hypothesis]]:
         cfg = self.loaded.config
@@ -149,5 +148,5 @@ def _start_worker(directory: str) -> None:
     _WORKER.append(Translator.from_pretrained(directory, "cpu"))
 
 
-def _search_shard(sentences: list[str], options: SearchOptions) -> list[list[Hypothesis]]:
-    return _WORKER[0].search(sentences, options)
+def _search_in_worker(src: list[list[int]], options: SearchOptions) -> list[list[Hypothesis]]:
+    return _WORKER[0]._search_batch(src, options)
