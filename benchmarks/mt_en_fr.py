@@ -52,10 +52,11 @@ def train_peer(mt_dir: Path, out: Path, minutes: float, batch_tokens: int, data_
     """The peer, trained by mt's Trainer with mt's run settings (read from its checkpoint)."""
     from machine_translation.checkpoint import checkpoint_dirs, load_pretrained
     from machine_translation.data import drop_empty, parse_data_spec, read_split
-    from machine_translation.runs import TRAIN_STORE, RunOptions
+    from machine_translation.options import RunOptions, TrainConfig
+    from machine_translation.runs import TRAIN_STORE
     from machine_translation.store import PairStore
     from machine_translation.tasks import TranslationTask
-    from machine_translation.training import TrainConfig, Trainer
+    from machine_translation.training import Trainer
 
     loaded = load_pretrained(mt_dir)
     training = torch.load(checkpoint_dirs(mt_dir)[-1] / "training_state.pt", weights_only=True)
@@ -69,11 +70,11 @@ def train_peer(mt_dir: Path, out: Path, minutes: float, batch_tokens: int, data_
     loaded.model = model
     base = TranslationTask(loaded, PairStore.open(mt_dir / TRAIN_STORE),  # mt's run's own encoded data
                            PairStore.from_pairs(zip(val_src, val_tgt), tok, max_len, "val"), (val_src, val_tgt),
-                           batch_tokens, cfg.seed, cfg.label_smoothing, torch.device("cpu"), lambda *a: None)
+                           batch_tokens, cfg.seed, cfg.label_smoothing, torch.device("cpu"))
     out.mkdir(parents=True, exist_ok=True)
     (out / "train_log.jsonl").unlink(missing_ok=True)
-    trainer = Trainer(peer.MarianTask(base, V, cfg.label_smoothing, out), model, cfg, out, torch.device("cpu"),
-                      model.config.to_dict())
+    trainer = Trainer(peer.MarianTask(base, V, cfg.label_smoothing), model, cfg, out, torch.device("cpu"),
+                      model.config.to_dict(), on_best=lambda m, metrics, state: m.save_pretrained(out))
     start = time.time()
     state = trainer.run()
     return time.time() - start, state
@@ -111,7 +112,8 @@ def speed(mt_dir: Path, peer_dir: Path, work: Path, data_dir, repeats: int) -> d
     from transformers import MarianMTModel
 
     from machine_translation.data import parse_data_spec, read_split
-    from machine_translation.translate import SearchOptions, Translator
+    from machine_translation.options import SearchOptions
+    from machine_translation.translate import Translator
     torch.set_num_threads(2)
     src, _ = read_split(parse_data_spec("multi30k"), "test_2016_flickr", "en-fr", data_dir)
     translator = Translator.from_pretrained(mt_dir, "cpu")

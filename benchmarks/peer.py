@@ -13,8 +13,7 @@ from torch import nn
 
 from machine_translation.evaluate import corpus_bleu
 from machine_translation.model import ModelConfig
-from machine_translation.tasks import TranslationTask
-from machine_translation.training import Batch, sequence_loss
+from machine_translation.tasks import TranslationBatch, TranslationTask, sequence_loss
 
 
 def build_marian(cfg: ModelConfig):
@@ -43,20 +42,21 @@ def to_marian(src: torch.Tensor, tgt_in: torch.Tensor, labels: torch.Tensor, pad
 class MarianTask:
     """mt's TranslationTask (same batches) with the peer's forward pass and `generate`."""
 
-    def __init__(self, base: TranslationTask, V: int, label_smoothing: float, out_dir):
-        self.base, self.V, self.label_smoothing, self.out_dir = base, V, label_smoothing, out_dir
+    def __init__(self, base: TranslationTask, V: int, label_smoothing: float):
+        self.base, self.V, self.label_smoothing = base, V, label_smoothing
 
     def steps_per_epoch(self) -> int:
         return self.base.steps_per_epoch()
 
     def batches(self, epoch: int, start: int):
         for b in self.base.batches(epoch, start):
-            yield Batch(to_marian(*b.inputs, self.base.pad, self.V), b.n_tokens, b.n_targets)
+            src, tgt_in, labels = to_marian(b.src_ids, b.tgt_input_ids, b.labels, self.base.pad, self.V)
+            yield TranslationBatch(src, tgt_in, labels, b.n_tokens, b.n_targets)
 
-    def loss_sum(self, model: nn.Module, batch: Batch) -> torch.Tensor:
-        src, tgt_in, labels = batch.inputs
-        logits = model(input_ids=src, attention_mask=src != self.V, decoder_input_ids=tgt_in).logits
-        return sequence_loss(logits[..., : self.V], labels, -100, self.label_smoothing, reduction="sum")
+    def loss_sum(self, model: nn.Module, batch: TranslationBatch) -> torch.Tensor:
+        src = batch.src_ids
+        logits = model(input_ids=src, attention_mask=src != self.V, decoder_input_ids=batch.tgt_input_ids).logits
+        return sequence_loss(logits[..., : self.V], batch.labels, -100, self.label_smoothing, reduction="sum")
 
     @torch.no_grad()
     def validate(self, model: nn.Module) -> dict:
@@ -64,9 +64,6 @@ class MarianTask:
         hyps = generate(model, self.base.loaded.src_tokenizer, self.base.bleu_src, beam=1, V=self.V)
         bleu = corpus_bleu(hyps, self.base.bleu_ref)
         return {"val_bleu": bleu, "score": bleu}
-
-    def save_best(self, model: nn.Module, metrics: dict, step: int) -> None:
-        model.save_pretrained(self.out_dir)
 
 
 @torch.inference_mode()

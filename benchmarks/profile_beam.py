@@ -13,7 +13,8 @@ import torch
 from torch.profiler import ProfilerActivity, profile
 
 from machine_translation.data import parse_data_spec, read_split
-from machine_translation.translate import SearchOptions, Translator
+from machine_translation.options import SearchOptions
+from machine_translation.translate import Translator
 
 
 def main() -> None:

@@ -25,25 +25,25 @@ class DecoderBlock(nn.Module):
     def forward(
         self,
         x: Tensor,
-        self_mask: Tensor | None,
+        self_attn_mask: Tensor | None,
         past_kv: KV | None = None,
         cross_kv: KV | None = None,
-        cross_mask: Tensor | None = None,
+        src_padding_mask: Tensor | None = None,
     ) -> tuple[Tensor, KV]:
         """x: (B, T, D) new positions; past_kv: this layer's cached keys/values (B, H, Tpast, Dh);
-        cross_kv: the encoder's projected keys/values (B, H, S, Dh), with cross_mask (B, 1, 1, S).
+        cross_kv: the encoder's projected keys/values (B, H, S, Dh), with src_padding_mask (B, 1, 1, S).
         Returns the new hidden states (B, T, D) and present_kv (B, H, Tpast + T, Dh)."""
         h = self.self_attn_res.norm_in(x)
         k, v = self.self_attn.project_kv(h)  # (B, H, T, Dh)
         if past_kv is not None:
             k, v = torch.cat([past_kv[0], k], dim=2), torch.cat([past_kv[1], v], dim=2)
-        x = self.self_attn_res.add(x, self.self_attn(h, k, v, self_mask))
+        x = self.self_attn_res.add(x, self.self_attn(h, k, v, self_attn_mask))
 
         if self.cross_attn is not None:
             if cross_kv is None:
                 raise ValueError("this decoder block has cross-attention: pass the encoder's keys/values")
             h = self.cross_attn_res.norm_in(x)
-            x = self.cross_attn_res.add(x, self.cross_attn(h, cross_kv[0], cross_kv[1], cross_mask))
+            x = self.cross_attn_res.add(x, self.cross_attn(h, cross_kv[0], cross_kv[1], src_padding_mask))
 
         x = self.ff_res.add(x, self.ff(self.ff_res.norm_in(x)))
         return x, (k, v)

@@ -2,7 +2,8 @@
 
 The decoder takes a cache and returns a new one; nothing is stored on modules. Per layer
 it holds the self-attention keys/values of every position decoded so far, and the
-cross-attention keys/values of the encoder (projected once per sentence) with their mask.
+cross-attention keys/values of the encoder (projected once per sentence) with the
+source padding mask.
 Beam search keeps it aligned with its hypotheses through `reorder`.
 """
 from __future__ import annotations
@@ -18,7 +19,7 @@ KV = tuple[Tensor, Tensor]  # keys, values: (B, H, T, Dh) each
 class KVCache:
     self_kv: tuple[KV | None, ...]
     cross_kv: tuple[KV | None, ...]
-    cross_mask: Tensor | None = None  # (B, 1, 1, S), the encoder's padding mask
+    src_padding_mask: Tensor | None = None  # (B, 1, 1, S)
 
     @classmethod
     def empty(cls, n_layers: int) -> KVCache:
@@ -48,5 +49,5 @@ class KVCache:
             self,
             self_kv=tuple(pick(kv) for kv in self.self_kv),
             cross_kv=tuple(pick(kv) for kv in self.cross_kv),
-            cross_mask=None if self.cross_mask is None else self.cross_mask.index_select(0, index),
+            src_padding_mask=None if self.src_padding_mask is None else self.src_padding_mask.index_select(0, index),
         )

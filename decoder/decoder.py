@@ -1,6 +1,6 @@
 """The decoder stack: embeddings, N decoder blocks, final LayerNorm, tied output projection.
 
-`forward(tgt_input_ids, encoder_hidden_states, encoder_attention_mask)` gives logits
+`forward(tgt_input_ids, encoder_hidden_states, src_padding_mask)` gives logits
 (B, T, V). Given a `KVCache` (from `start_cache`), only the new positions are computed and a
 new cache is returned; without one the whole sequence is processed (training).
 """
@@ -26,7 +26,7 @@ class TransformerDecoder(nn.Module):
         self.lm_head.weight = self.embed.token.weight  # tied: one Parameter
 
     def start_cache(
-        self, encoder_hidden_states: Tensor | None = None, encoder_attention_mask: Tensor | None = None
+        self, encoder_hidden_states: Tensor | None = None, src_padding_mask: Tensor | None = None
     ) -> KVCache:
         """An empty cache holding the encoder's cross-attention keys/values, projected once."""
         cache = KVCache.empty(len(self.blocks))
@@ -35,36 +35,36 @@ class TransformerDecoder(nn.Module):
         if encoder_hidden_states is None:
             raise ValueError("a translation decoder needs encoder_hidden_states")
         cross_kv = tuple(block.cross_attn.project_kv(encoder_hidden_states) for block in self.blocks)
-        return KVCache(cache.self_kv, cross_kv, encoder_attention_mask)
+        return KVCache(cache.self_kv, cross_kv, src_padding_mask)
 
     def forward(
         self,
         tgt_input_ids: Tensor,
         encoder_hidden_states: Tensor | None = None,
-        encoder_attention_mask: Tensor | None = None,
+        src_padding_mask: Tensor | None = None,
         cache: KVCache | None = None,
         tgt_attention_mask: Tensor | None = None,
     ) -> tuple[Tensor, KVCache | None]:
         """tgt_input_ids: (B, T) new target tokens; encoder_hidden_states: (B, S, D) and
-        encoder_attention_mask: (B, 1, 1, S), unless the cache already holds them;
+        src_padding_mask: (B, 1, 1, S), unless the cache already holds them;
         tgt_attention_mask: (B, T) True = real token (default: ids != PAD).
         Returns logits (B, T, V) and the updated cache (None when none was given)."""
         if cache is None:
-            cache_in = self.start_cache(encoder_hidden_states, encoder_attention_mask)
+            cache_in = self.start_cache(encoder_hidden_states, src_padding_mask)
         else:
             cache_in = cache
         n_past = cache_in.length
         x = self.embed(tgt_input_ids, start=n_past)  # (B, T, D)
         if tgt_attention_mask is None and n_past == 0:
             tgt_attention_mask = masks.token_mask(tgt_input_ids, self.config.pad_id)
-        self_mask = masks.decoder_self_mask(tgt_attention_mask, tgt_input_ids.size(1), n_past, x.device)
+        self_attn_mask = masks.decoder_self_mask(tgt_attention_mask, tgt_input_ids.size(1), n_past, x.device)
 
         present = []
         for block, past_kv, cross_kv in zip(self.blocks, cache_in.self_kv, cache_in.cross_kv):
-            x, kv = block(x, self_mask, past_kv, cross_kv, cache_in.cross_mask)
+            x, kv = block(x, self_attn_mask, past_kv, cross_kv, cache_in.src_padding_mask)
             present.append(kv)
         logits = self.lm_head(self.final_norm(x))  # (B, T, V)
 
         if cache is None:
             return logits, None
-        return logits, KVCache(tuple(present), cache_in.cross_kv, cache_in.cross_mask)
+        return logits, KVCache(tuple(present), cache_in.cross_kv, cache_in.src_padding_mask)

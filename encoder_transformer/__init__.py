@@ -5,12 +5,12 @@ encodings and the mask helpers live here so that `decoder/` can reuse them witho
 the encoder ever depending on the decoder.
 """
 from encoder_transformer.attention import MultiHeadAttention
-from encoder_transformer.config import TransformerConfig
+from encoder_transformer.config import LayerConfig, TransformerConfig
 from encoder_transformer.encoder import EncoderBlock, TransformerEncoder
 from encoder_transformer.layers import Embeddings, FeedForward, PositionalEncoding, Residual
 from encoder_transformer import masks
 
 __all__ = [
-    "Embeddings", "EncoderBlock", "FeedForward", "MultiHeadAttention", "PositionalEncoding",
+    "Embeddings", "EncoderBlock", "FeedForward", "LayerConfig", "MultiHeadAttention", "PositionalEncoding",
     "Residual", "TransformerConfig", "TransformerEncoder", "masks",
 ]

@@ -1,21 +1,22 @@
 """Configuration of one Transformer stack (encoder, decoder or decoder-only LM).
 
-One dataclass passed whole to every module of a stack. The application
-(`machine_translation`) derives it from its own model config; nothing here parses files.
+`LayerConfig` declares, once, what every layer of a stack shares (sizes, dropout, positions,
+norm placement); `TransformerConfig` adds what makes it one stack (its vocabulary and its
+number of layers) and is passed whole to every module of the stack. The application's model
+config extends `LayerConfig` too, so each default is written in one place. Nothing here
+parses files.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 
 POSITIONAL_KINDS = ("sinusoidal", "learned")
 
 
-@dataclass(frozen=True)
-class TransformerConfig:
-    vocab_size: int
+@dataclass(frozen=True, kw_only=True)
+class LayerConfig:
     d_model: int = 256
     n_heads: int = 4
-    n_layers: int = 3
     d_ff: int = 1024
     dropout: float = 0.1  # on embeddings and residual branches
     # fairseq's defaults: no dropout on attention weights or inside the feed-forward. Both cost
@@ -34,17 +35,32 @@ class TransformerConfig:
             raise ValueError(f"d_model ({self.d_model}) must be divisible by n_heads ({self.n_heads})")
         if self.positional not in POSITIONAL_KINDS:
             raise ValueError(f"positional must be one of {POSITIONAL_KINDS}, got {self.positional!r}")
-        for name in ("vocab_size", "d_model", "n_heads", "d_ff", "max_positions"):
+        for name in ("d_model", "n_heads", "d_ff", "max_positions"):
             if getattr(self, name) <= 0:
                 raise ValueError(f"{name} must be positive, got {getattr(self, name)}")
-        if self.n_layers < 0:
-            raise ValueError(f"n_layers must be >= 0, got {self.n_layers}")
         for name in ("dropout", "attention_dropout", "activation_dropout"):
             if not 0.0 <= getattr(self, name) < 1.0:
                 raise ValueError(f"{name} must be in [0, 1), got {getattr(self, name)}")
-        if not 0 <= self.pad_id < self.vocab_size:
-            raise ValueError(f"pad_id {self.pad_id} is outside the vocabulary of {self.vocab_size}")
+
+    def layer_fields(self) -> dict:
+        """The `LayerConfig` part of this config, e.g. to build a stack config from a larger one."""
+        return {f.name: getattr(self, f.name) for f in fields(LayerConfig)}
 
     @property
     def head_dim(self) -> int:
         return self.d_model // self.n_heads
+
+
+@dataclass(frozen=True, kw_only=True)
+class TransformerConfig(LayerConfig):
+    vocab_size: int
+    n_layers: int = 3
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.vocab_size <= 0:
+            raise ValueError(f"vocab_size must be positive, got {self.vocab_size}")
+        if self.n_layers < 0:
+            raise ValueError(f"n_layers must be >= 0, got {self.n_layers}")
+        if not 0 <= self.pad_id < self.vocab_size:
+            raise ValueError(f"pad_id {self.pad_id} is outside the vocabulary of {self.vocab_size}")

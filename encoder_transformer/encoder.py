@@ -19,10 +19,10 @@ class EncoderBlock(nn.Module):
         self.ff = FeedForward(config)
         self.ff_res = Residual(config)
 
-    def forward(self, x: Tensor, attn_mask: Tensor) -> Tensor:  # (B, S, D) -> (B, S, D)
+    def forward(self, x: Tensor, src_padding_mask: Tensor) -> Tensor:  # (B, S, D) -> (B, S, D)
         h = self.self_attn_res.norm_in(x)
         k, v = self.self_attn.project_kv(h)  # (B, H, S, Dh) each
-        x = self.self_attn_res.add(x, self.self_attn(h, k, v, attn_mask))
+        x = self.self_attn_res.add(x, self.self_attn(h, k, v, src_padding_mask))
         return self.ff_res.add(x, self.ff(self.ff_res.norm_in(x)))
 
 
@@ -34,9 +34,9 @@ class TransformerEncoder(nn.Module):
         # Pre-norm leaves the residual stream un-normalised: one LayerNorm at the top closes it.
         self.final_norm = nn.LayerNorm(config.d_model) if config.norm_first else nn.Identity()
 
-    def forward(self, input_ids: Tensor, attn_mask: Tensor) -> Tensor:
-        """input_ids: (B, S); attn_mask: (B, 1, 1, S) from `masks.padding_mask`. Returns (B, S, D)."""
+    def forward(self, input_ids: Tensor, src_padding_mask: Tensor) -> Tensor:
+        """input_ids: (B, S); src_padding_mask: (B, 1, 1, S) from `masks.padding_mask`. Returns (B, S, D)."""
         x = self.embed(input_ids)  # (B, S, D)
         for block in self.blocks:
-            x = block(x, attn_mask)
+            x = block(x, src_padding_mask)
         return self.final_norm(x)

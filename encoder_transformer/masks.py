@@ -3,6 +3,15 @@
 Every mask is boolean, True = "this query may attend to this key", and broadcastable to
 (B, H, Tq, Tk): the convention of `F.scaled_dot_product_attention`. Inputs are
 `attention_mask`s in the Hugging Face sense: (B, T) bool, True = real token, False = PAD.
+
+One name per shape, everywhere in the project:
+- `attention_mask` (B, T): True = real token (`src_attention_mask`, `tgt_attention_mask` for
+  the two sides of a translation model);
+- `src_padding_mask` (B, 1, 1, S): the source keys a query may attend to, used by the
+  encoder's self-attention and the decoder's cross-attention (`padding_mask` builds it);
+- `self_attn_mask` (B or 1, 1, T, n_past + T): the decoder's causal self-attention mask;
+- `attn_mask`: whatever mask `MultiHeadAttention` is given (the SDPA argument).
+
 No query row is ever fully masked (that would give NaN): source sequences always end in
 EOS, and the decoder's self-attention always lets a position see itself.
 """

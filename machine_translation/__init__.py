@@ -6,7 +6,16 @@ into models, data, training, search, evaluation and the CLI. Nothing imports it.
 """
 __version__ = "0.1.0"
 
-from machine_translation.generate import Generator  # noqa: E402
-from machine_translation.translate import Translator  # noqa: E402
-
 __all__ = ["Generator", "Translator", "__version__"]
+
+
+def __getattr__(name: str):
+    """`from machine_translation import Translator` works, but importing the package (e.g. for
+    the CLI's --help) does not import torch until a model class is asked for."""
+    if name == "Translator":
+        from machine_translation.translate import Translator
+        return Translator
+    if name == "Generator":
+        from machine_translation.generate import Generator
+        return Generator
+    raise AttributeError(f"module 'machine_translation' has no attribute {name!r}")

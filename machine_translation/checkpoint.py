@@ -7,7 +7,6 @@ replaced atomically, so a crash leaves the previous version, never half a file.
 """
 from __future__ import annotations
 
-import json
 import logging
 import os
 from dataclasses import dataclass, field
@@ -19,9 +18,9 @@ from safetensors.torch import load_model, save_model
 from torch import nn
 
 from machine_translation.errors import ConfigError, ModelDirError
+from machine_translation.files import read_json, write_atomic, write_json
 from machine_translation.model import ModelConfig, build_model
 from mt_tokenizers import Tokenizer, TokenizerError, load_tokenizer
-from mt_tokenizers.base import write_atomic
 
 logger = logging.getLogger(__name__)
 
@@ -30,6 +29,8 @@ CONFIG_FILE = "config.json"
 WEIGHTS_FILE = "model.safetensors"
 GENERATION_FILE = "generation_config.json"
 TOP_KEYS = {"format_version", "model", "pair", "tokenizers", "mt_version"}
+TASK_NAMES = {"mt": "translation model", "lm": "language model"}
+USE_COMMAND = {"mt": "mt translate", "lm": "mt generate"}
 
 
 @dataclass
@@ -39,12 +40,20 @@ class LoadedModel:
     src_tokenizer: Tokenizer
     tgt_tokenizer: Tokenizer
     pair: str | None = None  # e.g. "en-fr"; None for a language model
-    generation: dict = field(default_factory=dict)
+    generation: dict = field(default_factory=dict)  # generation_config.json: the model's own search settings
     directory: Path | None = None
 
-
-def write_json(path: Path, data: dict) -> None:
-    write_atomic(path, (json.dumps(data, indent=2, ensure_ascii=False) + "\n").encode())
+    def search_defaults(self, options_class):
+        """The library's defaults of `options_class` (`SearchOptions` or `SamplingOptions`),
+        overridden by this model's generation_config.json."""
+        where = (self.directory / GENERATION_FILE) if self.directory else Path(GENERATION_FILE)
+        unknown = sorted(set(self.generation) - set(options_class.MODEL_KEYS))
+        if unknown:
+            raise ModelDirError(f"{where}: unknown key {unknown[0]!r} (known: {', '.join(options_class.MODEL_KEYS)})")
+        try:
+            return options_class(**self.generation)
+        except ValueError as e:
+            raise ModelDirError(f"{where}: {e}; correct or delete the file") from None
 
 
 def is_model_dir(directory: str | Path) -> bool:
@@ -93,12 +102,9 @@ def read_config(directory: str | Path) -> tuple[ModelConfig, dict]:
     path = Path(directory) / CONFIG_FILE
     if not Path(directory).is_dir():
         raise ModelDirError(f"no model directory at {directory}: train one with `mt train` or pass --model DIR")
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise ModelDirError(f"{directory} is not a model directory: {CONFIG_FILE} is missing") from None
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise ModelDirError(f"{path} is corrupt ({e}); re-save the model or train it again") from None
+    if not path.is_file():
+        raise ModelDirError(f"{directory} is not a model directory: {CONFIG_FILE} is missing")
+    data = read_json(path, ModelDirError, "model config")
     if not isinstance(data, dict) or not isinstance(data.get("model"), dict):
         raise ModelDirError(f"{path} is corrupt: it has no 'model' section")
     unknown = sorted(set(data) - TOP_KEYS)
@@ -110,6 +116,11 @@ def read_config(directory: str | Path) -> tuple[ModelConfig, dict]:
         config = ModelConfig.from_dict(data["model"])
     except ConfigError as e:
         raise ModelDirError(f"{path}: {e}") from None
+    tokenizers = data.get("tokenizers", {"source": ".", "target": "."})
+    if not (isinstance(tokenizers, dict) and all(isinstance(tokenizers.get(k), str) for k in ("source", "target"))):
+        raise ModelDirError(f"{path}: 'tokenizers' must be an object with 'source' and 'target' folders")
+    if not isinstance(data.get("pair"), (str, type(None))):
+        raise ModelDirError(f"{path}: 'pair' must be a string such as \"en-fr\"")
     return config, data
 
 
@@ -120,11 +131,19 @@ def _load_tokenizer(directory: Path, relative: str) -> Tokenizer:
         raise ModelDirError(f"{e}; the model directory {directory} is incomplete") from None
 
 
-def load_pretrained(directory: str | Path, device: str | torch.device = "cpu") -> LoadedModel:
-    """Load a model directory written by `save_pretrained`, checking it is whole and consistent."""
+def load_pretrained(directory: str | Path, device: str | torch.device = "cpu", task: str | None = None,
+                    pair: str | None = None) -> LoadedModel:
+    """Load a model directory written by `save_pretrained`, checking it is whole and consistent,
+    and, when given, that it is a model of this `task` ("mt" or "lm") and language `pair`."""
     directory = Path(directory)
     config, data = read_config(directory)
-    paths = data.get("tokenizers") or {"source": ".", "target": "."}
+    if task is not None and config.task != task:
+        raise ModelDirError(f"{directory} holds a {TASK_NAMES[config.task]}, not a {TASK_NAMES[task]}: "
+                            f"use `{USE_COMMAND[config.task]} --model {directory}`")
+    if pair and data.get("pair") and data["pair"] != pair:
+        raise ModelDirError(f"{directory} translates {data['pair']}, not {pair}: "
+                            f"train one with `mt train --pair {pair}` or pass --model DIR")
+    paths = data.get("tokenizers", {"source": ".", "target": "."})
     tgt_tokenizer = _load_tokenizer(directory, paths["target"])
     joint = paths["source"] == paths["target"]
     src_tokenizer = tgt_tokenizer if joint else _load_tokenizer(directory, paths["source"])
@@ -151,10 +170,10 @@ def load_pretrained(directory: str | Path, device: str | torch.device = "cpu") -
 
     generation = {}
     if (directory / GENERATION_FILE).is_file():
-        try:
-            generation = json.loads((directory / GENERATION_FILE).read_text(encoding="utf-8"))
-        except (json.JSONDecodeError, UnicodeDecodeError):
-            logger.warning("%s is corrupt; using default generation settings", directory / GENERATION_FILE)
+        generation = read_json(directory / GENERATION_FILE, ModelDirError, "generation config")
+        if not isinstance(generation, dict):
+            raise ModelDirError(f"{directory / GENERATION_FILE} must hold a JSON object of search settings; "
+                                "correct or delete the file")
     return LoadedModel(model, config, src_tokenizer, tgt_tokenizer, data.get("pair"), generation, directory)
 
 

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from machine_translation.errors import DataError
-from mt_tokenizers.base import write_atomic
+from machine_translation.files import write_atomic
 
 logger = logging.getLogger(__name__)
 
@@ -154,10 +154,6 @@ def iter_tsv(path: Path) -> Iterator[tuple[str, str]]:
         yield cols[0], cols[1]
 
 
-def read_tsv(path: Path) -> tuple[list[str], list[str]]:
-    return unzip(iter_tsv(path))
-
-
 def unzip(pairs: Iterable[tuple[str, str]]) -> tuple[list[str], list[str]]:
     src, tgt = [], []
     for s, t in pairs:
@@ -191,10 +187,6 @@ def iter_hf(name: str, config: str | None, split: str, src_lang: str, tgt_lang: 
             yield from ((row[src_lang], row[tgt_lang]) for row in rows["translation"])
         except KeyError as e:
             raise DataError(f"dataset {name!r} has no language {e} in its translation pairs") from None
-
-
-def read_hf(name: str, config: str | None, split: str, src_lang: str, tgt_lang: str) -> tuple[list[str], list[str]]:
-    return unzip(iter_hf(name, config, split, src_lang, tgt_lang))
 
 
 def iter_hf_text(name: str, config: str | None, split: str = "train", chunk: int = 10_000) -> Iterator[str]:

@@ -32,10 +32,6 @@ class DataSpec:
     src_file: Path | None = None
     tgt_file: Path | None = None
 
-    @property
-    def has_splits(self) -> bool:
-        return self.kind in ("named", "hf")
-
     def describe(self) -> str:
         if self.kind == "files":
             return f"{self.src_file} + {self.tgt_file}"

@@ -16,3 +16,7 @@ class ModelDirError(MTError):
 
 class DataError(MTError):
     """A corpus is missing, misaligned, not UTF-8, or otherwise unusable."""
+
+
+class Interrupted(Exception):
+    """The user asked to stop (SIGINT/SIGTERM); raised after what could be saved was saved."""

@@ -1,6 +1,9 @@
 """Generate text with a decoder-only model directory: the Python API behind `mt generate`.
 
     Generator.from_pretrained("models/lm-input").generate(["ROMEO:"], max_new_tokens=200, seed=1)
+
+Sampling settings: the model directory's own (`generation_config.json`), unless a call
+changes them.
 """
 from __future__ import annotations
 
@@ -11,9 +14,9 @@ from pathlib import Path
 import torch
 
 from machine_translation.checkpoint import LoadedModel, load_pretrained
-from machine_translation.errors import ModelDirError
+from machine_translation.runtime import pick_device
+from machine_translation.options import SamplingOptions
 from machine_translation.search import sample
-from machine_translation.translate import pick_device
 from mt_tokenizers import CharTokenizer
 
 logger = logging.getLogger(__name__)
@@ -21,14 +24,14 @@ logger = logging.getLogger(__name__)
 
 class Generator:
     def __init__(self, loaded: LoadedModel):
-        if loaded.config.task != "lm":
-            raise ModelDirError(f"{loaded.directory} holds a translation model: use `mt translate`")
         self.loaded = loaded
         self.tokenizer = loaded.tgt_tokenizer
+        self.defaults = loaded.search_defaults(SamplingOptions)  # the model's own settings
 
     @classmethod
     def from_pretrained(cls, directory: str | Path, device: str | None = None) -> Generator:
-        return cls(load_pretrained(directory, pick_device(device)))
+        """Load a language model directory (checked to be one)."""
+        return cls(load_pretrained(directory, pick_device(device), task="lm"))
 
     def encode_prompt(self, prompt: str) -> list[int]:
         """Prompt ids; characters a character vocabulary lacks are an error naming them."""
@@ -39,18 +42,20 @@ class Generator:
             logger.warning("the prompt has %d tokens; only its last %d fit the context", len(ids), window)
         return ids or [tok.bos_id]
 
-    def stream(self, prompt_ids: list[int], max_new_tokens: int, generator: torch.Generator, temperature: float = 0.8,
-               top_k: int | None = 200, top_p: float | None = None, use_cache: bool = True) -> Iterator[str]:
+    def stream(self, prompt_ids: list[int], generator: torch.Generator, options: SamplingOptions | None = None,
+               use_cache: bool = True) -> Iterator[str]:
         """Yield the continuation as text pieces, as tokens come (subwords joined correctly)."""
         ids, shown = [], ""
-        for token in sample(self.loaded.model, prompt_ids, max_new_tokens, generator, temperature,
-                            top_k, top_p, eos_id=self.tokenizer.eos_id, use_cache=use_cache):
+        for token in sample(self.loaded.model, prompt_ids, generator, options or self.defaults,
+                            eos_id=self.tokenizer.eos_id, use_cache=use_cache):
             ids.append(token)
             text = self.tokenizer.decode(ids)
             yield text[len(shown):]
             shown = text
 
-    def generate(self, prompts: list[str], max_new_tokens: int = 300, seed: int | None = None, **options) -> list[str]:
-        """Each prompt followed by its continuation."""
+    def generate(self, prompts: list[str], seed: int | None = None, options: SamplingOptions | None = None,
+                 **changes) -> list[str]:
+        """Each prompt followed by its continuation; `changes` (e.g. max_new_tokens=200) adjust `options`."""
+        opts = (options or self.defaults).updated(**changes)
         generator = torch.Generator().manual_seed(seed if seed is not None else int(torch.seed() % 2**31))
-        return [p + "".join(self.stream(self.encode_prompt(p), max_new_tokens, generator, **options)) for p in prompts]
+        return [p + "".join(self.stream(self.encode_prompt(p), generator, opts)) for p in prompts]

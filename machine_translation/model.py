@@ -6,13 +6,14 @@ and `base` (Transformer-base, for GPUs) exist for both tasks. Losses live in tra
 """
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, fields, replace
+from dataclasses import asdict, dataclass, fields
 
 from torch import Tensor, nn
 
 from decoder import GPT, KVCache, TransformerDecoder
-from encoder_transformer import TransformerConfig, TransformerEncoder, masks
+from encoder_transformer import LayerConfig, TransformerConfig, TransformerEncoder, masks
 from machine_translation.errors import ConfigError
+from machine_translation.fields import type_errors
 
 TASKS = ("mt", "lm")  # translation, language modelling
 
@@ -33,24 +34,17 @@ PRESETS: dict[str, dict[str, dict]] = {
 }
 
 
-@dataclass(frozen=True)
-class ModelConfig:
+@dataclass(frozen=True, kw_only=True)
+class ModelConfig(LayerConfig):
+    """What `config.json` stores: the layer settings every stack shares (`LayerConfig`, declared
+    once in `encoder_transformer`), plus the task, the vocabularies and the depth of each stack."""
+
     vocab_size: int
     task: str = "mt"
-    d_model: int = 256
-    n_heads: int = 4
     n_encoder_layers: int = 3
     n_decoder_layers: int = 3
-    d_ff: int = 1024
-    dropout: float = 0.1
-    attention_dropout: float = 0.0
-    activation_dropout: float = 0.0
-    max_positions: int = 256
-    positional: str = "sinusoidal"
-    norm_first: bool = True
     src_vocab_size: int | None = None  # None: one joint vocabulary for source and target
     share_embeddings: bool = True  # tie the encoder's embedding too (joint vocabulary only)
-    pad_id: int = 0
 
     def __post_init__(self) -> None:
         if self.task not in TASKS:
@@ -66,26 +60,23 @@ class ModelConfig:
             raise ConfigError(f"invalid model config: {e}") from None
 
     def stack_config(self, n_layers: int, vocab_size: int | None = None) -> TransformerConfig:
-        return TransformerConfig(
-            vocab_size=vocab_size or self.vocab_size, d_model=self.d_model, n_heads=self.n_heads,
-            n_layers=n_layers, d_ff=self.d_ff, dropout=self.dropout,
-            attention_dropout=self.attention_dropout, activation_dropout=self.activation_dropout, max_positions=self.max_positions,
-            positional=self.positional, norm_first=self.norm_first, pad_id=self.pad_id,
-        )
+        return TransformerConfig(**self.layer_fields(), vocab_size=vocab_size or self.vocab_size, n_layers=n_layers)
 
     def to_dict(self) -> dict:
         return asdict(self)
 
     @classmethod
     def from_dict(cls, data: dict) -> ModelConfig:
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(data) - known)
+        """Build from a JSON object, refusing unknown keys, missing ones and values of the wrong type."""
+        unknown = sorted(set(data) - {f.name for f in fields(cls)})
         if unknown:
             raise ConfigError(f"unknown model config keys: {', '.join(unknown)}")
-        try:
-            return cls(**data)
-        except TypeError as e:
-            raise ConfigError(f"invalid model config: {e}") from None
+        if "vocab_size" not in data:
+            raise ConfigError("model config key 'vocab_size' is missing")
+        problems = type_errors(cls, data)
+        if problems:
+            raise ConfigError(f"model config key {problems[0]}")
+        return cls(**data)
 
     @classmethod
     def from_preset(cls, preset: str, task: str, vocab_size: int, **overrides) -> ModelConfig:
@@ -94,9 +85,6 @@ class ModelConfig:
         if preset not in PRESETS[task]:
             raise ConfigError(f"unknown preset {preset!r}: choose one of {', '.join(PRESETS[task])}")
         return cls.from_dict({"vocab_size": vocab_size, "task": task, **PRESETS[task][preset], **overrides})
-
-    def with_overrides(self, **overrides) -> ModelConfig:
-        return replace(self, **overrides)
 
 
 class Seq2SeqTransformer(nn.Module):
@@ -113,16 +101,16 @@ class Seq2SeqTransformer(nn.Module):
 
     def encode(self, src_ids: Tensor, src_attention_mask: Tensor | None = None) -> tuple[Tensor, Tensor]:
         """src_ids: (B, S); src_attention_mask: (B, S) True = real token (default: ids != PAD).
-        Returns hidden states (B, S, D) and the cross-attention padding mask (B, 1, 1, S)."""
+        Returns hidden states (B, S, D) and the source padding mask (B, 1, 1, S)."""
         if src_attention_mask is None:
             src_attention_mask = masks.token_mask(src_ids, self.config.pad_id)
-        src_mask = masks.padding_mask(src_attention_mask)
-        return self.encoder(src_ids, src_mask), src_mask
+        src_padding_mask = masks.padding_mask(src_attention_mask)
+        return self.encoder(src_ids, src_padding_mask), src_padding_mask
 
-    def decode(self, tgt_input_ids: Tensor, encoder_hidden_states: Tensor, src_mask: Tensor,
+    def decode(self, tgt_input_ids: Tensor, encoder_hidden_states: Tensor, src_padding_mask: Tensor,
                tgt_attention_mask: Tensor | None = None) -> Tensor:
         """Whole target prefix (B, T) -> logits (B, T, V)."""
-        return self.decoder(tgt_input_ids, encoder_hidden_states, src_mask,
+        return self.decoder(tgt_input_ids, encoder_hidden_states, src_padding_mask,
                             tgt_attention_mask=tgt_attention_mask)[0]
 
     def forward(self, src_ids: Tensor, tgt_input_ids: Tensor, src_attention_mask: Tensor | None = None,

@@ -1,18 +1,17 @@
-"""A training run of `mt train --task mt`: the run directory (refused if it holds a previous
-run, unless --resume or --overwrite), data, the joint SentencePiece vocabulary, the model
-config (the saved one wins on resume), the trainer, and the model card.
+"""A training run of `mt train`, for either task (translation or language model): the run
+directory (refused if it holds a previous run, unless --resume or --overwrite), data, the
+tokenizer, the model config (the saved one wins on resume), the trainer, what happens to a
+new best model (`on_best`), and the model card.
 
 The run directory is itself a model directory: the best weights so far sit at its top,
 training checkpoints under `checkpoints/`.
 """
 from __future__ import annotations
 
-import json
 import logging
-import os
 import shutil
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -20,58 +19,24 @@ import torch
 from machine_translation import checkpoint as ckpt
 from machine_translation.distributed import DistInfo, barrier, init_distributed, shutdown
 from machine_translation.data import (
-    DataSpec, drop_empty, iter_split, iter_text, read_split, sample_pairs, split_pair, split_text,
+    drop_empty, iter_split, iter_text, read_split, sample_pairs, split_pair, split_text,
 )
 from machine_translation.errors import ConfigError, ModelDirError
+from machine_translation.files import write_atomic
 from machine_translation.model import ModelConfig, build_model
+from machine_translation.runtime import pick_device, set_threads
+from machine_translation.options import SamplingOptions, SearchOptions
 from machine_translation.store import PairStore, open_tokens, write_token_files
 from machine_translation.tasks import LanguageModelTask, TranslationTask
-from machine_translation.training import TrainConfig, Trainer, TrainState
-from machine_translation.translate import pick_device
+from machine_translation.options import RunOptions
+from machine_translation.training import Trainer, TrainState
 from mt_tokenizers import CharTokenizer, SentencePieceTokenizer, load_tokenizer
-from mt_tokenizers.base import write_atomic
 
 logger = logging.getLogger(__name__)
 
 TRAIN_STORE = Path("data") / "train.arrow"  # the run's encoded training split, inside the run directory
 LM_STORE = {"train": Path("data") / "lm-train.ids", "val": Path("data") / "lm-val.ids"}  # language-model text
-GENERATION_DEFAULTS = {
-    "mt": {"beam": 4, "length_penalty": 1.0, "max_len_a": 1.5, "max_len_b": 10},
-    "lm": {"temperature": 0.8, "top_k": 200, "max_new_tokens": 300},
-}
-
-
-@dataclass
-class RunOptions:
-    out: Path
-    task: str = "mt"  # or "lm"
-    pair: str = "en-fr"
-    data: DataSpec | None = None
-    data_dir: str | None = None
-    preset: str = "small"
-    model_overrides: dict = field(default_factory=dict)  # only the flags the user gave
-    vocab_size: int = 8000
-    batch_tokens: int = 4000
-    max_len: int = 100  # pairs with a side longer than this (in tokens) are skipped
-    tokenizer_sample: int = 200_000  # pairs the joint SentencePiece model is trained on (a uniform sample)
-    train: TrainConfig = field(default_factory=lambda: TrainConfig(max_minutes=60))
-    resume: bool = False
-    overwrite: bool = False
-    init_from: Path | None = None
-    device: str | None = None
-    threads: int | None = None
-    # language modelling
-    tokenizer: str = "char"  # or "sentencepiece"
-    block_size: int | None = None  # default: the preset's max_positions
-    batch_size: int = 12  # blocks per batch
-    val_fraction: float = 0.1
-
-
-def set_threads(device: torch.device, threads: int | None) -> None:
-    """On CPU, one intra-op thread per core (the default can oversubscribe shared machines)."""
-    if device.type == "cpu":
-        torch.set_num_threads(threads or max(1, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity")
-                                             else os.cpu_count() or 1))
+SEARCH_OPTIONS = {"mt": SearchOptions, "lm": SamplingOptions}  # whose defaults a new model directory records
 
 
 def prepare_out_dir(opts: RunOptions) -> None:
@@ -100,8 +65,7 @@ def resolve_config(opts: RunOptions, vocab_size: int, saved: ModelConfig | None,
         flags = ", ".join(f"--{k.replace('_', '-')} {v} (saved: {getattr(saved, k)})" for k, v in conflicts.items())
         raise ConfigError(f"{flags} contradicts the saved model config: drop the flag or start a new run")
     if saved.task != opts.task:
-        kind = {"mt": "translation model", "lm": "language model"}[saved.task]
-        raise ConfigError(f"the saved model is a {kind}: use --task {saved.task}")
+        raise ConfigError(f"the saved model is a {ckpt.TASK_NAMES[saved.task]}: use --task {saved.task}")
     return saved
 
 
@@ -151,7 +115,7 @@ def setup_model(opts: RunOptions, device: torch.device, train_tokenizer, info: D
     return Setup(config, model, loaded.tgt_tokenizer, saved_from)
 
 
-def mt_task(opts: RunOptions, device: torch.device, save_best, info: DistInfo) -> tuple[Setup, TranslationTask]:
+def mt_task(opts: RunOptions, device: torch.device, info: DistInfo) -> tuple[Setup, TranslationTask]:
     """The training split is streamed twice (a sample for the tokenizer, then encoding into
     the run's token store) and never held in memory; the validation split is small and is."""
     split_pair(opts.pair)
@@ -180,13 +144,13 @@ def mt_task(opts: RunOptions, device: torch.device, save_best, info: DistInfo) -
     barrier(info)
     train = PairStore.open(store_path)
     val = PairStore.from_pairs(zip(val_src, val_tgt), tok, max_len, "val")
-    loaded = ckpt.LoadedModel(setup.model, config, tok, tok, opts.pair, GENERATION_DEFAULTS["mt"], opts.out)
+    loaded = ckpt.LoadedModel(setup.model, config, tok, tok, opts.pair, {}, opts.out)
     task = TranslationTask(loaded, train, val, (val_src, val_tgt), opts.batch_tokens, opts.train.seed,
-                           opts.train.label_smoothing, device, save_best, shard=(info.rank, info.world_size))
+                           opts.train.label_smoothing, device, shard=(info.rank, info.world_size))
     return setup, task
 
 
-def lm_task(opts: RunOptions, device: torch.device, save_best, info: DistInfo) -> tuple[Setup, LanguageModelTask]:
+def lm_task(opts: RunOptions, device: torch.device, info: DistInfo) -> tuple[Setup, LanguageModelTask]:
     """The text is streamed (a pass to count it, one to train the tokenizer, one to encode
     it into the run's token files) and never held in memory."""
     lines = lambda: iter_text(opts.data, opts.data_dir)  # noqa: E731
@@ -216,7 +180,7 @@ def lm_task(opts: RunOptions, device: torch.device, save_best, info: DistInfo) -
     barrier(info)
     train, val = (open_tokens(paths[part], setup.tokenizer.vocab_size) for part in ("train", "val"))
     task = LanguageModelTask(train, val, opts.block_size or block, opts.batch_size,
-                             opts.train.seed, device, save_best, shard=(info.rank, info.world_size))
+                             opts.train.seed, device, shard=(info.rank, info.world_size))
     return setup, task
 
 
@@ -237,20 +201,20 @@ def _train_run(opts: RunOptions, info: DistInfo, device: torch.device) -> dict:
     if info.is_main:
         prepare_out_dir(opts)
     barrier(info)
-    trainer = None
-    title = opts.pair if opts.task == "mt" else f"language model ({opts.data.describe()})"
-
-    def save_best(m, metrics, step):
-        ckpt.save_weights(m, opts.out / ckpt.WEIGHTS_FILE)
-        write_model_card(opts.out, title, opts.data.describe(), preset, trainer.state, metrics)
-
-    setup, task = (mt_task if opts.task == "mt" else lm_task)(opts, device, save_best, info)
-    preset = "saved config" if setup.loaded_from else opts.preset
+    setup, task = (mt_task if opts.task == "mt" else lm_task)(opts, device, info)
     if not opts.resume and info.is_main:
         ckpt.save_pretrained(opts.out, setup.model, setup.config, setup.tokenizer, setup.tokenizer,
-                             opts.pair if opts.task == "mt" else None, GENERATION_DEFAULTS[opts.task])
+                             opts.pair if opts.task == "mt" else None, SEARCH_OPTIONS[opts.task]().generation_config())
         (opts.out / "train_log.jsonl").unlink(missing_ok=True)
-    trainer = Trainer(task, setup.model, opts.train, opts.out, device, setup.config.to_dict(), info)
+    title = opts.pair if opts.task == "mt" else f"language model ({opts.data.describe()})"
+    preset = "saved config" if setup.loaded_from else opts.preset
+
+    def on_best(model: torch.nn.Module, metrics: dict, state: TrainState) -> None:
+        """The run directory's top holds the best weights so far, and a card saying how good they are."""
+        ckpt.save_weights(model, opts.out / ckpt.WEIGHTS_FILE)
+        write_model_card(opts.out, title, opts.data.describe(), preset, state, metrics)
+
+    trainer = Trainer(task, setup.model, opts.train, opts.out, device, setup.config.to_dict(), info, on_best)
     if opts.resume:
         trainer.resume()
     logger.info("model: %s, %.2fM parameters; %d steps per epoch; device %s, %d threads", preset,

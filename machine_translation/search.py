@@ -1,8 +1,11 @@
-"""Decoding over the `decode_step` protocol, shared by translation and language modelling:
-greedy search, beam search (split into expand / finalize / select helpers) and sampling.
+"""Decoding: greedy and beam search for translation (split into expand / finalize / select
+helpers) and sampling for the decoder-only language model.
 
-A model offers `decode_step(tokens, cache) -> (logits, cache)`; the search owns the
-`KVCache` and keeps it aligned with its hypotheses through `cache.reorder`.
+Greedy and beam search take any model offering `decode_step(tokens, cache) -> (logits,
+cache)`; they own the `KVCache` and keep it aligned with their hypotheses through
+`cache.reorder`. Sampling takes a `GPT`, whose window of `max_positions` it slides.
+
+The settings of each (`SearchOptions`, `SamplingOptions`) and their defaults are in `options`.
 """
 from __future__ import annotations
 
@@ -13,6 +16,7 @@ import torch
 from torch import Tensor
 
 from decoder import KVCache
+from machine_translation.options import SamplingOptions
 
 
 class StepModel(Protocol):
@@ -149,34 +153,32 @@ def beam_search(
 
 
 def filter_logits(logits: Tensor, top_k: int | None = None, top_p: float | None = None) -> Tensor:
-    """Keep the top_k most likely tokens and/or the smallest set whose probability reaches top_p:
-    (N, V) -> (N, V) with the rest at -inf."""
-    if top_k is not None and 0 < top_k < logits.size(-1):
+    """Keep the top_k most likely tokens (0 or None: all) and/or the smallest set whose
+    probability reaches top_p (None or 1: all): (N, V) -> (N, V) with the rest at -inf."""
+    if top_k and top_k < logits.size(-1):
         kth = logits.topk(top_k, dim=-1).values[:, -1:]  # (N, 1)
         logits = logits.masked_fill(logits < kth, float("-inf"))
-    if top_p is not None and 0.0 < top_p < 1.0:
+    if top_p is not None and top_p < 1.0:
         sorted_logits, order = logits.sort(dim=-1, descending=True)
         cum = sorted_logits.softmax(dim=-1).cumsum(dim=-1)
         drop = cum - sorted_logits.softmax(dim=-1) >= top_p  # mass before this token already reaches top_p
+        drop[:, 0] = False  # the most likely token always stays: top_p 0 is greedy
         logits = logits.masked_fill(drop.scatter(1, order, drop), float("-inf"))
     return logits
 
 
-
-def sample(
-    model, prompt: list[int], max_new_tokens: int, generator: torch.Generator, temperature: float = 1.0,
-    top_k: int | None = None, top_p: float | None = None, eos_id: int | None = None, use_cache: bool = True,
-):
-    """Yield up to max_new_tokens tokens continuing `prompt` from a decoder-only model
+def sample(model, prompt: list[int], generator: torch.Generator, options: SamplingOptions,
+           eos_id: int | None = None, use_cache: bool = True):
+    """Yield up to options.max_new_tokens tokens continuing `prompt` from a decoder-only model
     (temperature 0 = greedy), stopping after EOS. The context is the last `max_positions`
     tokens: once the window is full it slides, and the cache is rebuilt from the cropped
     window, so cached and uncached sampling give the same tokens."""
     tokens, cache = list(prompt), None
     device = next(model.parameters()).device
     with torch.inference_mode():
-        for _ in range(max_new_tokens):
+        for _ in range(options.max_new_tokens):
             logits, cache = _next_logits(model, tokens, cache, use_cache, device)
-            token = _pick(logits.float(), generator, temperature, top_k, top_p)
+            token = _pick(logits.float(), generator, options)
             yield token
             if token == eos_id:
                 return
@@ -197,9 +199,9 @@ def _next_logits(model, tokens: list[int], cache: KVCache | None, use_cache: boo
     return logits[:, -1], cache
 
 
-def _pick(logits: Tensor, generator: torch.Generator, temperature: float, top_k, top_p) -> int:
+def _pick(logits: Tensor, generator: torch.Generator, options: SamplingOptions) -> int:
     """logits (1, V) -> one token id."""
-    if temperature <= 0:
+    if options.temperature <= 0:
         return int(logits.argmax(-1))
-    probs = torch.softmax(filter_logits(logits / temperature, top_k, top_p), dim=-1)
+    probs = torch.softmax(filter_logits(logits / options.temperature, options.top_k, options.top_p), dim=-1)
     return int(torch.multinomial(probs.cpu(), 1, generator=generator))

@@ -1,20 +1,50 @@
 """Tasks the trainer runs: translation (teacher forcing on sentence pairs) and, with the same
-loop, language modelling. A task owns its batches, its loss and its validation."""
+loop, language modelling. A task owns its batch type, its batches, its loss and its validation."""
 from __future__ import annotations
 
 import random
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
+from dataclasses import dataclass
 
 import numpy as np
 import torch
-from torch import nn
+import torch.nn.functional as F
+from torch import Tensor, nn
 
 from machine_translation.checkpoint import LoadedModel
 from machine_translation.data import token_batches
+from machine_translation.errors import DataError
 from machine_translation.evaluate import corpus_bleu
+from machine_translation.options import SearchOptions
 from machine_translation.store import PairStore
-from machine_translation.training import Batch, sequence_loss
-from machine_translation.translate import SearchOptions, Translator
+from machine_translation.translate import Translator
+
+
+def sequence_loss(logits: Tensor, labels: Tensor, pad_id: int, label_smoothing: float = 0.0,
+                  reduction: str = "mean") -> Tensor:
+    """Cross-entropy over non-PAD target tokens: logits (B, T, V), labels (B, T)."""
+    V = logits.size(-1)
+    return F.cross_entropy(
+        logits.reshape(-1, V).float(), labels.reshape(-1),  # (B*T, V), (B*T,)
+        ignore_index=pad_id, label_smoothing=label_smoothing, reduction=reduction,
+    )
+
+
+@dataclass
+class TranslationBatch:
+    src_ids: Tensor  # (B, S) source + EOS, PAD on the right; on the device
+    tgt_input_ids: Tensor  # (B, T) <bos> y
+    labels: Tensor  # (B, T) y <eos>
+    n_tokens: int  # real (non-PAD) source and target tokens, for tokens/s
+    n_targets: int  # non-PAD target tokens the loss is summed over
+
+
+@dataclass
+class LMBatch:
+    input_ids: Tensor  # (B, T) a block of the token stream; on the device
+    labels: Tensor  # (B, T) the same block shifted by one
+    n_tokens: int
+    n_targets: int
 
 
 class TranslationTask:
@@ -23,8 +53,7 @@ class TranslationTask:
 
     def __init__(self, loaded: LoadedModel, train: PairStore, val: PairStore, val_texts: tuple[list[str], list[str]],
                  batch_tokens: int, seed: int, label_smoothing: float, device: torch.device,
-                 save_best: Callable[[nn.Module, dict, int], None], val_bleu_sentences: int = 400,
-                 shard: tuple[int, int] = (0, 1)):
+                 val_bleu_sentences: int = 400, shard: tuple[int, int] = (0, 1)):
         self.loaded, self.device = loaded, device
         self.rank, self.world = shard  # under torchrun, each rank takes its slice of every global batch
         self.train, self.val = train, val
@@ -35,39 +64,35 @@ class TranslationTask:
         pick = sorted(random.Random(seed).sample(range(len(val_texts[0])), min(val_bleu_sentences, len(val_texts[0]))))
         self.bleu_src = [val_texts[0][i] for i in pick]
         self.bleu_ref = [val_texts[1][i] for i in pick]
-        self._save_best = save_best
         self._val_batches = [self._batch(val, b) for b in token_batches(val.lengths, batch_tokens, 0, 0)]
 
     def steps_per_epoch(self) -> int:
         return self._steps_per_epoch
 
-    def _batch(self, store: PairStore, indices) -> Batch:
+    def _batch(self, store: PairStore, indices) -> TranslationBatch:
         tensors, n_tokens, n_targets = store.collate(indices, self.pad, self.bos, self.eos)
-        return Batch(tuple(x.to(self.device) for x in tensors), n_tokens, n_targets)
+        return TranslationBatch(*(x.to(self.device) for x in tensors), n_tokens, n_targets)
 
-    def batches(self, epoch: int, start: int) -> Iterator[Batch]:
+    def batches(self, epoch: int, start: int) -> Iterator[TranslationBatch]:
         for indices in token_batches(self.train.lengths, self.batch_tokens, self.seed, epoch)[start:]:
             yield self._batch(self.train, indices[self.rank :: self.world])
 
-    def loss_sum(self, model: nn.Module, batch: Batch) -> torch.Tensor:
-        src_ids, tgt_in, labels = batch.inputs
-        return sequence_loss(model(src_ids, tgt_in), labels, self.pad, self.label_smoothing, reduction="sum")
+    def loss_sum(self, model: nn.Module, batch: TranslationBatch) -> Tensor:
+        logits = model(batch.src_ids, batch.tgt_input_ids)  # (B, T, V)
+        return sequence_loss(logits, batch.labels, self.pad, self.label_smoothing, reduction="sum")
 
     @torch.no_grad()
     def validate(self, model: nn.Module) -> dict:
         model.eval()
         total, count = 0.0, 0
         for batch in self._val_batches:
-            src_ids, tgt_in, labels = batch.inputs
-            total += sequence_loss(model(src_ids, tgt_in), labels, self.pad, reduction="sum").item()
+            logits = model(batch.src_ids, batch.tgt_input_ids)  # (B, T, V)
+            total += sequence_loss(logits, batch.labels, self.pad, reduction="sum").item()
             count += batch.n_targets
         translator = Translator(self.loaded, self.device)  # the decoding path of `mt evaluate`
         hyps = translator.translate(self.bleu_src, SearchOptions(beam=1))
         bleu = corpus_bleu(hyps, self.bleu_ref)
         return {"val_loss": total / count, "val_bleu": bleu, "score": bleu}
-
-    def save_best(self, model: nn.Module, metrics: dict, step: int) -> None:
-        self._save_best(model, metrics, step)
 
 
 class LanguageModelTask:
@@ -79,38 +104,34 @@ class LanguageModelTask:
     """
 
     def __init__(self, train_ids: np.ndarray, val_ids: np.ndarray, block_size: int, batch_size: int, seed: int,
-                 device: torch.device, save_best: Callable[[nn.Module, dict, int], None],
-                 shard: tuple[int, int] = (0, 1)):
+                 device: torch.device, shard: tuple[int, int] = (0, 1)):
         if len(train_ids) <= block_size + 1 or len(val_ids) <= block_size + 1:
-            from machine_translation.errors import DataError
             raise DataError(f"the text is too short for --block-size {block_size}: need more than "
                             f"{block_size + 1} tokens in both the training and the validation part")
         self.train_ids, self.val_ids = train_ids, val_ids  # (N,), (M,)
         self.block_size, self.batch_size, self.seed, self.device = block_size, batch_size, seed, device
         self.rank, self.world = shard
         self._steps_per_epoch = max(1, len(train_ids) // (block_size * batch_size))
-        self._save_best = save_best
 
     def steps_per_epoch(self) -> int:
         return self._steps_per_epoch
 
-    def batches(self, epoch: int, start: int) -> Iterator[Batch]:
+    def batches(self, epoch: int, start: int) -> Iterator[LMBatch]:
         g = torch.Generator().manual_seed(self.seed * 1_000_003 + epoch)
         offsets = torch.randint(0, len(self.train_ids) - self.block_size - 1,
                                 (self._steps_per_epoch, self.batch_size), generator=g)  # (steps, B)
         span = torch.arange(self.block_size + 1)
         for row in offsets[start:, self.rank :: self.world]:
             x, y = self._blocks(self.train_ids, row[:, None] + span)
-            yield Batch((x, y), x.numel(), y.numel())
+            yield LMBatch(x, y, x.numel(), y.numel())
 
     def _blocks(self, ids: np.ndarray, index: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Inputs and next-token targets (b, block) of the blocks at `index` (b, block + 1)."""
         blocks = torch.from_numpy(ids[index.numpy()].astype(np.int64))  # (b, block + 1)
         return blocks[:, :-1].to(self.device), blocks[:, 1:].to(self.device)
 
-    def loss_sum(self, model: nn.Module, batch: Batch) -> torch.Tensor:
-        x, y = batch.inputs
-        return sequence_loss(model(x), y, pad_id=-100, reduction="sum")
+    def loss_sum(self, model: nn.Module, batch: LMBatch) -> Tensor:
+        return sequence_loss(model(batch.input_ids), batch.labels, pad_id=-100, reduction="sum")
 
     @torch.no_grad()
     def validate(self, model: nn.Module, batch_blocks: int = 64) -> dict:
@@ -123,6 +144,3 @@ class LanguageModelTask:
             total += sequence_loss(model(x), y, pad_id=-100, reduction="sum").item()
         val_loss = total / (n_blocks * self.block_size)
         return {"val_loss": val_loss, "score": -val_loss}
-
-    def save_best(self, model: nn.Module, metrics: dict, step: int) -> None:
-        self._save_best(model, metrics, step)

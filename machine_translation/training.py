@@ -3,8 +3,9 @@
 A `Task` supplies batches, the loss and validation; this module owns the rest: AdamW,
 warmup then cosine decay over whichever budget ends the run first (steps, epochs or
 minutes), gradient accumulation and clipping, skipping non-finite steps, periodic
-validation with early stopping, the best model, resumable checkpoints, the JSON-lines
-log, the progress bar, and a clean stop on SIGINT/SIGTERM.
+validation with early stopping, resumable checkpoints, the JSON-lines log, the progress
+bar, and a clean stop on SIGINT/SIGTERM. What to do with a new best model is the caller's
+(`on_best`).
 """
 from __future__ import annotations
 
@@ -16,16 +17,16 @@ import sys
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Iterator, Protocol
+from typing import Callable, Iterator, Protocol
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 from tqdm import tqdm
 
 from machine_translation import checkpoint as ckpt
 from machine_translation.distributed import DistInfo, all_reduce_sum, any_rank
-from machine_translation.errors import MTError
+from machine_translation.errors import Interrupted, MTError
+from machine_translation.options import TrainConfig
 
 logger = logging.getLogger(__name__)
 
@@ -34,23 +35,9 @@ class TrainingError(MTError):
     """Training cannot go on (e.g. the loss keeps being non-finite)."""
 
 
-class Interrupted(Exception):
-    """Raised after a checkpoint was saved because the user asked to stop."""
+class Batch(Protocol):
+    """What the trainer needs to know of a task's batch (each task has its own batch type)."""
 
-
-def sequence_loss(logits: Tensor, labels: Tensor, pad_id: int, label_smoothing: float = 0.0,
-                  reduction: str = "mean") -> Tensor:
-    """Cross-entropy over non-PAD target tokens: logits (B, T, V), labels (B, T)."""
-    V = logits.size(-1)
-    return F.cross_entropy(
-        logits.reshape(-1, V).float(), labels.reshape(-1),  # (B*T, V), (B*T,)
-        ignore_index=pad_id, label_smoothing=label_smoothing, reduction=reduction,
-    )
-
-
-@dataclass
-class Batch:
-    inputs: tuple[Tensor, ...]  # what the task's loss needs, already on the device
     n_tokens: int  # real (non-PAD) tokens, for tokens/s
     n_targets: int  # non-PAD target tokens the loss is summed over
 
@@ -60,40 +47,13 @@ class Task(Protocol):
 
     def batches(self, epoch: int, start: int) -> Iterator[Batch]: ...
 
-    def loss_sum(self, model: nn.Module, batch: Batch) -> Tensor: ...
+    def loss_sum(self, model: nn.Module, batch) -> Tensor:
+        """The loss summed over the target tokens of one of this task's own batches."""
+        ...
 
     def validate(self, model: nn.Module) -> dict:
         """Metrics; "score" (higher is better) picks the best model."""
         ...
-
-    def save_best(self, model: nn.Module, metrics: dict, step: int) -> None: ...
-
-
-@dataclass
-class TrainConfig:
-    lr: float = 2e-3
-    min_lr_ratio: float = 0.05
-    warmup_steps: int = 300
-    weight_decay: float = 0.01
-    beta2: float = 0.98
-    label_smoothing: float = 0.1
-    clip_norm: float = 1.0
-    grad_accum: int = 1
-    max_steps: int | None = None
-    max_minutes: float | None = None
-    epochs: float | None = None
-    eval_every: int = 500
-    save_every: int = 500
-    keep_last: int = 2
-    patience: int | None = None
-    log_every: int = 20
-    seed: int = 1234
-    max_nonfinite: int = 5
-    bf16: bool | None = None  # bfloat16 autocast; None: on CUDA only
-
-    def __post_init__(self) -> None:
-        if self.max_steps is None and self.max_minutes is None and self.epochs is None:
-            raise ValueError("give a budget: max_steps, max_minutes or epochs")
 
 
 @dataclass
@@ -162,8 +122,8 @@ class StopRequest:
         if self.requested:
             raise KeyboardInterrupt
         self.requested = True
-        print(f"\n{signal.Signals(signum).name}: saving a checkpoint after this step "
-              "(press Ctrl+C again to stop at once)", file=sys.stderr)
+        logger.warning("%s: saving a checkpoint after this step (press Ctrl+C again to stop at once)",
+                       signal.Signals(signum).name)
 
     def __enter__(self) -> StopRequest:
         for sig in (signal.SIGINT, signal.SIGTERM):
@@ -178,12 +138,16 @@ class StopRequest:
             signal.signal(sig, handler)
 
 
+OnBest = Callable[[nn.Module, dict, "TrainState"], None]  # (model, validation metrics, state at that step)
+
+
 class Trainer:
     def __init__(self, task: Task, model: nn.Module, cfg: TrainConfig, run_dir: Path, device: torch.device,
-                 model_config_dict: dict, dist_info: DistInfo = DistInfo()):
+                 model_config_dict: dict, dist_info: DistInfo = DistInfo(), on_best: OnBest | None = None):
         self.task, self.model, self.cfg, self.run_dir, self.device = task, model, cfg, Path(run_dir), device
         self.model_config_dict = model_config_dict
         self.dist = dist_info
+        self.on_best = on_best  # called on the main process whenever validation finds a new best model
         # Under torchrun, gradients are all-reduced by DDP; evaluation and saving use the bare model.
         self.train_model = model
         if dist_info.enabled:
@@ -219,15 +183,16 @@ class Trainer:
             f.write(json.dumps({**record, "time": round(time.time(), 3)}) + "\n")
 
     # -- the loop ----------------------------------------------------------------------
-    def budget_left(self) -> bool:
+    def spent_budget(self) -> str:
+        """Which budget is spent ("" while none is)."""
         c, s = self.cfg, self.state
         if c.max_steps is not None and s.step >= c.max_steps:
-            s.stop_reason = f"reached max_steps {c.max_steps}"
-        elif c.max_minutes is not None and s.elapsed >= 60 * c.max_minutes:
-            s.stop_reason = f"reached max_minutes {c.max_minutes}"
-        elif c.epochs is not None and s.step >= c.epochs * self.task.steps_per_epoch():
-            s.stop_reason = f"reached {c.epochs} epochs"
-        return not s.stop_reason
+            return f"reached max_steps {c.max_steps}"
+        if c.max_minutes is not None and s.elapsed >= 60 * c.max_minutes:
+            return f"reached max_minutes {c.max_minutes}"
+        if c.epochs is not None and s.step >= c.epochs * self.task.steps_per_epoch():
+            return f"reached {c.epochs} epochs"
+        return ""
 
     def micro_batches(self) -> Iterator[Batch]:
         """Endless stream of batches, tracking the data position (epoch, batch) in the state."""
@@ -272,8 +237,8 @@ class Trainer:
         self.state.nonfinite_in_a_row = 0
         return total, tokens
 
-    def evaluate(self) -> dict:
-        """Validate on the main process (others wait at the next collective); keep the best model."""
+    def validate(self) -> dict:
+        """Validate on the main process (others wait at the next collective); report a new best model."""
         if not self.dist.is_main:
             return {}
         metrics = self.task.validate(self.model)
@@ -285,7 +250,8 @@ class Trainer:
         tqdm.write(f"step {s.step}: {shown}", file=sys.stderr)
         if metrics["score"] > s.best_score:
             s.best_score, s.evals_without_gain = metrics["score"], 0
-            self.task.save_best(self.model, metrics, s.step)
+            if self.on_best is not None:
+                self.on_best(self.model, metrics, s)
         else:
             s.evals_without_gain += 1
         return metrics
@@ -299,6 +265,7 @@ class Trainer:
         bar = tqdm(total=total, initial=s.step, file=sys.stderr, dynamic_ncols=True, unit="step",
                    mininterval=1.0 if sys.stderr.isatty() else 30.0, disable=not self.dist.is_main)
         clock = _Clock(s.elapsed)
+        validated_at = -1  # the step of this session's last validation
         with StopRequest() as stop:
             try:
                 while not self._should_stop(stop):
@@ -312,54 +279,58 @@ class Trainer:
                         continue
                     s.step += 1
                     bar.update(1)
-                    if not self._after_step(loss, clock, bar):
-                        break
+                    self._log_step(loss, clock, bar)
+                    if s.step % c.eval_every == 0:
+                        validated_at = s.step
+                        if self._validate_and_check_patience(clock):
+                            break
+                    if s.step % c.save_every == 0 and self.dist.is_main:
+                        self.save_checkpoint()
             finally:
                 bar.close()
-            self._finish(clock.last_eval_step)
+            self._finish(validated_at)
         return s
 
     def _should_stop(self, stop: StopRequest) -> bool:
-        """One collective per step, so every rank stops at the same step."""
-        s = self.state
-        interrupted, spent = all_reduce_sum([float(stop.requested), float(not self.budget_left())],
-                                            self.dist, self.device)
+        """One collective per step, so every rank stops at the same step; sets the stop reason."""
+        spent = self.spent_budget()
+        interrupted, any_spent = all_reduce_sum([float(stop.requested), float(bool(spent))], self.dist, self.device)
         if interrupted:
-            s.stop_reason = "interrupted"
-        if interrupted or spent:
-            s.stop_reason = s.stop_reason or "stopped with the other processes"
-        return bool(interrupted or spent)
+            self.state.stop_reason = "interrupted"
+        elif any_spent:
+            self.state.stop_reason = spent or "stopped with the other processes"
+        return bool(interrupted or any_spent)
 
-    def _after_step(self, loss: float, clock: _Clock, bar: tqdm) -> bool:
-        """Log, validate and save on their schedules; False when patience has run out."""
+    def _log_step(self, loss: float, clock: _Clock, bar: tqdm) -> None:
         c, s = self.cfg, self.state
         if s.step % c.log_every == 0 or s.step == 1:
             lr, tps = self.optimizer.param_groups[0]["lr"], clock.take_rate()
             bar.set_postfix(loss=f"{loss:.3f}", tok_s=f"{tps:.0f}", lr=f"{lr:.2e}", refresh=False)
             self.log({"type": "train", "step": s.step, "epoch": s.epoch, "loss": loss, "lr": lr,
                       "tokens_per_s": tps, "elapsed": s.elapsed})
-        if s.step % c.eval_every == 0:
-            self.evaluate()
-            s.elapsed, clock.last_eval_step = clock.elapsed(), s.step
-            patience_out = c.patience is not None and s.evals_without_gain >= c.patience
-            if any_rank(patience_out, self.dist, self.device):
-                s.stop_reason = f"no validation gain in {c.patience} evaluations (patience)"
-                return False
-        if s.step % c.save_every == 0 and self.dist.is_main:
-            self.save_checkpoint()
-        return True
 
-    def _finish(self, last_eval_step: int) -> None:
+    def _validate_and_check_patience(self, clock: _Clock) -> bool:
+        """Validate; True (on every rank) when patience has run out, with the stop reason set."""
+        c, s = self.cfg, self.state
+        self.validate()
+        s.elapsed = clock.elapsed()
+        patience_out = c.patience is not None and s.evals_without_gain >= c.patience
+        if any_rank(patience_out, self.dist, self.device):
+            s.stop_reason = f"no validation gain in {c.patience} evaluations (patience)"
+            return True
+        return False
+
+    def _finish(self, validated_at: int) -> None:
         s = self.state
         interrupted = s.stop_reason == "interrupted"
         if s.step == 0:
             if interrupted:
                 raise Interrupted("interrupted before the first step: nothing to save")
             return
-        if last_eval_step != s.step and not interrupted:
-            self.evaluate()
-        if not s.history and self.dist.is_main:
-            self.task.save_best(self.model, {}, s.step)  # interrupted before any validation
+        if validated_at != s.step and not interrupted:
+            self.validate()
+        if not s.history and self.dist.is_main and self.on_best is not None:
+            self.on_best(self.model, {}, s)  # interrupted before any validation: keep what there is
         path = self.save_checkpoint() if self.dist.is_main else self.run_dir / ckpt.CHECKPOINT_DIR
         if interrupted:
             raise Interrupted(f"interrupted at step {s.step}: checkpoint saved in {path}; continue with --resume")
@@ -370,7 +341,7 @@ class _Clock:
 
     def __init__(self, elapsed_before: float):
         self.start, self.before = time.perf_counter(), elapsed_before
-        self.tokens, self.busy, self.last_eval_step = 0, 0.0, -1
+        self.tokens, self.busy = 0, 0.0
 
     def elapsed(self) -> float:
         return self.before + time.perf_counter() - self.start

@@ -5,6 +5,8 @@
 
 Sentences are batched by length (order restored on output); empty lines give empty
 translations; a source longer than the model's positions is truncated with a warning.
+Search settings: the model directory's own (`generation_config.json`), unless a call
+passes `SearchOptions`.
 """
 from __future__ import annotations
 
@@ -13,7 +15,6 @@ import multiprocessing
 import weakref
 from collections.abc import Iterator
 from concurrent.futures import ProcessPoolExecutor
-from dataclasses import dataclass
 from itertools import repeat
 from pathlib import Path
 
@@ -21,37 +22,11 @@ import torch
 
 from machine_translation.checkpoint import LoadedModel, load_pretrained
 from machine_translation.data import pad_batch
-from machine_translation.errors import ModelDirError
+from machine_translation.runtime import pick_device
+from machine_translation.options import SearchOptions
 from machine_translation.search import Hypothesis, beam_search, greedy_search
 
 logger = logging.getLogger(__name__)
-
-
-@dataclass
-class SearchOptions:
-    beam: int = 4  # 1 = greedy
-    length_penalty: float = 1.0
-    max_len_a: float = 1.5  # output may have up to a * source_tokens + b tokens
-    max_len_b: int = 10
-    n_best: int = 1
-    batch_size: int = 64
-
-    def __post_init__(self) -> None:
-        if self.beam < 1 or self.n_best < 1 or self.batch_size < 1:
-            raise ValueError("beam, n_best and batch_size must be at least 1")
-        if self.n_best > self.beam:
-            raise ValueError(f"n_best ({self.n_best}) cannot exceed the beam size ({self.beam})")
-
-
-def pick_device(requested: str | None = None) -> torch.device:
-    """cuda, then mps, then cpu, unless the user asked for one."""
-    if requested:
-        return torch.device(requested)
-    if torch.cuda.is_available():
-        return torch.device("cuda")
-    if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
-        return torch.device("mps")
-    return torch.device("cpu")
 
 
 class Translator:
@@ -59,10 +34,6 @@ class Translator:
     each, as CTranslate2's inter_threads; small decoding steps use a core better alone."""
 
     def __init__(self, loaded: LoadedModel, device: torch.device, workers: int = 1):
-        if loaded.config.task != "mt":
-            raise ModelDirError(
-                f"{loaded.directory} holds a language model, not a translation model: use `mt generate`"
-            )
         if workers < 1:
             raise ValueError("workers must be at least 1")
         self.loaded = loaded
@@ -70,13 +41,14 @@ class Translator:
         self.device = device
         self.workers = workers if device.type == "cpu" else 1
         self._pool: ProcessPoolExecutor | None = None
-        self.defaults = SearchOptions(**{k: v for k, v in loaded.generation.items()
-                                         if k in SearchOptions.__dataclass_fields__})
+        self.defaults = loaded.search_defaults(SearchOptions)  # the model's own settings
 
     @classmethod
-    def from_pretrained(cls, directory: str | Path, device: str | None = None, workers: int = 1) -> Translator:
+    def from_pretrained(cls, directory: str | Path, device: str | None = None, workers: int = 1,
+                        pair: str | None = None) -> Translator:
+        """Load a translation model directory (checked to be one, and of `pair` when given)."""
         dev = pick_device(device)
-        return cls(load_pretrained(directory, dev), dev, workers)
+        return cls(load_pretrained(directory, dev, task="mt", pair=pair), dev, workers)
 
     @property
     def pair(self) -> str | None:

@@ -1,6 +1,10 @@
-"""Shared fixtures: tiny CPU models (D=32, 2 layers) and the shared data folder."""
+"""Shared fixtures and helpers: tiny CPU models (D=32, 2 layers), the shared data folder,
+slices of Multi30k written to files, and reading a run's training log."""
 from __future__ import annotations
 
+import gzip
+import json
+import os
 from pathlib import Path
 
 import pytest
@@ -9,13 +13,37 @@ import torch
 from machine_translation.model import ModelConfig, build_model
 
 REPO = Path(__file__).resolve().parents[1]
-SHARED_DATA = REPO.parent / "shared" / "data"
+# The data folder beside the repository, unless MT_DATA_DIR points elsewhere (as for the CLI).
+SHARED_DATA = Path(os.environ.get("MT_DATA_DIR") or REPO.parent / "shared" / "data")
 
 
 def tiny_config(**overrides) -> ModelConfig:
     base = dict(vocab_size=40, d_model=32, n_heads=4, n_encoder_layers=2, n_decoder_layers=2, d_ff=64,
                 dropout=0.0, max_positions=32)
     return ModelConfig(**{**base, **overrides})
+
+
+def write_lines(path, lines):
+    opener = gzip.open if str(path).endswith(".gz") else open
+    with opener(path, "wt", encoding="utf-8") as f:
+        f.writelines(line + "\n" for line in lines)
+    return path
+
+
+def multi30k_lines(lang: str, n: int, start: int = 0) -> list[str]:
+    """Lines start..start+n of Multi30k's training split in one language."""
+    with gzip.open(SHARED_DATA / f"multi30k/train.{lang}.gz", "rt", encoding="utf-8") as f:
+        return [line.rstrip("\n") for i, line in zip(range(start + n), f) if i >= start]
+
+
+def losses(out) -> dict[int, float]:
+    """Training loss per step; a step logged twice (re-done after a crash) keeps its last value."""
+    result = {}
+    for line in (Path(out) / "train_log.jsonl").read_text().splitlines():
+        record = json.loads(line)
+        if record["type"] == "train":
+            result[record["step"]] = record["loss"]
+    return result
 
 
 @pytest.fixture
@@ -33,5 +61,21 @@ def gpt():
 @pytest.fixture
 def shared_data() -> Path:
     if not (SHARED_DATA / "multi30k").is_dir():
-        pytest.fail(f"shared data not found at {SHARED_DATA}: the repo expects ../shared/data beside it")
+        pytest.fail(f"shared data not found at {SHARED_DATA}: the repo expects ../shared/data beside it "
+                    "(or MT_DATA_DIR)")
     return SHARED_DATA
+
+
+@pytest.fixture(scope="session")
+def slice_files(tmp_path_factory):
+    """The first 400 pairs of Multi30k: (train.en.gz, train.fr, en lines, fr lines)."""
+    d = tmp_path_factory.mktemp("slice")
+    en, fr = multi30k_lines("en", 400), multi30k_lines("fr", 400)
+    return write_lines(d / "train.en.gz", en), write_lines(d / "train.fr", fr), en, fr
+
+
+@pytest.fixture(scope="session")
+def corpus(tmp_path_factory):
+    """The first 300 pairs of Multi30k as plain files (c.en, c.fr), for training subprocesses."""
+    d = tmp_path_factory.mktemp("corpus")
+    return write_lines(d / "c.en", multi30k_lines("en", 300)), write_lines(d / "c.fr", multi30k_lines("fr", 300))

@@ -1,12 +1,12 @@
 """End to end through the CLI on the tiny preset and a slice of Multi30k: train -> translate
 -> evaluate, resume, beam 1 = greedy, batch = one by one, and the one-line errors."""
-import gzip
 import json
 
 import pytest
 from typer.testing import CliRunner
 
 from machine_translation.cli import app
+from tests.conftest import write_lines
 
 runner = CliRunner()
 TINY = ["--preset", "tiny", "--vocab-size", "400", "--eval-every", "20", "--save-every", "20", "--log-every", "1",
@@ -15,24 +15,6 @@ TINY = ["--preset", "tiny", "--vocab-size", "400", "--eval-every", "20", "--save
 
 def mt(*args, input=None):
     return runner.invoke(app, [str(a) for a in args], input=input)
-
-
-def write_lines(path, lines):
-    opener = gzip.open if str(path).endswith(".gz") else open
-    with opener(path, "wt", encoding="utf-8") as f:
-        f.writelines(line + "\n" for line in lines)
-    return path
-
-
-@pytest.fixture(scope="module")
-def slice_files(tmp_path_factory):
-    d = tmp_path_factory.mktemp("slice")
-    from tests.conftest import SHARED_DATA
-    with gzip.open(SHARED_DATA / "multi30k/train.en.gz", "rt") as f:
-        en = [next(f).rstrip("\n") for _ in range(400)]
-    with gzip.open(SHARED_DATA / "multi30k/train.fr.gz", "rt") as f:
-        fr = [next(f).rstrip("\n") for _ in range(400)]
-    return write_lines(d / "train.en.gz", en), write_lines(d / "train.fr", fr), en, fr
 
 
 @pytest.fixture(scope="module")
@@ -72,7 +54,8 @@ def test_translate_lines_in_lines_out(trained, tmp_path):
 
 def test_batch_equals_one_by_one_and_beam1_equals_greedy(trained, slice_files):
     from machine_translation.search import beam_search, greedy_search
-    from machine_translation.translate import SearchOptions, Translator
+    from machine_translation.options import SearchOptions
+    from machine_translation.translate import Translator
     out, _ = trained
     sentences = slice_files[2][:12]
     tr = Translator.from_pretrained(out, "cpu")
@@ -235,3 +218,24 @@ def test_bf16_autocast_trains_on_cpu(tmp_path, slice_files):
     losses = [json.loads(x)["loss"] for x in (tmp_path / "o" / "train_log.jsonl").read_text().splitlines()
               if '"train"' in x]
     assert len(losses) == 3 and all(0 < x < 20 for x in losses)
+
+
+def test_generation_config_sets_the_search_when_no_flag_is_given(trained, slice_files, tmp_path):
+    import shutil
+
+    from machine_translation.translate import Translator
+    out, _ = trained
+    model = tmp_path / "m"
+    shutil.copytree(out, model)
+    config = json.loads((model / "generation_config.json").read_text())
+    assert config["beam"] == 4  # what training wrote: the library default
+    (model / "generation_config.json").write_text(json.dumps({**config, "beam": 2}))
+    assert Translator.from_pretrained(model, "cpu").defaults.beam == 2
+    src = write_lines(tmp_path / "in.en", slice_files[2][:8])
+    by_file = mt("translate", "--model", model, "--input", src)
+    assert by_file.exit_code == 0, by_file.output
+    assert by_file.stdout == mt("translate", "--model", model, "--input", src, "--beam", 2).stdout
+    r = mt("translate", "--model", model, "--n-best", 3, "a man")  # beam 2 from the file: 3 best cannot exist
+    assert r.exit_code == 2 and "n_best (3) cannot exceed the beam size (2)" in r.stderr
+    r = mt("translate", "--model", model, "--n-best", 3, "--beam", 3, "a man")  # a flag wins over the file
+    assert r.exit_code == 0 and len(r.stdout.splitlines()) == 3

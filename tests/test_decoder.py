@@ -111,7 +111,7 @@ def test_cache_reorder_selects_rows(seq2seq):
     swapped = cache.reorder(torch.tensor([1, 0, 1]))
     assert isinstance(swapped, KVCache) and swapped.length == 1
     torch.testing.assert_close(swapped.self_kv[0][0][0], cache.self_kv[0][0][1])
-    torch.testing.assert_close(swapped.cross_mask[2], cache.cross_mask[1])
+    torch.testing.assert_close(swapped.src_padding_mask[2], cache.src_padding_mask[1])
 
 
 def test_reorder_within_sentences_keeps_the_encoder_rows(seq2seq):
@@ -119,7 +119,7 @@ def test_reorder_within_sentences_keeps_the_encoder_rows(seq2seq):
     cache = seq2seq.start_cache(src).reorder(torch.tensor([0, 0, 1, 1]))  # 2 sentences x 2 beams
     _, cache = seq2seq.decode_step(torch.tensor([[2], [5], [2], [6]]), cache)
     moved = cache.reorder(torch.tensor([1, 1, 2, 3]), same_sources=True)
-    assert moved.cross_kv is cache.cross_kv and moved.cross_mask is cache.cross_mask  # nothing copied
+    assert moved.cross_kv is cache.cross_kv and moved.src_padding_mask is cache.src_padding_mask  # nothing copied
     torch.testing.assert_close(moved.self_kv[0][0][0], cache.self_kv[0][0][1])
     full = cache.reorder(torch.tensor([1, 1, 2, 3]))  # the general path gives the same next step
     step = torch.tensor([[7], [8], [7], [9]])

@@ -4,7 +4,7 @@ import subprocess
 import sys
 
 from machine_translation.checkpoint import checkpoint_dirs
-from tests.test_resume import corpus, losses  # noqa: F401  (the corpus fixture)
+from tests.conftest import losses
 
 ARGS = ["--preset", "tiny", "--vocab-size", "400", "--eval-every", "10", "--save-every", "5", "--log-every", "1",
         "--batch-tokens", "600", "--lr", "3e-3", "--warmup-steps", "5", "--dropout", "0", "--threads", "1",
@@ -21,7 +21,7 @@ def train(corpus, out, nproc):
     return result
 
 
-def test_two_processes_match_one(corpus, tmp_path):  # noqa: F811
+def test_two_processes_match_one(corpus, tmp_path):
     train(corpus, tmp_path / "one", 1)
     train(corpus, tmp_path / "two", 2)
     one, two = losses(tmp_path / "one"), losses(tmp_path / "two")

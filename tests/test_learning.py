@@ -4,7 +4,7 @@ import torch
 from machine_translation.data import collate_pairs
 from machine_translation.model import build_model
 from machine_translation.search import greedy_search
-from machine_translation.training import sequence_loss
+from machine_translation.tasks import sequence_loss
 from tests.conftest import tiny_config
 
 

@@ -8,16 +8,18 @@ from typer.testing import CliRunner
 
 from machine_translation.cli import app
 from machine_translation.model import build_model
+from machine_translation.options import SamplingOptions
 from machine_translation.search import sample
-from machine_translation.training import sequence_loss
+from machine_translation.tasks import sequence_loss
 from tests.conftest import tiny_config
 
 runner = CliRunner()
 
 
-def draw(model, prompt, n, seed, use_cache, **kw):
+def draw(model, prompt, n, seed, use_cache, temperature=1.0, top_k=0, top_p=None):
     g = torch.Generator().manual_seed(seed)
-    return list(sample(model, prompt, n, g, use_cache=use_cache, **kw))
+    options = SamplingOptions(temperature=temperature, top_k=top_k, top_p=top_p, max_new_tokens=n)
+    return list(sample(model, prompt, g, options, use_cache=use_cache))
 
 
 @pytest.mark.parametrize("temperature", [0.0, 1.0])

@@ -14,7 +14,7 @@ import torch
 from machine_translation.checkpoint import CHECKPOINT_DIR, checkpoint_dirs, load_training_checkpoint
 from machine_translation.model import build_model
 from machine_translation.checkpoint import read_config
-from tests.test_cli import write_lines
+from tests.conftest import losses
 
 STEPS = 40
 ARGS = ["--preset", "tiny", "--vocab-size", "400", "--eval-every", "20", "--save-every", "5", "--log-every", "1",
@@ -22,32 +22,10 @@ ARGS = ["--preset", "tiny", "--vocab-size", "400", "--eval-every", "20", "--save
         "--threads", "1", "--max-steps", str(STEPS)]
 
 
-@pytest.fixture(scope="module")
-def corpus(tmp_path_factory, ):
-    import gzip
-    from tests.conftest import SHARED_DATA
-    d = tmp_path_factory.mktemp("corpus")
-    with gzip.open(SHARED_DATA / "multi30k/train.en.gz", "rt") as f:
-        en = [next(f).rstrip("\n") for _ in range(300)]
-    with gzip.open(SHARED_DATA / "multi30k/train.fr.gz", "rt") as f:
-        fr = [next(f).rstrip("\n") for _ in range(300)]
-    return write_lines(d / "c.en", en), write_lines(d / "c.fr", fr)
-
-
 def start(corpus, out, *extra):
     cmd = [sys.executable, "-m", "machine_translation", "train", "--src", str(corpus[0]), "--tgt", str(corpus[1]),
            "--out", str(out), *ARGS, *extra]
     return subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-
-
-def losses(out) -> dict[int, float]:
-    """Training loss per step; a step logged twice (re-done after a crash) keeps its last value."""
-    result = {}
-    for line in (out / "train_log.jsonl").read_text().splitlines():
-        record = json.loads(line)
-        if record["type"] == "train":
-            result[record["step"]] = record["loss"]
-    return result
 
 
 def wait_for_step(out, step, proc, timeout=120):

@@ -5,9 +5,10 @@ The package is named `mt_tokenizers` and lives in the plain folder `tokenizers/`
 overwritten. Imports nothing else of the project.
 """
 from mt_tokenizers.base import (
-    BOS_ID, EOS_ID, PAD_ID, SPECIAL_TOKENS, UNK_ID, Tokenizer, TokenizerError, load_tokenizer,
+    BOS_ID, EOS_ID, PAD_ID, SPECIAL_TOKENS, UNK_ID, Tokenizer, TokenizerError,
 )
 from mt_tokenizers.char import CharTokenizer
+from mt_tokenizers.load import load_tokenizer
 from mt_tokenizers.spm import SentencePieceTokenizer
 
 __all__ = [

@@ -1,10 +1,10 @@
-"""The tokenizer interface, the fixed special ids, and loading a saved tokenizer by its type."""
+"""The tokenizer interface, the fixed special ids, and the tokenizer config file."""
 from __future__ import annotations
 
-import json
-import os
 from pathlib import Path
 from typing import Protocol
+
+from mt_tokenizers.files import write_json
 
 PAD_ID, UNK_ID, BOS_ID, EOS_ID = 0, 1, 2, 3
 SPECIAL_TOKENS = ("<pad>", "<unk>", "<bos>", "<eos>")  # in id order
@@ -31,42 +31,9 @@ class Tokenizer(Protocol):
     def save(self, directory: str | Path) -> None: ...
 
 
-def write_atomic(path: Path, data: bytes) -> None:
-    """Write a file so that a crash leaves either the old file or the new one, never half of one."""
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    with open(tmp, "wb") as f:
-        f.write(data)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
-
-
 def write_config(directory: Path, config: dict) -> None:
     directory.mkdir(parents=True, exist_ok=True)
-    write_atomic(directory / CONFIG_FILE, json.dumps(config, indent=2, ensure_ascii=False).encode())
-
-
-def load_tokenizer(directory: str | Path) -> Tokenizer:
-    """Load whichever tokenizer was saved in `directory` (its type is in tokenizer_config.json)."""
-    from mt_tokenizers.char import CharTokenizer
-    from mt_tokenizers.spm import SentencePieceTokenizer
-
-    path = Path(directory) / CONFIG_FILE
-    try:
-        config = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise TokenizerError(f"tokenizer file missing: {path}") from None
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise TokenizerError(f"tokenizer file is corrupt: {path} ({e})") from None
-    ids = [config.get(k) for k in ("pad_id", "unk_id", "bos_id", "eos_id")]
-    if ids != [PAD_ID, UNK_ID, BOS_ID, EOS_ID]:
-        raise TokenizerError(f"{path}: special ids {ids} differ from the fixed {[PAD_ID, UNK_ID, BOS_ID, EOS_ID]}")
-    kind = config.get("type")
-    if kind == "sentencepiece":
-        return SentencePieceTokenizer.load(directory)
-    if kind == "char":
-        return CharTokenizer.load(directory)
-    raise TokenizerError(f"{path}: unknown tokenizer type {kind!r} (expected 'sentencepiece' or 'char')")
+    write_json(directory / CONFIG_FILE, config)
 
 
 def special_ids_config() -> dict:

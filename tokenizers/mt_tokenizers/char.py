@@ -10,9 +10,9 @@ from collections.abc import Iterable
 from pathlib import Path
 
 from mt_tokenizers.base import (
-    BOS_ID, EOS_ID, PAD_ID, SPECIAL_TOKENS, UNK_ID, TokenizerError, special_ids_config, write_atomic,
-    write_config,
+    BOS_ID, EOS_ID, PAD_ID, SPECIAL_TOKENS, UNK_ID, TokenizerError, special_ids_config, write_config,
 )
+from mt_tokenizers.files import read_json, write_atomic
 
 VOCAB_FILE = "char_vocab.json"
 
@@ -58,12 +58,7 @@ class CharTokenizer:
     @classmethod
     def load(cls, directory: str | Path) -> CharTokenizer:
         path = Path(directory) / VOCAB_FILE
-        try:
-            chars = json.loads(path.read_text(encoding="utf-8"))
-        except FileNotFoundError:
-            raise TokenizerError(f"tokenizer file missing: {path}") from None
-        except (json.JSONDecodeError, UnicodeDecodeError) as e:
-            raise TokenizerError(f"tokenizer file is corrupt: {path} ({e})") from None
+        chars = read_json(path, TokenizerError, "tokenizer file")
         if not isinstance(chars, list):
             raise TokenizerError(f"tokenizer file is corrupt: {path} (expected a list of characters)")
         return cls(chars)

@@ -12,9 +12,9 @@ from pathlib import Path
 import sentencepiece as spm
 
 from mt_tokenizers.base import (
-    BOS_ID, EOS_ID, PAD_ID, SPECIAL_TOKENS, UNK_ID, TokenizerError, special_ids_config, write_atomic,
-    write_config,
+    BOS_ID, EOS_ID, PAD_ID, SPECIAL_TOKENS, UNK_ID, TokenizerError, special_ids_config, write_config,
 )
+from mt_tokenizers.files import read_json, write_atomic
 
 MODEL_FILE = "spm.model"
 

@@ -1,5 +1,5 @@
-"""`mt train`: flags parsed into RunOptions / TrainConfig (the only place they are parsed).
-Registered on the typer app by `cli.py`, which also turns errors into one-line messages."""
+"""`mt train`: flags parsed into RunOptions / TrainConfig (the only place they are parsed);
+each flag's default is the one declared in `options`."""
 from __future__ import annotations
 
 import json
@@ -8,35 +8,44 @@ from typing import Optional
 
 import typer
 
+from machine_translation.cli.app import app, cli_errors
+from machine_translation.options import DEFAULT_MAX_MINUTES, DEFAULT_MODELS, RunOptions, TrainConfig
 
+T, R = TrainConfig, RunOptions  # the defaults
+
+
+@app.command()
+@cli_errors
 def train(
-    task: str = typer.Option("mt", help="mt (translation) or lm (decoder-only language model)."),
-    pair: str = typer.Option("en-fr", help="Language pair SRC-TGT; either direction of a corpus works."),
+    task: str = typer.Option(R.task, help="mt (translation) or lm (decoder-only language model)."),
+    pair: str = typer.Option(R.pair, help="Language pair SRC-TGT; either direction of a corpus works."),
     data: Optional[str] = typer.Option(None, help="NAME (multi30k), a TSV of pairs, or hf:NAME[:CONFIG]."),
     src: Optional[Path] = typer.Option(None, help="Source side of an aligned pair of files (plain or .gz)."),
     tgt: Optional[Path] = typer.Option(None, help="Target side of an aligned pair of files."),
     data_dir: Optional[str] = typer.Option(None, envvar="MT_DATA_DIR", help="Where local corpora are."),
     out: Optional[Path] = typer.Option(None, help="Run/model directory (default: models/<pair>)."),
-    preset: str = typer.Option("small", help="tiny (tests), small (CPU), base (Transformer-base, GPU)."),
-    vocab_size: int = typer.Option(8000, help="SentencePiece vocabulary size (joint)."),
-    seed: int = typer.Option(1234, help="Seed for data order, init and dropout: runs repeat."),
+    preset: str = typer.Option(R.preset, help="tiny (tests), small (CPU), base (Transformer-base, GPU)."),
+    vocab_size: int = typer.Option(R.vocab_size, help="SentencePiece vocabulary size (joint)."),
+    seed: int = typer.Option(T.seed, help="Seed for data order, init and dropout: runs repeat."),
     max_steps: Optional[int] = typer.Option(None, min=1, help="Total optimizer steps of the run."),
     max_minutes: Optional[float] = typer.Option(None, min=0.0, help="Training time budget (minutes)."),
-    epochs: Optional[float] = typer.Option(None, min=0.0, help="Epochs budget. With no budget: 60 minutes."),
-    eval_every: int = typer.Option(500, min=1, help="Validate (loss and greedy BLEU) every N steps."),
-    save_every: int = typer.Option(500, min=1, help="Write a training checkpoint every N steps."),
-    keep_last: int = typer.Option(2, min=1, help="Periodic checkpoints to keep."),
-    log_every: int = typer.Option(20, min=1, help="Log training loss every N steps."),
+    epochs: Optional[float] = typer.Option(None, min=0.0, help="Epochs budget. With no budget: "
+                                           f"{DEFAULT_MAX_MINUTES:g} minutes."),
+    eval_every: int = typer.Option(T.eval_every, min=1, help="Validate (loss and greedy BLEU) every N steps."),
+    save_every: int = typer.Option(T.save_every, min=1, help="Write a training checkpoint every N steps."),
+    keep_last: int = typer.Option(T.keep_last, min=1, help="Periodic checkpoints to keep."),
+    log_every: int = typer.Option(T.log_every, min=1, help="Log training loss every N steps."),
     patience: Optional[int] = typer.Option(None, min=1, help="Stop after N validations without a BLEU gain."),
-    lr: float = typer.Option(2e-3, help="Peak learning rate (pre-norm trains stably this high)."),
-    warmup_steps: int = typer.Option(300, min=0, help="Linear warmup steps."),
-    label_smoothing: float = typer.Option(0.1, min=0.0, max=1.0),
-    batch_tokens: int = typer.Option(4000, min=1, help="Padded tokens per batch (the global batch under torchrun)."),
-    grad_accum: int = typer.Option(1, min=1, help="Batches per optimizer step."),
-    clip_norm: float = typer.Option(1.0, help="Gradient norm clipping."),
-    max_len: int = typer.Option(100, min=1, help="Skip pairs with a side longer than this (tokens)."),
-    tokenizer_sample: int = typer.Option(200_000, min=1, help="Train the joint SentencePiece model on a uniform "
-                                         "sample of this many pairs (all of them if fewer)."),
+    lr: float = typer.Option(T.lr, help="Peak learning rate (pre-norm trains stably this high)."),
+    warmup_steps: int = typer.Option(T.warmup_steps, min=0, help="Linear warmup steps."),
+    label_smoothing: float = typer.Option(T.label_smoothing, min=0.0, max=1.0),
+    batch_tokens: int = typer.Option(R.batch_tokens, min=1, help="Padded tokens per batch (the global batch "
+                                     "under torchrun)."),
+    grad_accum: int = typer.Option(T.grad_accum, min=1, help="Batches per optimizer step."),
+    clip_norm: float = typer.Option(T.clip_norm, help="Gradient norm clipping."),
+    max_len: int = typer.Option(R.max_len, min=1, help="Skip pairs with a side longer than this (tokens)."),
+    tokenizer_sample: int = typer.Option(R.tokenizer_sample, min=1, help="Train the joint SentencePiece model "
+                                         "on a uniform sample of this many pairs (all of them if fewer)."),
     d_model: Optional[int] = typer.Option(None, help="Override the preset's d_model."),
     n_heads: Optional[int] = typer.Option(None, help="Override the preset's attention heads."),
     n_encoder_layers: Optional[int] = typer.Option(None, help="Override the preset's encoder layers."),
@@ -54,16 +63,15 @@ def train(
     bf16: Optional[bool] = typer.Option(None, "--bf16/--no-bf16", help="bfloat16 autocast (default: on CUDA "
                                         "only; on CPUs with AMX it can speed up larger models)."),
     json_out: bool = typer.Option(False, "--json", help="Print the summary as one JSON object."),
-    tokenizer: str = typer.Option("char", help="--task lm: char or sentencepiece."),
+    tokenizer: str = typer.Option(R.tokenizer, help="--task lm: char or sentencepiece."),
     block_size: Optional[int] = typer.Option(None, min=2, help="--task lm: tokens per training block "
                                              "(default: the preset's context length)."),
-    batch_size: int = typer.Option(12, min=1, help="--task lm: blocks per batch."),
+    batch_size: int = typer.Option(R.batch_size, min=1, help="--task lm: blocks per batch."),
 ) -> None:
     """Train a translation model (or, with --task lm, a language model)."""
     from machine_translation.data import parse_data_spec
     from machine_translation.errors import ConfigError
-    from machine_translation.runs import RunOptions, train_run
-    from machine_translation.training import TrainConfig
+    from machine_translation.runs import train_run
 
     if task not in ("mt", "lm"):
         raise ConfigError(f"--task {task!r}: choose mt (translation) or lm (language model)")
@@ -80,13 +88,13 @@ def train(
         d_ff=d_ff, dropout=dropout, max_positions=max_positions, positional=positional,
         norm_first=None if norm is None else norm == "pre").items() if v is not None}
     if max_steps is None and max_minutes is None and epochs is None:
-        max_minutes = 60.0
+        max_minutes = DEFAULT_MAX_MINUTES
     cfg = TrainConfig(lr=lr, warmup_steps=warmup_steps, label_smoothing=label_smoothing, clip_norm=clip_norm,
                       grad_accum=grad_accum, max_steps=max_steps, max_minutes=max_minutes, epochs=epochs,
                       eval_every=eval_every, save_every=save_every, keep_last=keep_last, patience=patience, log_every=log_every,
                       seed=seed, bf16=bf16)
     spec = parse_data_spec(data, src, tgt, pair, task)
-    default_out = Path("models") / (pair if task == "mt" else f"lm-{Path(spec.name).stem or 'text'}")
+    default_out = DEFAULT_MODELS / (pair if task == "mt" else f"lm-{Path(spec.name).stem or 'text'}")
     opts = RunOptions(out=out or default_out, task=task, pair=pair, data=spec, tokenizer=tokenizer,
                       block_size=block_size, batch_size=batch_size,
                       data_dir=data_dir, preset=preset, model_overrides=overrides, vocab_size=vocab_size,

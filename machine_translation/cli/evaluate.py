@@ -1,0 +1,79 @@
+"""`mt evaluate`: translate a test set (a corpus split, or --src/--ref files) with a model and
+score it, or score a hypothesis file (--hyp) without a model. Hypotheses and scores are
+saved beside the model (or in --save-dir)."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from machine_translation.cli.app import app, cli_errors
+from machine_translation.cli.translate import MODEL_SETTING, WORKERS_HELP, load_translator
+from machine_translation.errors import DataError
+from machine_translation.options import DEFAULT_PAIR, SearchOptions
+
+
+@app.command()
+@cli_errors
+def evaluate(
+    model: Optional[Path] = typer.Option(None, "--model", "-m", help="Model directory (default: models/<pair>)."),
+    pair: Optional[str] = typer.Option(None, help="Language pair (default: the model's, or en-fr)."),
+    split: str = typer.Option("test_2016_flickr", help="Split of the corpus to score on."),
+    data: Optional[str] = typer.Option(None, help="Corpus: NAME, TSV path, or hf:NAME[:CONFIG] (default multi30k)."),
+    data_dir: Optional[str] = typer.Option(None, envvar="MT_DATA_DIR", help="Where local corpora are."),
+    src: Optional[Path] = typer.Option(None, help="Source file (with --ref) instead of a corpus split."),
+    ref: Optional[Path] = typer.Option(None, help="Reference file."),
+    hyp: Optional[Path] = typer.Option(None, help="Score this hypothesis file; no model is run."),
+    beam: Optional[int] = typer.Option(None, min=1, help=f"Beam size; 1 is greedy "
+                                       f"({MODEL_SETTING.format(SearchOptions.beam)})."),
+    length_penalty: Optional[float] = typer.Option(None, help=MODEL_SETTING.format(SearchOptions.length_penalty)),
+    batch_size: int = typer.Option(SearchOptions.batch_size, min=1),
+    save_dir: Optional[Path] = typer.Option(None, help="Where hypotheses and scores go (default: MODEL/eval)."),
+    json_out: bool = typer.Option(False, "--json", help="Print one JSON object."),
+    device: Optional[str] = typer.Option(None),
+    threads: Optional[int] = typer.Option(None, min=1),
+    workers: int = typer.Option(1, min=1, help=WORKERS_HELP),
+) -> None:
+    """Translate a test set and score it with sacreBLEU (BLEU, chrF, TER), or score --hyp FILE."""
+    from machine_translation.corpora import read_file_pair, read_lines
+    from machine_translation.data import parse_data_spec, read_split
+    from machine_translation.evaluate import score_translations
+    from machine_translation.files import write_atomic, write_json
+
+    if (src is None) != (ref is None) and hyp is None:
+        raise DataError("--src and --ref go together: give both files")
+    translator = None
+    if hyp is None:
+        translator = load_translator(model, pair, device, threads, workers)
+        pair = pair or translator.pair
+    pair = pair or DEFAULT_PAIR
+    if ref is not None:
+        sources, references = read_file_pair(src, ref) if src is not None else (None, read_lines(ref))
+        name = ref.name
+    else:
+        sources, references = read_split(parse_data_spec(data, pair=pair), split, pair, data_dir)
+        name = f"{split}.{pair}"
+    if translator is None:
+        hypotheses = read_lines(hyp)
+    else:
+        options = translator.defaults.updated(beam=beam, length_penalty=length_penalty, batch_size=batch_size)
+        hypotheses = translator.translate(sources, options)
+    result = {"pair": pair, "test_set": name, **score_translations(hypotheses, references)}
+    if translator is not None:
+        result["beam"] = options.beam
+        out_dir = save_dir or translator.loaded.directory / "eval"
+        out_dir.mkdir(parents=True, exist_ok=True)
+        hyp_file = out_dir / f"{name}.beam{options.beam}.hyp"
+        write_atomic(hyp_file, "".join(h + "\n" for h in hypotheses).encode("utf-8"))
+        result["hypotheses_file"] = str(hyp_file)
+        write_json(out_dir / f"{name}.beam{options.beam}.scores.json", result)
+    if json_out:
+        typer.echo(json.dumps(result, ensure_ascii=False))
+        return
+    for metric in ("bleu", "chrf", "ter", "bleu_lc"):
+        label = "BLEU (lowercased)" if metric == "bleu_lc" else metric.upper().replace("CHRF", "chrF")
+        typer.echo(f"{label} = {result[metric]:.2f}   {result[metric + '_signature']}")
+    if result.get("hypotheses_file"):
+        typer.echo(f"hypotheses: {result['hypotheses_file']}")

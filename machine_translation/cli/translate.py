@@ -1,0 +1,109 @@
+"""`mt translate`, and what `mt evaluate` shares with it: finding and loading the model
+directory, the search flags (each defaults to the model's own setting), reading input lines
+and writing output files."""
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from machine_translation.cli.app import app, cli_errors
+from machine_translation.errors import ConfigError, ModelDirError
+from machine_translation.options import DEFAULT_MODELS, DEFAULT_PAIR, SearchOptions
+
+MODEL_SETTING = "default: the model's generation_config.json, else {}"
+WORKERS_HELP = ("CPU: share the batches among N processes of one thread each (e.g. one per core); "
+                "faster than N threads for small models on large inputs.")
+
+
+def model_dir_for(model: Optional[Path], pair: Optional[str]) -> Path:
+    return model if model is not None else DEFAULT_MODELS / (pair or DEFAULT_PAIR)
+
+
+def load_translator(model: Optional[Path], pair: Optional[str], device: Optional[str], threads: Optional[int],
+                    workers: int = 1):
+    """The Translator of --model (or models/<pair>), with a hint to train one when it is missing."""
+    from machine_translation.checkpoint import is_model_dir
+    from machine_translation.runtime import pick_device, set_threads
+    from machine_translation.translate import Translator
+
+    directory = model_dir_for(model, pair)
+    if not is_model_dir(directory):
+        if model is None:
+            p = pair or DEFAULT_PAIR
+            raise ModelDirError(f"no trained {p} model in {directory}: run `mt train --pair {p}` first, "
+                                "or pass --model DIR")
+        raise ModelDirError(f"no model in {directory}: pass the directory `mt train --out` wrote")
+    set_threads(pick_device(device), threads)
+    return Translator.from_pretrained(directory, device, workers, pair=pair)
+
+
+def read_input_lines(text: list[str], input_file: Optional[Path]) -> list[str]:
+    from machine_translation.corpora import read_lines
+    if input_file is not None and text:
+        raise ConfigError("give the text as arguments or with --input, not both")
+    if input_file is not None:
+        return read_lines(input_file) if str(input_file) != "-" else _stdin_lines()
+    if text == ["-"] or not text:
+        if not text and sys.stdin.isatty():
+            raise ConfigError("nothing to translate: pass text, `-` for stdin, or --input FILE")
+        return _stdin_lines()
+    return list(text)
+
+
+def _stdin_lines() -> list[str]:
+    data = sys.stdin.buffer.read()
+    try:
+        return data.decode("utf-8").splitlines()
+    except UnicodeDecodeError as e:
+        raise ConfigError(f"standard input is not valid UTF-8 (byte {e.start})") from None
+
+
+def write_output(lines: list[str], output: Optional[Path]) -> None:
+    text = "".join(line + "\n" for line in lines)
+    if output is None:
+        sys.stdout.write(text)
+        sys.stdout.flush()
+    else:
+        from machine_translation.files import write_atomic
+        write_atomic(output, text.encode("utf-8"))
+
+
+@app.command()
+@cli_errors
+def translate(
+    text: list[str] = typer.Argument(None, help="Sentences to translate; `-` reads stdin (one per line)."),
+    input_file: Optional[Path] = typer.Option(None, "--input", "-i", help="Read sentences from FILE (`-`: stdin)."),
+    output: Optional[Path] = typer.Option(None, "--output", "-o", help="Write translations to FILE."),
+    model: Optional[Path] = typer.Option(None, "--model", "-m", help="Model directory (default: models/<pair>)."),
+    pair: Optional[str] = typer.Option(None, help="Language pair, e.g. en-fr (default: the model's, or en-fr)."),
+    beam: Optional[int] = typer.Option(None, min=1, help="Beam size; 1 is greedy search "
+                                       f"({MODEL_SETTING.format(SearchOptions.beam)})."),
+    n_best: int = typer.Option(SearchOptions.n_best, "--n-best", min=1,
+                               help="Print the K best hypotheses with their scores."),
+    length_penalty: Optional[float] = typer.Option(None, help="Scores are log-prob / (length+1) ** this "
+                                                   f"({MODEL_SETTING.format(SearchOptions.length_penalty)})."),
+    max_len_a: Optional[float] = typer.Option(None, help="Output length limit: a * source tokens + b "
+                                              f"({MODEL_SETTING.format(SearchOptions.max_len_a)})."),
+    max_len_b: Optional[int] = typer.Option(None, help="Output length limit: a * source tokens + b "
+                                            f"({MODEL_SETTING.format(SearchOptions.max_len_b)})."),
+    batch_size: int = typer.Option(SearchOptions.batch_size, min=1, help="Sentences per batch."),
+    device: Optional[str] = typer.Option(None, help="cpu, cuda, mps (default: auto-detected)."),
+    threads: Optional[int] = typer.Option(None, min=1, help="CPU threads (default: one per core)."),
+    workers: int = typer.Option(1, min=1, help=WORKERS_HELP),
+) -> None:
+    """Translate sentences: one line out per line in, in the same order."""
+    lines = read_input_lines(text or [], input_file)
+    translator = load_translator(model, pair, device, threads, workers)
+    opts = translator.defaults.updated(beam=beam, length_penalty=length_penalty, max_len_a=max_len_a,
+                                       max_len_b=max_len_b, n_best=n_best, batch_size=batch_size)
+    if n_best == 1:
+        write_output(translator.translate(lines, opts), output)
+        return
+    out = []
+    for i, hyps in enumerate(translator.search(lines, opts)):
+        for h in hyps:
+            out.append(f"{i}\t{h.score:.4f}\t{translator.loaded.tgt_tokenizer.decode(h.tokens)}")
+    write_output(out, output)

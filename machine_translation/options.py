@@ -1,0 +1,143 @@
+"""Every setting a user chooses, each with its one default: the training run (`RunOptions`,
+`TrainConfig`), translation search (`SearchOptions`) and language-model sampling
+(`SamplingOptions`). The CLI's flags default to these values, the library's functions take
+these objects, and a model directory's `generation_config.json` records a model's own
+search settings (`MODEL_KEYS`), which override the defaults here.
+
+Imports nothing heavy (no torch), so `mt --help` shows the defaults in a blink.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field, fields, replace
+from pathlib import Path
+from typing import TYPE_CHECKING, ClassVar
+
+from machine_translation.fields import type_errors
+
+if TYPE_CHECKING:
+    from machine_translation.data import DataSpec
+
+DEFAULT_MAX_MINUTES = 60.0  # the training budget when no budget is given
+DEFAULT_PAIR = "en-fr"
+DEFAULT_MODELS = Path("models")  # models/<pair> is where `mt train` writes and `mt translate` looks
+
+
+@dataclass
+class TrainConfig:
+    lr: float = 2e-3
+    min_lr_ratio: float = 0.05
+    warmup_steps: int = 300
+    weight_decay: float = 0.01
+    beta2: float = 0.98
+    label_smoothing: float = 0.1
+    clip_norm: float = 1.0
+    grad_accum: int = 1
+    max_steps: int | None = None
+    max_minutes: float | None = None
+    epochs: float | None = None
+    eval_every: int = 500
+    save_every: int = 500
+    keep_last: int = 2
+    patience: int | None = None
+    log_every: int = 20
+    seed: int = 1234
+    max_nonfinite: int = 5
+    bf16: bool | None = None  # bfloat16 autocast; None: on CUDA only
+
+    def __post_init__(self) -> None:
+        if self.max_steps is None and self.max_minutes is None and self.epochs is None:
+            raise ValueError("give a budget: max_steps, max_minutes or epochs")
+
+
+@dataclass
+class RunOptions:
+    """Everything `mt train` was asked to do (the CLI parses its flags into this)."""
+
+    out: Path
+    task: str = "mt"  # or "lm"
+    pair: str = DEFAULT_PAIR
+    data: DataSpec | None = None
+    data_dir: str | None = None
+    preset: str = "small"
+    model_overrides: dict = field(default_factory=dict)  # only the flags the user gave
+    vocab_size: int = 8000
+    batch_tokens: int = 4000
+    max_len: int = 100  # pairs with a side longer than this (in tokens) are skipped
+    tokenizer_sample: int = 200_000  # pairs the joint SentencePiece model is trained on (a uniform sample)
+    train: TrainConfig = field(default_factory=lambda: TrainConfig(max_minutes=DEFAULT_MAX_MINUTES))
+    resume: bool = False
+    overwrite: bool = False
+    init_from: Path | None = None
+    device: str | None = None
+    threads: int | None = None
+    # language modelling
+    tokenizer: str = "char"  # or "sentencepiece"
+    block_size: int | None = None  # default: the preset's max_positions
+    batch_size: int = 12  # blocks per batch
+    val_fraction: float = 0.1
+
+
+class _Options:
+    """What both settings classes share: type-checked fields and `updated(**flags)`."""
+
+    MODEL_KEYS: ClassVar[tuple[str, ...]]  # the settings a model directory may fix
+
+    def __post_init__(self) -> None:
+        problems = type_errors(type(self), {f.name: getattr(self, f.name) for f in fields(self)})
+        if problems:
+            raise ValueError(problems[0])
+
+    def updated(self, **changes):
+        """A copy with the given settings changed; None means "keep this one"."""
+        return replace(self, **{k: v for k, v in changes.items() if v is not None})
+
+    def generation_config(self) -> dict:
+        """What `generation_config.json` stores."""
+        return {k: getattr(self, k) for k in self.MODEL_KEYS}
+
+
+@dataclass(frozen=True)
+class SearchOptions(_Options):
+    """Translation search: beam size (1 = greedy), length penalty, output length limit, and
+    per call the n-best list size and the batch size."""
+
+    beam: int = 4
+    length_penalty: float = 1.0  # scores are log-prob / (length + 1) ** length_penalty
+    max_len_a: float = 1.5  # output may have up to a * source_tokens + b tokens
+    max_len_b: int = 10
+    n_best: int = 1
+    batch_size: int = 64
+    MODEL_KEYS: ClassVar[tuple[str, ...]] = ("beam", "length_penalty", "max_len_a", "max_len_b")
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        for name in ("beam", "n_best", "batch_size"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}")
+        if self.max_len_a < 0 or self.max_len_b < 0:
+            raise ValueError("max_len_a and max_len_b must be at least 0")
+        if self.n_best > self.beam:
+            raise ValueError(f"n_best ({self.n_best}) cannot exceed the beam size ({self.beam})")
+
+
+@dataclass(frozen=True)
+class SamplingOptions(_Options):
+    """Language-model sampling: temperature (0 = greedy), top-k (0 = off), nucleus mass top-p
+    (1 = off; 0 keeps only the most likely token), and how many tokens to add."""
+
+    temperature: float = 0.8
+    top_k: int | None = 200
+    top_p: float | None = None
+    max_new_tokens: int = 300
+    MODEL_KEYS: ClassVar[tuple[str, ...]] = ("temperature", "top_k", "top_p", "max_new_tokens")
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.temperature < 0:
+            raise ValueError(f"temperature must be at least 0, got {self.temperature}")
+        if self.top_k is not None and self.top_k < 0:
+            raise ValueError(f"top_k must be at least 0 (0 = off), got {self.top_k}")
+        if self.top_p is not None and not 0.0 <= self.top_p <= 1.0:
+            raise ValueError(f"top_p must be between 0 and 1, got {self.top_p}")
+        if self.max_new_tokens < 0:
+            raise ValueError(f"max_new_tokens must be at least 0, got {self.max_new_tokens}")
