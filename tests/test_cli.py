@@ -38,8 +38,17 @@ def test_train_writes_a_loadable_model_dir(trained):
     assert "BLEU" in (out / "README.md").read_text()
 
 
-def test_translate_lines_in_lines_out(trained, tmp_path):
-    out, _ = trained
+def test_the_learned_fixture_translates(learned, shared_data):
+    out, summary = learned
+    assert summary["best_val_bleu"] > 5  # on its own held-out lines
+    r = mt("translate", "--model", out, "a man is riding a bike", "two dogs play in the snow", "a woman sings")
+    lines = r.stdout.splitlines()
+    assert r.exit_code == 0 and len(set(lines)) == 3
+    assert "homme" in lines[0] and "chiens" in lines[1] and "femme" in lines[2]
+
+
+def test_translate_lines_in_lines_out(learned, tmp_path):
+    out, _ = learned
     r = mt("translate", "--model", out, "a man", "", "two dogs play in the snow")
     assert r.exit_code == 0, r.output
     lines = r.stdout.split("\n")[:-1]
@@ -52,15 +61,16 @@ def test_translate_lines_in_lines_out(trained, tmp_path):
     assert (tmp_path / "o.txt").read_text() == r.stdout
 
 
-def test_batch_equals_one_by_one_and_beam1_equals_greedy(trained, slice_files):
+def test_batch_equals_one_by_one_and_beam1_equals_greedy(learned, slice_files):
     from machine_translation.search import beam_search, greedy_search
     from machine_translation.options import SearchOptions
     from machine_translation.translate import Translator
-    out, _ = trained
+    out, _ = learned
     sentences = slice_files[2][:12]
     tr = Translator.from_pretrained(out, "cpu")
     batch = tr.translate(sentences, SearchOptions(beam=4, batch_size=5))
     assert batch == [tr.translate([s], SearchOptions(beam=4))[0] for s in sentences]
+    assert len(set(batch)) == len(sentences)  # real, distinct translations are compared
     import torch
     from machine_translation.data import pad_batch
     src = pad_batch(tr.encode_source(sentences), 0)
@@ -70,8 +80,8 @@ def test_batch_equals_one_by_one_and_beam1_equals_greedy(trained, slice_files):
     assert [g.tokens for g in greedy] == [b[0].tokens for b in beam1]
 
 
-def test_worker_processes_give_the_same_translations_in_order(trained, slice_files, tmp_path):
-    out, _ = trained
+def test_worker_processes_give_the_same_translations_in_order(learned, slice_files, tmp_path):
+    out, _ = learned
     lines = slice_files[2][40:60]
     lines[3] = ""
     src = write_lines(tmp_path / "in.en", lines)
@@ -81,8 +91,8 @@ def test_worker_processes_give_the_same_translations_in_order(trained, slice_fil
     assert two.stdout == one.stdout and len(one.stdout.splitlines()) == 20 and one.stdout.splitlines()[3] == ""
 
 
-def test_n_best(trained):
-    out, _ = trained
+def test_n_best(learned):
+    out, _ = learned
     r = mt("translate", "--model", out, "--beam", 3, "--n-best", 3, "a man")
     rows = [line.split("\t") for line in r.stdout.splitlines()]
     assert len(rows) == 3 and all(row[0] == "0" for row in rows)
@@ -90,16 +100,20 @@ def test_n_best(trained):
     assert scores == sorted(scores, reverse=True)
 
 
-def test_evaluate_model_and_hyp_file(trained, slice_files, tmp_path):
-    out, _ = trained
-    src, tgt, en, fr = slice_files
-    ref = write_lines(tmp_path / "ref.fr", fr[:30])
-    srcf = write_lines(tmp_path / "src.en", en[:30])
+def test_evaluate_model_and_hyp_file(learned, shared_data, tmp_path):
+    import gzip
+    out, _ = learned
+    with gzip.open(shared_data / "multi30k/val.en.gz", "rt") as f_en, gzip.open(shared_data / "multi30k/val.fr.gz",
+                                                                               "rt") as f_fr:
+        en, fr = [next(f_en).rstrip("\n") for _ in range(60)], [next(f_fr).rstrip("\n") for _ in range(60)]
+    ref = write_lines(tmp_path / "ref.fr", fr)  # held-out lines: the model never saw them
+    srcf = write_lines(tmp_path / "src.en", en)
     r = mt("evaluate", "--model", out, "--src", srcf, "--ref", ref, "--beam", 2, "--json")
     assert r.exit_code == 0, r.output
     result = json.loads(r.stdout)
     assert {"bleu", "chrf", "ter", "bleu_lc", "bleu_signature"} <= set(result)
     assert "nrefs:1|case:mixed" in result["bleu_signature"]
+    assert 3 < result["bleu"] < 100 and result["n_sentences"] == 60
     hyp_file = result["hypotheses_file"]
     r2 = mt("evaluate", "--hyp", hyp_file, "--ref", ref, "--json")
     assert r2.exit_code == 0 and json.loads(r2.stdout)["bleu"] == result["bleu"]
@@ -107,12 +121,19 @@ def test_evaluate_model_and_hyp_file(trained, slice_files, tmp_path):
     assert json.loads(r3.stdout)["bleu"] == 100.0
 
 
-def test_evaluate_named_split(trained, shared_data, tmp_path):
-    out, _ = trained
+def test_evaluate_named_split(learned, shared_data, tmp_path):
+    out, _ = learned
     r = mt("evaluate", "--hyp", shared_data / "multi30k/test_2016_flickr.fr.gz", "--split", "test_2016_flickr",
            "--data-dir", shared_data)
     assert r.exit_code == 0, r.output
     assert r.stdout.startswith("BLEU = 100.00")
+    r = mt("evaluate", "--model", out, "--split", "test_2016_flickr", "--data-dir", shared_data, "--beam", 1,
+           "--save-dir", tmp_path, "--json")  # the model on the named split: its references, its sources
+    assert r.exit_code == 0, r.output
+    result = json.loads(r.stdout)
+    assert result["n_sentences"] == 1000 and result["test_set"] == "test_2016_flickr.en-fr" and result["bleu"] > 3
+    hyps = (tmp_path / "test_2016_flickr.en-fr.beam1.hyp").read_text().splitlines()
+    assert len(hyps) == 1000 and len(set(hyps)) > 500
 
 
 def test_resume_continues_the_step_count(trained, tmp_path, slice_files):
@@ -220,11 +241,11 @@ def test_bf16_autocast_trains_on_cpu(tmp_path, slice_files):
     assert len(losses) == 3 and all(0 < x < 20 for x in losses)
 
 
-def test_generation_config_sets_the_search_when_no_flag_is_given(trained, slice_files, tmp_path):
+def test_generation_config_sets_the_search_when_no_flag_is_given(learned, slice_files, tmp_path):
     import shutil
 
     from machine_translation.translate import Translator
-    out, _ = trained
+    out, _ = learned
     model = tmp_path / "m"
     shutil.copytree(out, model)
     config = json.loads((model / "generation_config.json").read_text())

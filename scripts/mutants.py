@@ -1,0 +1,100 @@
+"""Mutation check: does the test suite catch the regressions its tests are named after?
+
+Each mutant is a one-line change to the code (a known way to be wrong). For each, the
+repository is copied to a scratch folder, the change applied, and the tests that should
+catch it are run there. A line per mutant, starting with `caught NAME` or `missed NAME`;
+the exit code is 1 if any is missed. Run with `make mutants` (not part of `make test`:
+it takes several minutes). Usage: python scripts/mutants.py [NAME ...]
+"""
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@dataclass(frozen=True)
+class Mutant:
+    name: str
+    path: str  # file to change, relative to the repository
+    old: str  # text that must occur exactly once
+    new: str
+    tests: tuple[str, ...]  # pytest node ids or files that must fail
+
+    def apply(self, root: Path) -> None:
+        target = root / self.path
+        text = target.read_text(encoding="utf-8")
+        if text.count(self.old) != 1:
+            raise SystemExit(f"mutant {self.name}: the text to change occurs {text.count(self.old)} times "
+                             f"in {self.path}; update the mutant")
+        target.write_text(text.replace(self.old, self.new), encoding="utf-8")
+
+
+MUTANTS = [
+    Mutant("beam-no-self-reorder",  # while no sentence leaves, keep the self-attention cache in place
+           "decoder/cache.py", "return replace(self, self_kv=tuple(pick(kv) for kv in self.self_kv))",
+           "return self", ("tests/test_search_reference.py",)),
+    Mutant("beam-reads-sentence-0-encoder",  # beams 2..K of every sentence read sentence 0's encoder states
+           "machine_translation/search.py", "scores.view(-1), torch.arange(B, device=device), cache.reorder(rows))",
+           "scores.view(-1), torch.arange(B, device=device), "
+           "cache.reorder(torch.where(torch.arange(B * K, device=device) % K == 0, rows, 0)))",
+           ("tests/test_search_reference.py",)),
+]
+
+
+def scratch_copy(root: Path) -> None:
+    files = subprocess.run(["git", "ls-files", "-co", "--exclude-standard"], cwd=REPO, capture_output=True,
+                           text=True, check=True).stdout.splitlines()
+    for name in files:
+        source = REPO / name
+        if source.is_file():
+            (root / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(source, root / name)
+
+
+def run(mutant: Mutant, data_dir: str) -> tuple[bool, float]:
+    """True if the tests fail with the mutant in place (it is caught)."""
+    with tempfile.TemporaryDirectory(prefix=f"mutant-{mutant.name}-") as tmp:
+        root = Path(tmp)
+        scratch_copy(root)
+        mutant.apply(root)
+        # The copy's packages come first on the path (for pytest and for the training
+        # subprocesses the tests start), ahead of the editable install of the real repository.
+        env = {**os.environ, "PYTHONPATH": str(root), "MT_DATA_DIR": data_dir}
+        check = subprocess.run([sys.executable, "-c", "import machine_translation, decoder; "
+                                "print(machine_translation.__file__, decoder.__file__)"],
+                               cwd=root, env=env, capture_output=True, text=True)
+        if str(root) not in check.stdout:
+            raise SystemExit(f"the scratch copy is not what Python imports: {check.stdout or check.stderr}")
+        start = time.perf_counter()
+        result = subprocess.run([sys.executable, "-m", "pytest", "-x", "-q", "-p", "no:cacheprovider",
+                                 *mutant.tests], cwd=root, env=env, capture_output=True, text=True)
+        return result.returncode != 0, time.perf_counter() - start
+
+
+def main(names: list[str]) -> int:
+    chosen = [m for m in MUTANTS if not names or m.name in names]
+    unknown = set(names) - {m.name for m in MUTANTS}
+    if unknown:
+        print(f"unknown mutants: {', '.join(sorted(unknown))}", file=sys.stderr)
+        return 2
+    data_dir = os.environ.get("MT_DATA_DIR") or str(REPO.parent / "shared" / "data")
+    missed = 0
+    for mutant in chosen:
+        caught, seconds = run(mutant, data_dir)
+        missed += not caught
+        print(f"{'caught' if caught else 'missed'} {mutant.name} ({seconds:.0f} s: {' '.join(mutant.tests)})",
+              flush=True)
+    print(f"{len(chosen) - missed} caught, {missed} missed", flush=True)
+    return 1 if missed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
