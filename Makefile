@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 # GPU users: install the torch build for their CUDA first; any torch in pyproject's range is kept.
 TORCH ?= torch==2.13.0
 
-.PHONY: install demo test clean
+.PHONY: install demo test mutants clean
 
 install: $(VENV)/.installed
 
@@ -22,6 +22,10 @@ demo: install
 
 test: install
 	$(PY) -m pytest
+
+# Not part of `make test` (several minutes): do the tests catch the mutations they should?
+mutants: install
+	$(PY) scripts/mutants.py
 
 clean:
 	rm -rf $(VENV) *.egg-info

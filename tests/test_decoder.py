@@ -1,5 +1,6 @@
 """Decoder behaviour a user relies on: causality, PAD masking, cross-attention use, tying,
 GPT mode without an encoder, and cached decoding equal to the full pass."""
+import pytest
 import torch
 
 from decoder import GPT, DecoderBlock, KVCache
@@ -124,3 +125,35 @@ def test_reorder_within_sentences_keeps_the_encoder_rows(seq2seq):
     full = cache.reorder(torch.tensor([1, 1, 2, 3]))  # the general path gives the same next step
     step = torch.tensor([[7], [8], [7], [9]])
     torch.testing.assert_close(seq2seq.decode_step(step, moved)[0], seq2seq.decode_step(step, full)[0])
+
+
+VARIANTS = {"post-norm": dict(norm_first=False), "learned positions": dict(positional="learned"),
+            "post-norm, learned": dict(norm_first=False, positional="learned")}
+
+
+@pytest.mark.parametrize("variant", VARIANTS)
+def test_post_norm_and_learned_positions_hide_pad_and_match_alone(variant):
+    from machine_translation.model import build_model
+    from tests.conftest import tiny_config
+    torch.manual_seed(0)
+    model = build_model(tiny_config(**VARIANTS[variant])).eval()
+    src, tgt = src_tgt()
+    logits = model(src, tgt)
+    scrambled = src.clone()
+    scrambled[src == 0] = 30  # other ids under the source PAD
+    torch.testing.assert_close(model(scrambled, tgt, src != 0, tgt != 0)[tgt != 0], logits[tgt != 0])
+    torch.testing.assert_close(model(src[1:, :3], tgt[1:, :3]), logits[1:, :3], atol=1e-5, rtol=1e-5)
+    cached, _ = step_by_step(model, model.start_cache(src), tgt.clamp(min=2))
+    torch.testing.assert_close(cached, model(src, tgt.clamp(min=2)), atol=1e-5, rtol=1e-5)
+
+
+@pytest.mark.parametrize("preset", ["tiny", "small", "base"])
+def test_cached_decoding_equals_full_pass_for_the_lm_presets(preset):
+    """small and base use learned positions: the cache must offset them by the tokens already decoded."""
+    from machine_translation.model import ModelConfig, build_model
+    torch.manual_seed(0)
+    model = build_model(ModelConfig.from_preset(preset, "lm", vocab_size=40)).eval()
+    ids = torch.randint(4, 40, (2, 12))
+    prefix_logits, cache = model.decode_step(ids[:, :5], model.start_cache())
+    rest, _ = step_by_step(model, cache, ids[:, 5:])
+    torch.testing.assert_close(torch.cat([prefix_logits, rest], 1), model(ids), atol=1e-4, rtol=1e-4)

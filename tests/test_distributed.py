@@ -25,7 +25,9 @@ def test_two_processes_match_one(corpus, tmp_path):
     train(corpus, tmp_path / "one", 1)
     train(corpus, tmp_path / "two", 2)
     one, two = losses(tmp_path / "one"), losses(tmp_path / "two")
-    assert sorted(two) == list(range(1, 21))  # one log line per step: only rank 0 logs
+    assert sorted(two) == list(range(1, 21))
+    records = [line for line in (tmp_path / "two" / "train_log.jsonl").read_text().splitlines() if '"train"' in line]
+    assert len(records) == 20  # one log line per step: only rank 0 writes the log
     for step in one:
         assert abs(one[step] - two[step]) <= 1e-4 * max(1.0, abs(one[step])), (step, one[step], two[step])
     assert [d.name for d in checkpoint_dirs(tmp_path / "two")] == [f"step-{s:08d}" for s in (5, 10, 15, 20)]

@@ -22,8 +22,15 @@ def draw(model, prompt, n, seed, use_cache, temperature=1.0, top_k=0, top_p=None
     return list(sample(model, prompt, g, options, use_cache=use_cache))
 
 
+@pytest.fixture(params=["sinusoidal", "learned"])
+def window_gpt(request):
+    torch.manual_seed(0)
+    return build_model(tiny_config(task="lm", positional=request.param)).eval()
+
+
 @pytest.mark.parametrize("temperature", [0.0, 1.0])
-def test_cached_and_uncached_sampling_agree_across_the_window(gpt, temperature):
+def test_cached_and_uncached_sampling_agree_across_the_window(window_gpt, temperature):
+    gpt = window_gpt
     # max_positions is 32: 60 new tokens after a 10-token prompt slide the window many times
     cached = draw(gpt, list(range(4, 14)), 60, seed=3, use_cache=True, temperature=temperature)
     uncached = draw(gpt, list(range(4, 14)), 60, seed=3, use_cache=False, temperature=temperature)
@@ -62,7 +69,7 @@ def lm_dir(tmp_path_factory):
     text.write_text("ROMEO: what light through yonder window breaks?\nJULIET: ay me.\n" * 60, encoding="utf-8")
     out = d / "model"
     r = runner.invoke(app, ["train", "--task", "lm", "--data", str(text), "--out", str(out), "--preset", "tiny",
-                            "--max-steps", "30", "--eval-every", "15", "--batch-size", "8", "--block-size", "32",
+                            "--max-steps", "100", "--eval-every", "50", "--batch-size", "8", "--block-size", "32",
                             "--lr", "3e-3", "--warmup-steps", "5", "--json"])
     assert r.exit_code == 0, r.output
     return out, json.loads(r.stdout.splitlines()[-1])
@@ -70,7 +77,11 @@ def lm_dir(tmp_path_factory):
 
 def test_lm_train_and_generate_round_trip(lm_dir):
     out, summary = lm_dir
-    assert summary["task"] == "lm" and summary["steps"] == 30 and summary["best_val_loss"] < 4.0
+    # below the uniform guess over its characters (ln |V|): it has learned the text's statistics
+    import math
+    from mt_tokenizers import load_tokenizer
+    assert summary["task"] == "lm" and summary["steps"] == 100
+    assert summary["best_val_loss"] < math.log(load_tokenizer(out).vocab_size) - 0.5
     config = json.loads((out / "config.json").read_text())
     assert config["model"]["task"] == "lm" and config["model"]["max_positions"] == 32
     args = ["generate", "--model", str(out), "--prompt", "ROMEO:", "--max-new-tokens", "40", "--seed", "5"]

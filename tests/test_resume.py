@@ -39,19 +39,31 @@ def wait_for_step(out, step, proc, timeout=120):
 
 
 @pytest.fixture(scope="module")
-def reference(corpus, tmp_path_factory):
+def reference_run(corpus, tmp_path_factory):
     out = tmp_path_factory.mktemp("ref") / "run"
     proc = start(corpus, out)
     _, err = proc.communicate(timeout=300)
     assert proc.returncode == 0, err
-    return losses(out)
+    return out
 
 
-def test_sigint_saves_and_resume_continues_exactly(corpus, reference, tmp_path):
+@pytest.fixture(scope="module")
+def reference(reference_run):
+    return losses(reference_run)
+
+
+def test_keep_last_leaves_exactly_k_periodic_checkpoints(reference_run):
+    # 40 steps, a checkpoint every 5, --keep-last 3
+    assert [d.name for d in checkpoint_dirs(reference_run)] == ["step-00000030", "step-00000035", "step-00000040"]
+    assert not [p for p in (reference_run / CHECKPOINT_DIR).iterdir() if p.name.startswith(".")]
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
+def test_a_signal_saves_and_resume_continues_exactly(corpus, reference, tmp_path, sig):
     out = tmp_path / "run"
     proc = start(corpus, out)
     wait_for_step(out, 12, proc)
-    proc.send_signal(signal.SIGINT)
+    proc.send_signal(sig)
     _, err = proc.communicate(timeout=120)
     assert proc.returncode == 130, err
     assert "checkpoint saved in" in err and "--resume" in err and "Traceback" not in err
@@ -93,7 +105,7 @@ def test_kill_9_at_random_moments(corpus, tmp_path):
     assert abs(losses(out)[120] - losses(tmp_path / "ref")[120]) <= 1e-6
 
 
-def test_corrupt_latest_falls_back_and_pickles_are_refused(corpus, tmp_path, caplog):
+def test_corrupt_latest_falls_back_and_pickles_are_refused(corpus, tmp_path, caplog, monkeypatch):
     out = tmp_path / "run"
     proc = start(corpus, out, "--max-steps", "15")
     _, err = proc.communicate(timeout=300)
@@ -115,6 +127,9 @@ def test_corrupt_latest_falls_back_and_pickles_are_refused(corpus, tmp_path, cap
             return (os.system, (f"touch {marker}",))
 
     torch.save({"state": Evil()}, dirs[-2] / "training_state.pt")  # a pickle that would run code
+    # Whatever the installed torch's default (False before 2.6), the code must ask for weights_only.
+    real_load = torch.load
+    monkeypatch.setattr(torch, "load", lambda *a, weights_only=False, **k: real_load(*a, weights_only=weights_only, **k))
     path, _ = load_training_checkpoint(out, model)
     assert path == dirs[-3]
     assert not marker.exists()
@@ -133,10 +148,90 @@ def test_average_checkpoints(corpus, tmp_path):
     dirs = checkpoint_dirs(out)[-2:]
     a, b = (load_file(str(d / "model.safetensors")) for d in dirs)
     avg = load_file(str(tmp_path / "avg" / "model.safetensors"))
-    name = next(iter(avg))
-    torch.testing.assert_close(avg[name], (a[name] + b[name]) / 2)
+    assert set(avg) == set(a) == set(b)
+    for name in avg:
+        torch.testing.assert_close(avg[name], (a[name] + b[name]) / 2)
     r = CliRunner().invoke(app, ["translate", "--model", str(tmp_path / "avg"), "a dog"])
     assert r.exit_code == 0, r.output
     r = CliRunner().invoke(app, ["average-checkpoints", "--model", str(out), "--last", "9", "--out",
                                  str(tmp_path / "avg2")])
     assert r.exit_code == 2 and "fewer than --last 9" in r.stderr
+
+
+class Crash(BaseException):
+    """A process dying at this instant (not an Exception, so no handler of the code catches it)."""
+
+
+def test_a_crash_at_every_point_of_a_checkpoint_write_leaves_a_whole_checkpoint(tmp_path, monkeypatch, caplog):
+    """Die before each file-system step of writing checkpoint 10 (each fsync and rename: after
+    the temporary files, after their flush, after the directory's rename, before `latest`
+    moves): `latest` must always name a whole checkpoint, 5 or 10, and 5 must stay whole."""
+    import shutil
+
+    from machine_translation.checkpoint import save_training_checkpoint
+    from tests.conftest import tiny_config
+    torch.manual_seed(0)
+    model = build_model(tiny_config())
+    base = tmp_path / "base"
+    state = {"optimizer": {}, "rng": {}, "train_config": {}, "model_config": {}}  # the entries a checkpoint holds
+    save_training_checkpoint(base, model, {**state, "state": {"step": 5}}, 5, keep_last=2)
+    real = {"replace": os.replace, "fsync": os.fsync}
+    point, completed = 0, False
+    while not completed:
+        point += 1
+        run = tmp_path / f"crash-{point}"
+        shutil.copytree(base, run)
+        calls = [0]
+
+        def dying(name):
+            def call(*args, **kwargs):
+                calls[0] += 1
+                if calls[0] == point:
+                    raise Crash(name)
+                return real[name](*args, **kwargs)
+            return call
+
+        monkeypatch.setattr(os, "replace", dying("replace"))
+        monkeypatch.setattr(os, "fsync", dying("fsync"))
+        try:
+            save_training_checkpoint(run, model, {**state, "state": {"step": 10}}, 10, keep_last=2)
+            completed = True
+        except Crash:
+            pass
+        finally:
+            monkeypatch.undo()
+        caplog.clear()
+        path, training = load_training_checkpoint(run, build_model(tiny_config()))
+        latest = (run / CHECKPOINT_DIR / "latest").read_text().strip()
+        assert path.name == latest and "corrupt" not in caplog.text, (point, latest, caplog.text)
+        assert training["state"]["step"] == int(latest[-8:])
+        old = run / CHECKPOINT_DIR / "step-00000005"
+        assert torch.load(old / "training_state.pt", weights_only=True)["state"]["step"] == 5
+    assert point > 5 and training["state"]["step"] == 10  # every point was tried, and the last run completed
+
+
+def test_language_model_resume_continues_exactly(tmp_path):
+    text = tmp_path / "t.txt"
+    text.write_text("ROMEO: what light through yonder window breaks?\nJULIET: ay me.\n" * 40, encoding="utf-8")
+    args = ["train", "--task", "lm", "--data", str(text), "--preset", "tiny", "--max-steps", "30", "--save-every", "5",
+            "--eval-every", "10", "--log-every", "1", "--batch-size", "4", "--block-size", "16", "--dropout", "0.1",
+            "--threads", "1"]
+
+    def train(out, *extra):
+        return subprocess.Popen([sys.executable, "-m", "machine_translation", *args, "--out", str(out), *extra],
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+    ref = train(tmp_path / "ref")
+    assert ref.wait(timeout=300) == 0
+    out = tmp_path / "run"
+    proc = train(out, "--max-steps", "30")
+    wait_for_step(out, 12, proc)
+    proc.send_signal(signal.SIGINT)
+    assert proc.wait(timeout=120) == 130
+    stopped_at = max(losses(out))
+    resumed = train(out, "--resume")
+    _, err = resumed.communicate(timeout=300)
+    assert resumed.returncode == 0, err
+    got, want = losses(out), losses(tmp_path / "ref")
+    assert stopped_at < 30 and sorted(got) == list(range(1, 31))
+    assert all(got[step] == want[step] for step in range(stopped_at + 1, 31))

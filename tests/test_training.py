@@ -48,3 +48,148 @@ def test_no_weight_decay_on_biases_norms_and_embeddings():
     assert any("embed.token" in n for n in exempt) and any(n.endswith("bias") for n in exempt)
     assert any("norm" in n for n in exempt)
     assert len(decayed) + len(exempt) == len(list(model.parameters()))  # every parameter, once (tied: once)
+
+
+# -- the loop, driven by a small task whose batches, losses and scores a test controls -----
+import os  # noqa: E402
+import signal  # noqa: E402
+from dataclasses import dataclass  # noqa: E402
+
+import torch  # noqa: E402
+from torch import nn  # noqa: E402
+
+from machine_translation.training import StopRequest, Trainer, TrainingError  # noqa: E402
+
+
+@dataclass
+class ToyBatch:
+    x: torch.Tensor  # (B, 4)
+    y: torch.Tensor  # (B, 1)
+    n_tokens: int
+    n_targets: int
+
+
+class _InfGrad(torch.autograd.Function):
+    """Zero in the forward pass, an infinite gradient in the backward pass."""
+
+    @staticmethod
+    def forward(ctx, x):
+        return torch.zeros_like(x)
+
+    @staticmethod
+    def backward(ctx, grad):
+        return torch.full_like(grad, float("inf"))
+
+
+class ToyTask:
+    """Linear regression on fixed random batches; `nan_steps`/`inf_grad_steps` poison the
+    loss or the gradient of those (1-based) loss calls; `scores` are validation results."""
+
+    def __init__(self, steps_per_epoch=4, nan_steps=(), inf_grad_steps=(), scores=None, seconds=0.0):
+        g = torch.Generator().manual_seed(0)
+        self.data = [ToyBatch(torch.randn(3, 4, generator=g), torch.randn(3, 1, generator=g), 3, 3)
+                     for _ in range(steps_per_epoch)]
+        self.nan_steps, self.inf_grad_steps, self.scores, self.seconds = nan_steps, inf_grad_steps, scores, seconds
+        self.calls, self.autocast, self.dtypes = 0, [], []
+
+    def steps_per_epoch(self):
+        return len(self.data)
+
+    def batches(self, epoch, start):
+        yield from self.data[start:]
+
+    def loss_sum(self, model, batch):
+        import time
+        time.sleep(self.seconds)
+        self.calls += 1
+        self.autocast.append(torch.is_autocast_enabled("cpu"))
+        out = model(batch.x)  # (B, 1)
+        self.dtypes.append(out.dtype)
+        loss = ((out.float() - batch.y) ** 2).sum()
+        if self.calls in self.nan_steps:
+            loss = loss * float("nan")
+        if self.calls in self.inf_grad_steps:  # a finite loss whose gradient overflows, once
+            loss = loss + _InfGrad.apply(model.weight).sum()
+        return loss
+
+    def validate(self, model):
+        score = self.scores.pop(0) if self.scores else 0.0
+        return {"val_loss": -score, "score": score}
+
+
+def toy_trainer(tmp_path, task, **cfg):
+    tmp_path.mkdir(parents=True, exist_ok=True)
+    torch.manual_seed(0)
+    model = nn.Linear(4, 1)
+    config = TrainConfig(**{"lr": 0.05, "warmup_steps": 1, "eval_every": 1000, "save_every": 1000,
+                            "log_every": 1, **cfg})
+    return Trainer(task, model, config, tmp_path, torch.device("cpu"), {"toy": True})
+
+
+def test_a_non_finite_loss_or_gradient_skips_the_step_and_counts_it(tmp_path):
+    task = ToyTask(nan_steps=(3,), inf_grad_steps=(5,))
+    trainer = toy_trainer(tmp_path, task, max_steps=6)
+    state = trainer.run()
+    assert state.step == 6 and state.skipped_steps == 2 and task.calls == 8  # two batches spent on skipped steps
+    assert state.nonfinite_in_a_row == 0 and all(torch.isfinite(p).all() for p in trainer.model.parameters())
+
+
+def test_five_non_finite_steps_in_a_row_stop_with_the_last_good_checkpoint(tmp_path):
+    task = ToyTask(nan_steps=range(4, 100))
+    trainer = toy_trainer(tmp_path, task, max_steps=50, save_every=2)
+    with pytest.raises(TrainingError) as e:
+        trainer.run()
+    message = str(e.value)
+    assert "5 non-finite steps in a row at step 3" in message and "lower --lr" in message
+    assert str(tmp_path / "checkpoints") in message and (tmp_path / "checkpoints" / "step-00000002").is_dir()
+    assert trainer.state.skipped_steps == 5
+
+
+def test_bf16_runs_the_step_under_bfloat16_autocast(tmp_path):
+    on = ToyTask()
+    toy_trainer(tmp_path / "on", on, max_steps=2, bf16=True).run()
+    assert on.autocast == [True, True] and set(on.dtypes) == {torch.bfloat16}
+    off = ToyTask()
+    toy_trainer(tmp_path / "off", off, max_steps=2).run()  # default on CPU: float32
+    assert off.autocast == [False, False] and set(off.dtypes) == {torch.float32}
+
+
+def test_epochs_and_minutes_budgets(tmp_path):
+    state = toy_trainer(tmp_path / "e", ToyTask(steps_per_epoch=4), epochs=1.5).run()
+    assert state.step == 6 and state.epoch == 1 and state.stop_reason == "reached 1.5 epochs"
+    state = toy_trainer(tmp_path / "m", ToyTask(seconds=0.05), max_minutes=0.3 / 60).run()  # 0.3 s
+    assert 2 <= state.step <= 7 and state.stop_reason.startswith("reached max_minutes")
+    assert state.elapsed >= 0.3
+
+
+def test_patience_stops_after_n_validations_without_gain(tmp_path):
+    task = ToyTask(scores=[1.0, 2.0, 1.5, 1.9, 1.0, 5.0])
+    best = []
+    trainer = toy_trainer(tmp_path, task, max_steps=100, eval_every=2, patience=3)
+    trainer.on_best = lambda model, metrics, state: best.append((state.step, metrics["score"]))
+    state = trainer.run()
+    assert state.step == 10 and "patience" in state.stop_reason  # validations at 2, 4 (best), 6, 8, 10
+    assert best == [(2, 1.0), (4, 2.0)]
+
+
+def test_grad_accum_equals_one_batch_of_the_same_examples(tmp_path):
+    task = ToyTask(steps_per_epoch=2)
+    accum = toy_trainer(tmp_path / "a", task, max_steps=1, grad_accum=2)
+    accum.run()
+    joined = ToyTask(steps_per_epoch=1)
+    a, b = task.data
+    joined.data = [ToyBatch(torch.cat([a.x, b.x]), torch.cat([a.y, b.y]), 6, 6)]
+    single = toy_trainer(tmp_path / "s", joined, max_steps=1)
+    single.run()
+    assert task.calls == 2 and accum.state.batch_in_epoch == 2  # both batches of the epoch, in one step
+    for p, q in zip(accum.model.parameters(), single.model.parameters()):
+        torch.testing.assert_close(p, q)
+
+
+def test_first_signal_asks_to_stop_and_a_second_stops_at_once():
+    with StopRequest() as stop:
+        os.kill(os.getpid(), signal.SIGTERM)
+        assert stop.requested
+        with pytest.raises(KeyboardInterrupt):
+            os.kill(os.getpid(), signal.SIGINT)
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # restored
