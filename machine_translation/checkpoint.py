@@ -7,8 +7,10 @@ replaced atomically, so a crash leaves the previous version, never half a file.
 """
 from __future__ import annotations
 
+import errno
 import logging
 import os
+import pickle
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -62,10 +64,14 @@ def is_model_dir(directory: str | Path) -> bool:
 
 def save_weights(model: nn.Module, path: Path) -> None:
     tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    save_model(model, str(tmp))  # de-duplicates tied weights
-    with open(tmp, "rb") as f:
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+    try:
+        save_model(model, str(tmp))  # de-duplicates tied weights
+        with open(tmp, "rb") as f:
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
 
 
 def save_pretrained(
@@ -161,7 +167,10 @@ def load_pretrained(directory: str | Path, device: str | torch.device = "cpu", t
     try:
         missing, unexpected = load_model(model, str(weights), strict=False, device=str(device))
     except (SafetensorError, OSError, ValueError, RuntimeError) as e:
-        raise ModelDirError(f"{weights} is corrupt ({str(e).splitlines()[0]}); re-save or retrain the model") from None
+        reason = str(e).splitlines()[0] if str(e) else type(e).__name__
+        if "size mismatch" in str(e) or "shape" in reason.lower():
+            raise ModelDirError(f"{weights} does not match {CONFIG_FILE} (tensor shapes differ: {reason[:150]})") from None
+        raise ModelDirError(f"{weights} is corrupt ({reason[:200]}); re-save or retrain the model") from None
     if missing or unexpected:
         raise ModelDirError(
             f"{weights} does not match {CONFIG_FILE}: missing {sorted(missing)[:3]}, unexpected {sorted(unexpected)[:3]}"
@@ -213,12 +222,20 @@ def save_training_checkpoint(run_dir: Path, model: nn.Module, training: dict, st
     tmp = root / f".tmp-{final.name}-{os.getpid()}"
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir()
-    save_weights(model, tmp / WEIGHTS_FILE)
-    with open(tmp / TRAINING_STATE_FILE, "wb") as f:
-        torch.save(training, f)
-        f.flush()
-        os.fsync(f.fileno())
-    _fsync_dir(tmp)
+    try:
+        save_weights(model, tmp / WEIGHTS_FILE)
+        with open(tmp / TRAINING_STATE_FILE, "wb") as f:
+            torch.save(training, f)
+            f.flush()
+            os.fsync(f.fileno())
+        _fsync_dir(tmp)
+    except RuntimeError as e:  # torch.save reports a failed write (full disk) as RuntimeError
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise OSError(errno.ENOSPC, f"could not write the checkpoint ({str(e).splitlines()[0][:100]})",
+                      str(tmp)) from None
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
     if final.exists():  # the same step saved again (a resumed run): swap, never leave a gap
         old = root / f".old-{final.name}-{os.getpid()}"
         os.replace(final, old)
@@ -234,10 +251,20 @@ def save_training_checkpoint(run_dir: Path, model: nn.Module, training: dict, st
     return final
 
 
+TRAINING_KEYS = ("state", "optimizer", "rng", "train_config", "model_config")
+
+
 def _load_checkpoint(path: Path, model: nn.Module, device) -> dict:
-    training = torch.load(path / TRAINING_STATE_FILE, map_location=device, weights_only=True)
-    if not isinstance(training, dict) or "state" not in training:
-        raise ValueError("training state has no 'state' entry")
+    try:
+        training = torch.load(path / TRAINING_STATE_FILE, map_location=device, weights_only=True)
+    except pickle.UnpicklingError as e:
+        if "Weights only load failed" in str(e):
+            raise ValueError(f"{TRAINING_STATE_FILE} was refused: it contains code that would run on load "
+                             "(not a file mt wrote)") from None
+        raise
+    missing = [k for k in TRAINING_KEYS if not isinstance(training, dict) or k not in training]
+    if missing:
+        raise ValueError(f"{TRAINING_STATE_FILE} has no {missing[0]!r} entry")
     missing, unexpected = load_model(model, str(path / WEIGHTS_FILE), strict=False, device=str(device))
     if missing or unexpected:
         raise ValueError(f"weights do not match the model (missing {sorted(missing)[:2]})")

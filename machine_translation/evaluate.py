@@ -13,6 +13,8 @@ def score_translations(hypotheses: list[str], references: list[str], lowercase_b
     """Corpus scores and their sacreBLEU signatures. `bleu_lc` is lowercased BLEU (the form papers report)."""
     if len(hypotheses) != len(references):
         raise DataError(f"{len(hypotheses)} hypotheses but {len(references)} references: they must align line by line")
+    if not references:
+        raise DataError("nothing to score: the reference file is empty")
     refs = [references]
     metrics = {"bleu": BLEU(), "chrf": CHRF(), "ter": TER()}
     if lowercase_bleu:

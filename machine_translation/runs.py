@@ -39,16 +39,33 @@ LM_STORE = {"train": Path("data") / "lm-train.ids", "val": Path("data") / "lm-va
 SEARCH_OPTIONS = {"mt": SearchOptions, "lm": SamplingOptions}  # whose defaults a new model directory records
 
 
+RUN_MARKERS = (ckpt.CONFIG_FILE, "train_log.jsonl", "data", ckpt.CHECKPOINT_DIR)  # what a run directory holds
+
+
 def prepare_out_dir(opts: RunOptions) -> None:
+    """A new run needs an empty directory; a run that stopped before its first checkpoint
+    (nothing trained was saved) is simply started again; anything else is refused, naming
+    the way out."""
     out = opts.out
+    if out.exists() and not out.is_dir():
+        raise ConfigError(f"--out {out} is a file: choose a directory for the run")
+    has_checkpoint = bool(ckpt.checkpoint_dirs(out))
     if opts.resume:
-        if not ckpt.is_model_dir(out):
-            raise ModelDirError(f"nothing to resume in {out}: start the run without --resume")
+        if not has_checkpoint:
+            raise ModelDirError(f"nothing to resume in {out}: no checkpoint was saved there; start the run without "
+                                "--resume (an unfinished run is started again)")
         return
     if out.exists() and any(out.iterdir()):
-        if not opts.overwrite:
+        is_run = any((out / name).exists() for name in RUN_MARKERS)
+        if opts.overwrite:
+            logger.warning("--overwrite: deleting the previous contents of %s", out)
+        elif is_run and not has_checkpoint:
+            logger.warning("%s holds a run that stopped before its first checkpoint: starting it again", out)
+        elif is_run:
             raise ModelDirError(f"{out} already holds a run: continue it with --resume, or replace it with --overwrite")
-        logger.warning("--overwrite: deleting the previous run in %s", out)
+        else:
+            raise ModelDirError(f"{out} is not empty and holds no mt run: choose a new --out directory "
+                                "(or --overwrite to delete what is there)")
         shutil.rmtree(out)
     out.mkdir(parents=True, exist_ok=True)
 

@@ -8,11 +8,25 @@ import os
 
 import torch
 
+from machine_translation.errors import ConfigError
+
 
 def pick_device(requested: str | None = None) -> torch.device:
-    """cuda, then mps, then cpu, unless the user asked for one."""
+    """cuda, then mps, then cpu, unless the user asked for one (checked to exist here)."""
     if requested:
-        return torch.device(requested)
+        try:
+            device = torch.device(requested)
+        except RuntimeError:
+            raise ConfigError(f"--device {requested!r}: choose cpu, cuda, cuda:N or mps") from None
+        if device.type == "cuda" and not torch.cuda.is_available():
+            raise ConfigError(f"--device {requested}: CUDA is not available on this machine; use --device cpu")
+        if device.type == "cuda" and device.index is not None and device.index >= torch.cuda.device_count():
+            raise ConfigError(f"--device {requested}: this machine has {torch.cuda.device_count()} CUDA devices")
+        if device.type == "mps" and not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
+            raise ConfigError(f"--device {requested}: Apple mps is not available on this machine; use --device cpu")
+        if device.type not in ("cpu", "cuda", "mps"):
+            raise ConfigError(f"--device {requested!r}: choose cpu, cuda, cuda:N or mps")
+        return device
     if torch.cuda.is_available():
         return torch.device("cuda")
     if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():

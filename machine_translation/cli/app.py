@@ -1,22 +1,77 @@
 """The typer app of `mt` and its error handling: flags are parsed at the edge, results go to
-stdout, progress, logs and one-line errors to stderr. Exit codes: 0 success, 2 a user error
-(bad flag, file or input), 130 an interruption (Ctrl+C, SIGTERM)."""
+stdout, progress, logs and one-line errors to stderr. Exit codes: 0 success, 1 a bug in mt
+(one line naming the file that holds the traceback), 2 a user error (bad flag, file, input,
+or a file that cannot be written), 130 an interruption (Ctrl+C, SIGTERM)."""
 from __future__ import annotations
 
+import datetime
+import errno
 import functools
 import logging
+import os
 import sys
+import tempfile
+import traceback
+from pathlib import Path
 
 import typer
+from typer.core import TyperGroup
 
 from machine_translation import __version__
 from machine_translation.errors import Interrupted, MTError
 from mt_tokenizers import TokenizerError
 
-app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
+EXIT_BUG, EXIT_USER_ERROR, EXIT_INTERRUPTED = 1, 2, 130
+# click's exception classes, as the installed typer uses them (recent typer versions vendor
+# their own copy of click, so `import click` would name other classes).
+UsageError = typer.BadParameter.__mro__[1]
+ClickException = UsageError.__mro__[1]
+
+
+class OneLineErrors(TyperGroup):
+    """A flag error (`--beam 0`, an unknown option) is one line plus the --help hint, exit 2,
+    like every other user error, instead of click's framed usage box."""
+
+    def main(self, *args, standalone_mode: bool = True, **kwargs):
+        try:
+            rv = super().main(*args, standalone_mode=False, **kwargs)
+        except ClickException as e:
+            command = e.ctx.command_path if getattr(e, "ctx", None) else "mt"
+            if e.format_message():  # (no message: `mt` alone, which has printed its help)
+                typer.echo(f"error: {e.format_message()} (see `{command} --help`)", err=True)
+            rv = EXIT_USER_ERROR if isinstance(e, UsageError) else e.exit_code
+        except typer.Abort:
+            typer.echo("interrupted", err=True)
+            rv = EXIT_INTERRUPTED
+        if not standalone_mode:
+            return rv
+        sys.exit(rv if isinstance(rv, int) else 0)
+
+
+app = typer.Typer(cls=OneLineErrors, add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="mt: train, run and score Transformer translation and language models.")
 
-EXIT_USER_ERROR, EXIT_INTERRUPTED = 2, 130
+
+def os_error_message(e: OSError) -> str:
+    """One line for a file the user named that cannot be read or written."""
+    where = f" {e.filename}" if e.filename else ""
+    if e.errno in (errno.ENOSPC, errno.EFBIG, errno.EDQUOT):
+        return f"disk full while writing{where} ({e.strerror}): free some space and run again"
+    return f"cannot use{where}: {e.strerror or e}"
+
+
+def report_bug(e: BaseException) -> str:
+    """Write the traceback of an unexpected error to a log file; the one line naming it."""
+    log_dir = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "mt" / "crashes"
+    try:
+        log_dir.mkdir(parents=True, exist_ok=True)
+    except OSError:
+        log_dir = Path(tempfile.gettempdir())
+    stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
+    path = log_dir / f"mt-crash-{stamp}-{os.getpid()}.log"
+    path.write_text(f"mt {' '.join(sys.argv[1:])}\n\n" + "".join(traceback.format_exception(e)), encoding="utf-8")
+    return f"error: unexpected {type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''} -- this is a bug " \
+           f"in mt; please report it with the traceback in {path}"
 
 
 def cli_errors(fn):
@@ -39,6 +94,14 @@ def cli_errors(fn):
         except BrokenPipeError:
             sys.stderr.close()
             raise typer.Exit(0) from None
+        except OSError as e:  # a path the user gave: missing folder, a file in the way, read-only, disk full
+            typer.echo(f"error: {os_error_message(e)}", err=True)
+            raise typer.Exit(EXIT_USER_ERROR) from None
+        except (typer.Exit, ClickException, typer.Abort):
+            raise
+        except Exception as e:  # a bug: one line, the traceback in a file
+            typer.echo(report_bug(e), err=True)
+            raise typer.Exit(EXIT_BUG) from None
 
     return wrapper
 

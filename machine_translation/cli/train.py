@@ -87,6 +87,9 @@ def train(
         d_model=d_model, n_heads=n_heads, n_encoder_layers=n_encoder_layers, n_decoder_layers=n_decoder_layers,
         d_ff=d_ff, dropout=dropout, max_positions=max_positions, positional=positional,
         norm_first=None if norm is None else norm == "pre").items() if v is not None}
+    for flag, value in (("--max-minutes", max_minutes), ("--epochs", epochs)):
+        if value is not None and value <= 0:
+            raise ConfigError(f"{flag} {value:g}: a training budget must be more than 0")
     if max_steps is None and max_minutes is None and epochs is None:
         max_minutes = DEFAULT_MAX_MINUTES
     cfg = TrainConfig(lr=lr, warmup_steps=warmup_steps, label_smoothing=label_smoothing, clip_norm=clip_norm,

@@ -50,15 +50,24 @@ def read_input_lines(text: list[str], input_file: Optional[Path]) -> list[str]:
         if not text and sys.stdin.isatty():
             raise ConfigError("nothing to translate: pass text, `-` for stdin, or --input FILE")
         return _stdin_lines()
+    for i, sentence in enumerate(text, 1):
+        try:
+            sentence.encode("utf-8")
+        except UnicodeEncodeError:  # bytes the terminal passed that are not UTF-8 (kept by Python as surrogates)
+            raise ConfigError(f"argument {i} is not valid UTF-8 text: set your terminal to UTF-8 or use --input "
+                              "FILE") from None
     return list(text)
 
 
 def _stdin_lines() -> list[str]:
+    """Standard input split like a file: on \\n only (a \\r\\n ending is removed), so a line
+    holding \\f, \\r or U+2028 stays one line and the output stays aligned with the input."""
+    from machine_translation.corpora import decode_line
     data = sys.stdin.buffer.read()
-    try:
-        return data.decode("utf-8").splitlines()
-    except UnicodeDecodeError as e:
-        raise ConfigError(f"standard input is not valid UTF-8 (byte {e.start})") from None
+    lines = data.split(b"\n")
+    if lines and lines[-1] == b"":
+        lines.pop()  # the newline ending the last line
+    return [decode_line(raw, Path("standard input"), i) for i, raw in enumerate(lines, 1)]
 
 
 def write_output(lines: list[str], output: Optional[Path]) -> None:
@@ -68,6 +77,8 @@ def write_output(lines: list[str], output: Optional[Path]) -> None:
         sys.stdout.flush()
     else:
         from machine_translation.files import write_atomic
+        if output.is_dir():
+            raise ConfigError(f"--output {output} is a directory: name a file")
         write_atomic(output, text.encode("utf-8"))
 
 

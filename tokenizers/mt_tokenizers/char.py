@@ -59,6 +59,6 @@ class CharTokenizer:
     def load(cls, directory: str | Path) -> CharTokenizer:
         path = Path(directory) / VOCAB_FILE
         chars = read_json(path, TokenizerError, "tokenizer file")
-        if not isinstance(chars, list):
+        if not isinstance(chars, list) or not all(isinstance(c, str) for c in chars):
             raise TokenizerError(f"tokenizer file is corrupt: {path} (expected a list of characters)")
         return cls(chars)

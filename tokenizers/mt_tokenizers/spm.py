@@ -93,7 +93,11 @@ class SentencePieceTokenizer:
             proto = path.read_bytes()
         except FileNotFoundError:
             raise TokenizerError(f"tokenizer file missing: {path}") from None
+        except OSError as e:
+            raise TokenizerError(f"tokenizer file is unreadable: {path} ({e.strerror})") from None
+        if not proto:
+            raise TokenizerError(f"tokenizer file is corrupt: {path} (it is empty)")
         try:
             return cls(proto)
-        except (RuntimeError, OSError) as e:
+        except Exception as e:  # sentencepiece raises RuntimeError, or others, on a damaged model
             raise TokenizerError(f"tokenizer file is corrupt: {path} ({e})") from None
