@@ -31,6 +31,7 @@ CONFIG_FILE = "config.json"
 WEIGHTS_FILE = "model.safetensors"
 GENERATION_FILE = "generation_config.json"
 TOP_KEYS = {"format_version", "model", "pair", "tokenizers", "mt_version"}
+JOINT_TOKENIZER = {"source": ".", "target": "."}  # config.json's "tokenizers" when one vocabulary serves both
 TASK_NAMES = {"mt": "translation model", "lm": "language model"}
 USE_COMMAND = {"mt": "mt translate", "lm": "mt generate"}
 
@@ -90,7 +91,7 @@ def save_pretrained(
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     joint = src_tokenizer is tgt_tokenizer
-    tokenizers = {"source": ".", "target": "."} if joint else {"source": "source_tokenizer", "target": "."}
+    tokenizers = JOINT_TOKENIZER if joint else {"source": "source_tokenizer", "target": "."}
     tgt_tokenizer.save(directory)
     if not joint:
         src_tokenizer.save(directory / tokenizers["source"])
@@ -122,7 +123,7 @@ def read_config(directory: str | Path) -> tuple[ModelConfig, dict]:
         config = ModelConfig.from_dict(data["model"])
     except ConfigError as e:
         raise ModelDirError(f"{path}: {e}") from None
-    tokenizers = data.get("tokenizers", {"source": ".", "target": "."})
+    tokenizers = data.setdefault("tokenizers", JOINT_TOKENIZER)
     if not (isinstance(tokenizers, dict) and all(isinstance(tokenizers.get(k), str) for k in ("source", "target"))):
         raise ModelDirError(f"{path}: 'tokenizers' must be an object with 'source' and 'target' folders")
     if not isinstance(data.get("pair"), (str, type(None))):
@@ -149,7 +150,7 @@ def load_pretrained(directory: str | Path, device: str | torch.device = "cpu", t
     if pair and data.get("pair") and data["pair"] != pair:
         raise ModelDirError(f"{directory} translates {data['pair']}, not {pair}: "
                             f"train one with `mt train --pair {pair}` or pass --model DIR")
-    paths = data.get("tokenizers", {"source": ".", "target": "."})
+    paths = data["tokenizers"]  # checked by read_config
     tgt_tokenizer = _load_tokenizer(directory, paths["target"])
     joint = paths["source"] == paths["target"]
     src_tokenizer = tgt_tokenizer if joint else _load_tokenizer(directory, paths["source"])
@@ -229,12 +230,11 @@ def save_training_checkpoint(run_dir: Path, model: nn.Module, training: dict, st
             f.flush()
             os.fsync(f.fileno())
         _fsync_dir(tmp)
-    except RuntimeError as e:  # torch.save reports a failed write (full disk) as RuntimeError
+    except BaseException as e:
         shutil.rmtree(tmp, ignore_errors=True)
-        raise OSError(errno.ENOSPC, f"could not write the checkpoint ({str(e).splitlines()[0][:100]})",
-                      str(tmp)) from None
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
+        if isinstance(e, RuntimeError) and "inline_container" in str(e):
+            # torch.save's writer reports a short write (a full disk, a file size limit) this way
+            raise OSError(errno.ENOSPC, "the checkpoint could not be written whole", str(tmp)) from None
         raise
     if final.exists():  # the same step saved again (a resumed run): swap, never leave a gap
         old = root / f".old-{final.name}-{os.getpid()}"

@@ -39,13 +39,14 @@ LM_STORE = {"train": Path("data") / "lm-train.ids", "val": Path("data") / "lm-va
 SEARCH_OPTIONS = {"mt": SearchOptions, "lm": SamplingOptions}  # whose defaults a new model directory records
 
 
-RUN_MARKERS = (ckpt.CONFIG_FILE, "train_log.jsonl", "data", ckpt.CHECKPOINT_DIR)  # what a run directory holds
+RUN_STARTED = ".mt-run"  # written when `mt train` starts a run in a directory: only such a directory is restarted
 
 
 def prepare_out_dir(opts: RunOptions) -> None:
-    """A new run needs an empty directory; a run that stopped before its first checkpoint
-    (nothing trained was saved) is simply started again; anything else is refused, naming
-    the way out."""
+    """A new run needs an empty directory. A run that stopped before its first checkpoint
+    (nothing trained was saved: killed or interrupted during its start, or a start that
+    failed) is simply started again; anything else, such as a model directory, is refused
+    with the way out."""
     out = opts.out
     if out.exists() and not out.is_dir():
         raise ConfigError(f"--out {out} is a file: choose a directory for the run")
@@ -56,18 +57,18 @@ def prepare_out_dir(opts: RunOptions) -> None:
                                 "--resume (an unfinished run is started again)")
         return
     if out.exists() and any(out.iterdir()):
-        is_run = any((out / name).exists() for name in RUN_MARKERS)
         if opts.overwrite:
             logger.warning("--overwrite: deleting the previous contents of %s", out)
-        elif is_run and not has_checkpoint:
-            logger.warning("%s holds a run that stopped before its first checkpoint: starting it again", out)
-        elif is_run:
+        elif has_checkpoint:
             raise ModelDirError(f"{out} already holds a run: continue it with --resume, or replace it with --overwrite")
+        elif (out / RUN_STARTED).is_file():
+            logger.warning("%s holds a run that stopped before its first checkpoint: starting it again", out)
         else:
-            raise ModelDirError(f"{out} is not empty and holds no mt run: choose a new --out directory "
+            raise ModelDirError(f"{out} is not empty and holds no unfinished run: choose a new --out directory "
                                 "(or --overwrite to delete what is there)")
         shutil.rmtree(out)
     out.mkdir(parents=True, exist_ok=True)
+    (out / RUN_STARTED).touch()
 
 
 def resolve_config(opts: RunOptions, vocab_size: int, saved: ModelConfig | None,
@@ -215,6 +216,8 @@ def _train_run(opts: RunOptions, info: DistInfo, device: torch.device) -> dict:
         logging.getLogger("machine_translation").setLevel(logging.WARNING)
     set_threads(device, opts.threads)
     torch.manual_seed(opts.train.seed)
+    if not opts.resume and opts.init_from is None:
+        resolve_config(opts, opts.vocab_size, None)  # a bad preset or model flag fails before any work is done
     if info.is_main:
         prepare_out_dir(opts)
     barrier(info)

@@ -1,11 +1,20 @@
-"""The training loop's pieces: the learning-rate schedule and the AdamW parameter groups."""
+"""The training loop: the learning-rate schedule, the AdamW parameter groups, and the loop's
+promises (non-finite steps, bf16, budgets, patience, gradient accumulation, signals)."""
 import math
+import os
+import signal
+import time
+from dataclasses import dataclass
 
 import pytest
+import torch
+from torch import nn
 
 from machine_translation.model import build_model
 from machine_translation.options import TrainConfig
-from machine_translation.training import TrainState, learning_rate, make_optimizer
+from machine_translation.training import (
+    StopRequest, Trainer, TrainingError, TrainState, learning_rate, make_optimizer,
+)
 from tests.conftest import tiny_config
 
 
@@ -51,14 +60,6 @@ def test_no_weight_decay_on_biases_norms_and_embeddings():
 
 
 # -- the loop, driven by a small task whose batches, losses and scores a test controls -----
-import os  # noqa: E402
-import signal  # noqa: E402
-from dataclasses import dataclass  # noqa: E402
-
-import torch  # noqa: E402
-from torch import nn  # noqa: E402
-
-from machine_translation.training import StopRequest, Trainer, TrainingError  # noqa: E402
 
 
 @dataclass
@@ -99,7 +100,6 @@ class ToyTask:
         yield from self.data[start:]
 
     def loss_sum(self, model, batch):
-        import time
         time.sleep(self.seconds)
         self.calls += 1
         self.autocast.append(torch.is_autocast_enabled("cpu"))

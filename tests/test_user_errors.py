@@ -148,9 +148,14 @@ def test_a_full_disk_is_one_line_and_leaves_no_temporary_file(model_dir, tmp_pat
 def test_a_run_stopped_before_its_first_checkpoint_is_started_again(tmp_path, slice_files):
     src, tgt, _, _ = slice_files
     out = tmp_path / "run"
-    out.mkdir()
-    (out / "train_log.jsonl").write_text("")  # what a run killed during its start leaves
-    (out / "config.json").write_text("{}")
+    r = runner.invoke(app, ["train", "--src", str(src), "--tgt", str(tgt), "--out", str(tmp_path / "huge"),
+                            "--preset", "huge", "--max-steps", "2"])
+    assert_one_line(r, "unknown preset 'huge'")  # refused before any work: nothing written
+    assert not (tmp_path / "huge").exists()
+    r = runner.invoke(app, ["train", "--src", str(src), "--tgt", str(tgt), "--out", str(out), "--preset", "tiny",
+                            "--vocab-size", "400", "--max-len", "1", "--max-steps", "2"])  # a start that fails late
+    assert r.exit_code == 2 and "no usable sentence pairs" in r.stderr.splitlines()[-1]
+    assert any(out.iterdir()) and not (out / "checkpoints").exists()
     r = runner.invoke(app, ["train", "--src", str(src), "--tgt", str(tgt), "--out", str(out), "--resume",
                             "--preset", "tiny", "--max-steps", "2"])
     assert_one_line(r, "start the run without --resume")
@@ -161,8 +166,20 @@ def test_a_run_stopped_before_its_first_checkpoint_is_started_again(tmp_path, sl
     assert "stopped before its first checkpoint" in r.stderr
     r = runner.invoke(app, ["train", "--src", str(src), "--tgt", str(tgt), "--out", str(tmp_path), "--preset", "tiny",
                             "--max-steps", "2"])  # a folder that is not a run is never deleted
-    assert_one_line(r, "holds no mt run")
+    assert_one_line(r, "holds no unfinished run")
     assert (out / "checkpoints").is_dir()
+
+
+def test_a_model_directory_without_checkpoints_is_never_replaced(model_dir, tmp_path, slice_files):
+    import shutil
+    src, tgt, _, _ = slice_files
+    averaged = tmp_path / "avg"  # what average-checkpoints writes: trained weights, no checkpoints
+    shutil.copytree(model_dir, averaged)
+    before = (averaged / "model.safetensors").read_bytes()
+    r = runner.invoke(app, ["train", "--src", str(src), "--tgt", str(tgt), "--out", str(averaged), "--preset", "tiny",
+                            "--max-steps", "2"])
+    assert_one_line(r, "holds no unfinished run")
+    assert (averaged / "model.safetensors").read_bytes() == before
 
 
 def test_an_unexpected_error_is_one_line_naming_the_traceback_file(model_dir, tmp_path, monkeypatch):
