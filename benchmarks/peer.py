@@ -48,6 +48,9 @@ class MarianTask:
     def steps_per_epoch(self) -> int:
         return self.base.steps_per_epoch()
 
+    def batching(self) -> dict:
+        return self.base.batching()
+
     def batches(self, epoch: int, start: int):
         for b in self.base.batches(epoch, start):
             src, tgt_in, labels = to_marian(b.src_ids, b.tgt_input_ids, b.labels, self.base.pad, self.V)

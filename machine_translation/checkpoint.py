@@ -8,6 +8,7 @@ replaced atomically, so a crash leaves the previous version, never half a file.
 from __future__ import annotations
 
 import errno
+import json
 import logging
 import os
 import pickle
@@ -16,7 +17,7 @@ from pathlib import Path
 
 import torch
 from safetensors import SafetensorError
-from safetensors.torch import load_model, save_model
+from safetensors.torch import load_model, save_file
 from torch import nn
 
 from machine_translation.errors import ConfigError, ModelDirError
@@ -63,10 +64,28 @@ def is_model_dir(directory: str | Path) -> bool:
     return (Path(directory) / CONFIG_FILE).is_file()
 
 
+def tied_aliases(model: nn.Module) -> dict[str, str]:
+    """{dropped name: kept name} for the tied weights (one tensor under several names), keeping
+    the first name in sorted order, as safetensors' `load_model` expects."""
+    groups: dict[tuple, list[str]] = {}
+    for name, tensor in model.state_dict().items():
+        groups.setdefault((tensor.data_ptr(), tuple(tensor.shape), tensor.stride()), []).append(name)
+    aliases = {}
+    for names in groups.values():
+        kept, *dropped = sorted(names)
+        aliases.update({name: kept for name in dropped})
+    return dict(sorted(aliases.items()))
+
+
 def save_weights(model: nn.Module, path: Path) -> None:
+    """model.safetensors, tied weights stored once. The aliases go into one metadata entry: the
+    safetensors writer orders metadata keys at random (safetensors issue #584), and a single key
+    keeps the bytes of identical weights identical in every process, so files compare by hash."""
+    aliases = tied_aliases(model)
+    tensors = {name: t.contiguous() for name, t in model.state_dict().items() if name not in aliases}
     tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
     try:
-        save_model(model, str(tmp))  # de-duplicates tied weights
+        save_file(tensors, str(tmp), metadata={"tied_weights": json.dumps(aliases)} if aliases else None)
         with open(tmp, "rb") as f:
             os.fsync(f.fileno())
         os.replace(tmp, path)

@@ -94,6 +94,9 @@ def iter_split(spec: DataSpec, split: str, pair: str, data_dir: str | Path | Non
         raise DataError(f"{spec.describe()} is plain text: use it with --task lm")
     if split not in ("train", "val"):
         raise DataError(f"{spec.describe()} has only the splits train and val (held out from its end)")
+    if split == "val" and n // 20 == 0:
+        raise DataError(f"{spec.describe()} has {n} pairs, too few to hold out validation (its last 5%): "
+                        "give at least 20 pairs")
     first_val = n - min(valid_size, n // 20)
     # every line is read, so a misaligned pair of files is reported whichever split is asked for
     return (p for i, p in enumerate(pairs) if (i >= first_val) == (split == "val"))

@@ -69,6 +69,9 @@ class TranslationTask:
     def steps_per_epoch(self) -> int:
         return self._steps_per_epoch
 
+    def batching(self) -> dict:
+        return {"seed": self.seed, "batch_tokens": self.batch_tokens}
+
     def _batch(self, store: PairStore, indices) -> TranslationBatch:
         tensors, n_tokens, n_targets = store.collate(indices, self.pad, self.bos, self.eos)
         return TranslationBatch(*(x.to(self.device) for x in tensors), n_tokens, n_targets)
@@ -115,6 +118,9 @@ class LanguageModelTask:
 
     def steps_per_epoch(self) -> int:
         return self._steps_per_epoch
+
+    def batching(self) -> dict:
+        return {"seed": self.seed, "block_size": self.block_size, "batch_size": self.batch_size}
 
     def batches(self, epoch: int, start: int) -> Iterator[LMBatch]:
         g = torch.Generator().manual_seed(self.seed * 1_000_003 + epoch)

@@ -55,6 +55,10 @@ class Task(Protocol):
         """Metrics; "score" (higher is better) picks the best model."""
         ...
 
+    def batching(self) -> dict:
+        """The settings that decide the batches ({flag name: value}): a resumed run must keep them."""
+        ...
+
 
 @dataclass
 class TrainState:
@@ -160,7 +164,8 @@ class Trainer:
     # -- checkpoints -------------------------------------------------------------------
     def save_checkpoint(self) -> Path:
         training = {"state": asdict(self.state), "optimizer": self.optimizer.state_dict(), "rng": rng_state(),
-                    "train_config": asdict(self.cfg), "model_config": self.model_config_dict}
+                    "train_config": asdict(self.cfg), "model_config": self.model_config_dict,
+                    "batching": self.task.batching()}
         path = ckpt.save_training_checkpoint(self.run_dir, self.model, training, self.state.step, self.cfg.keep_last)
         logger.debug("saved checkpoint %s", path)
         return path
@@ -169,6 +174,12 @@ class Trainer:
         path, training = ckpt.load_training_checkpoint(self.run_dir, self.model, self.device)
         if training.get("model_config") != self.model_config_dict:
             raise TrainingError(f"{path} was trained with another model config than {self.run_dir}/config.json")
+        saved, now = training.get("batching", {}), self.task.batching()  # (no entry: a checkpoint of older mt)
+        for key in sorted(set(saved) & set(now)):
+            if saved[key] != now[key]:
+                flag = "--" + key.replace("_", "-")
+                raise TrainingError(f"{flag} {now[key]} differs from the run's {saved[key]}: a resumed run must see "
+                                    f"the same batches; pass {flag} {saved[key]} (or start a new run)")
         self.optimizer.load_state_dict(training["optimizer"])
         self.state = TrainState(**training["state"])
         self.state.stop_reason = ""  # the budget of this session decides when it stops

@@ -151,6 +151,8 @@ def test_resume_continues_the_step_count(trained, tmp_path, slice_files):
 
 @pytest.mark.parametrize("args, message", [
     (["--resume", "--d-model", "64"], "contradicts the saved model config"),
+    (["--resume", "--seed", "7"], "--seed 7 differs from the run's 1234"),
+    (["--resume", "--batch-tokens", "999"], "--batch-tokens 999 differs from the run's 1500: a resumed run must see"),
     ([], "already holds a run: continue it with --resume, or replace it with --overwrite"),
 ])
 def test_train_refusals(trained, slice_files, args, message):

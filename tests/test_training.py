@@ -96,6 +96,9 @@ class ToyTask:
     def steps_per_epoch(self):
         return len(self.data)
 
+    def batching(self):
+        return {"seed": 1}
+
     def batches(self, epoch, start):
         yield from self.data[start:]
 

@@ -15,7 +15,7 @@ from machine_translation.checkpoint import save_pretrained
 from machine_translation.cli import app
 from machine_translation.model import build_model
 from mt_tokenizers import SentencePieceTokenizer
-from tests.conftest import multi30k_lines, tiny_config, write_lines
+from tests.conftest import REPO, multi30k_lines, tiny_config, write_lines
 
 runner = CliRunner()
 
@@ -190,3 +190,24 @@ def test_an_unexpected_error_is_one_line_naming_the_traceback_file(model_dir, tm
     assert_one_line(r, "this is a bug in mt", code=1)
     logs = list((tmp_path / "mt" / "crashes").iterdir())
     assert len(logs) == 1 and str(logs[0]) in r.stderr and "ZeroDivisionError" in logs[0].read_text()
+
+
+def test_a_corpus_too_small_for_validation_says_so(tmp_path):
+    lines = write_lines(tmp_path / "c.en", [f"line {i}" for i in range(15)])
+    r = runner.invoke(app, ["train", "--src", str(lines), "--tgt", str(lines), "--out", str(tmp_path / "o"),
+                            "--preset", "tiny", "--max-steps", "2"])
+    assert r.exit_code == 2 and "has 15 pairs, too few to hold out validation" in r.stderr.splitlines()[-1]
+
+
+def test_identical_weights_give_identical_bytes_in_every_process(tmp_path):
+    """The tied weights' aliases are metadata; the bytes must not depend on the process (hash seed)."""
+    script = ("import sys, torch; from machine_translation.checkpoint import save_weights; "
+              "from machine_translation.model import build_model; from tests.conftest import tiny_config; "
+              "from pathlib import Path; torch.manual_seed(0); save_weights(build_model(tiny_config()), Path(sys.argv[1]))")
+    files = []
+    for seed in range(4):
+        path = tmp_path / f"w{seed}.safetensors"
+        env = {**os.environ, "PYTHONHASHSEED": str(seed)}
+        subprocess.run([sys.executable, "-c", script, str(path)], check=True, env=env, cwd=REPO, timeout=120)
+        files.append(path.read_bytes())
+    assert all(f == files[0] for f in files)
