@@ -262,3 +262,21 @@ def test_generation_config_sets_the_search_when_no_flag_is_given(learned, slice_
     assert r.exit_code == 2 and "n_best (3) cannot exceed the beam size (2)" in r.stderr
     r = mt("translate", "--model", model, "--n-best", 3, "--beam", 3, "a man")  # a flag wins over the file
     assert r.exit_code == 0 and len(r.stdout.splitlines()) == 3
+
+
+def test_resume_skips_a_training_state_without_its_entries(trained, slice_files, tmp_path):
+    import shutil
+
+    import torch
+    out, _ = trained
+    run = tmp_path / "run"
+    shutil.copytree(out, run)
+    latest = run / "checkpoints" / (run / "checkpoints" / "latest").read_text().strip()
+    state = torch.load(latest / "training_state.pt", weights_only=True)
+    del state["optimizer"]  # loads safely, but is not a whole training state
+    torch.save(state, latest / "training_state.pt")
+    src, tgt, _, _ = slice_files
+    r = mt("train", "--src", src, "--tgt", tgt, "--out", run, "--resume", "--max-steps", 45, "--json", *TINY)
+    assert r.exit_code == 0, r.output
+    assert "has no 'optimizer' entry" in r.stderr and "resuming from the older checkpoint" in r.stderr
+    assert "Traceback" not in r.output

@@ -133,6 +133,7 @@ def test_corrupt_latest_falls_back_and_pickles_are_refused(corpus, tmp_path, cap
     path, _ = load_training_checkpoint(out, model)
     assert path == dirs[-3]
     assert not marker.exists()
+    assert "refused: it contains code that would run on load" in caplog.text
 
 
 def test_average_checkpoints(corpus, tmp_path):
