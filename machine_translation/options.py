@@ -81,6 +81,7 @@ class _Options:
     """What both settings classes share: type-checked fields and `updated(**flags)`."""
 
     MODEL_KEYS: ClassVar[tuple[str, ...]]  # the settings a model directory may fix
+    NEW_MODEL: ClassVar[dict]  # the settings `mt train` records for a new model, where they differ from the defaults
 
     def __post_init__(self) -> None:
         problems = type_errors(type(self), {f.name: getattr(self, f.name) for f in fields(self)})
@@ -107,7 +108,16 @@ class SearchOptions(_Options):
     max_len_b: int = 10
     n_best: int = 1
     batch_size: int = 64
-    MODEL_KEYS: ClassVar[tuple[str, ...]] = ("beam", "length_penalty", "max_len_a", "max_len_b")
+    # Never emit a piece 4 times or a character 5 times in a row unless the source does. Off
+    # here so that model directories without the setting translate as they always did;
+    # `mt train` records it on for every new model (NEW_MODEL).
+    repeat_guard: bool = False
+    # Translate ALL-CAPS and Title-Case sentences in sentence case, and give ALL-CAPS ones back
+    # in capitals (`casing`). Off here for the same reason; on for new models.
+    normalize_case: bool = False
+    MODEL_KEYS: ClassVar[tuple[str, ...]] = ("beam", "length_penalty", "max_len_a", "max_len_b", "repeat_guard",
+                                             "normalize_case")
+    NEW_MODEL: ClassVar[dict] = {"repeat_guard": True, "normalize_case": True}  # what a newly trained model records beyond the defaults
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -130,6 +140,7 @@ class SamplingOptions(_Options):
     top_p: float | None = None
     max_new_tokens: int = 300
     MODEL_KEYS: ClassVar[tuple[str, ...]] = ("temperature", "top_k", "top_p", "max_new_tokens")
+    NEW_MODEL: ClassVar[dict] = {}
 
     def __post_init__(self) -> None:
         super().__post_init__()

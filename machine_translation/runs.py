@@ -36,7 +36,14 @@ logger = logging.getLogger(__name__)
 
 TRAIN_STORE = Path("data") / "train.arrow"  # the run's encoded training split, inside the run directory
 LM_STORE = {"train": Path("data") / "lm-train.ids", "val": Path("data") / "lm-val.ids"}  # language-model text
-SEARCH_OPTIONS = {"mt": SearchOptions, "lm": SamplingOptions}  # whose defaults a new model directory records
+SEARCH_OPTIONS = {"mt": SearchOptions, "lm": SamplingOptions}
+
+
+def new_model_search(task: str) -> dict:
+    """The generation_config.json of a newly trained model: the library defaults, plus what
+    new models turn on (the options class's NEW_MODEL)."""
+    options = SEARCH_OPTIONS[task]
+    return options(**options.NEW_MODEL).generation_config()
 
 
 RUN_STARTED = ".mt-run"  # written when `mt train` starts a run in a directory: only such a directory is restarted
@@ -224,7 +231,7 @@ def _train_run(opts: RunOptions, info: DistInfo, device: torch.device) -> dict:
     setup, task = (mt_task if opts.task == "mt" else lm_task)(opts, device, info)
     if not opts.resume and info.is_main:
         ckpt.save_pretrained(opts.out, setup.model, setup.config, setup.tokenizer, setup.tokenizer,
-                             opts.pair if opts.task == "mt" else None, SEARCH_OPTIONS[opts.task]().generation_config())
+                             opts.pair if opts.task == "mt" else None, new_model_search(opts.task))
         (opts.out / "train_log.jsonl").unlink(missing_ok=True)
     title = opts.pair if opts.task == "mt" else f"language model ({opts.data.describe()})"
     preset = "saved config" if setup.loaded_from else opts.preset

@@ -17,6 +17,7 @@ from torch import Tensor
 
 from decoder import KVCache
 from machine_translation.options import SamplingOptions
+from machine_translation.repetition import RepeatGuard
 
 
 class StepModel(Protocol):
@@ -31,11 +32,13 @@ class Hypothesis:
 
 
 @torch.inference_mode()
-def greedy_search(model: StepModel, cache: KVCache, max_len: Tensor, bos_id: int, eos_id: int) -> list[Hypothesis]:
+def greedy_search(model: StepModel, cache: KVCache, max_len: Tensor, bos_id: int, eos_id: int,
+                  guard: RepeatGuard | None = None) -> list[Hypothesis]:
     """Decode each row of the batch by taking the most likely token until EOS or max_len[b] tokens.
 
     max_len: (B,) the most tokens (EOS included) each row may produce. Finished rows
-    leave the batch, so long sentences do not make short ones pay.
+    leave the batch, so long sentences do not make short ones pay. With a `guard`,
+    degenerate repetitions are never chosen.
     """
     B = max_len.size(0)
     device = max_len.device
@@ -47,7 +50,7 @@ def greedy_search(model: StepModel, cache: KVCache, max_len: Tensor, bos_id: int
     while alive.numel() > 0:
         logits, cache = model.decode_step(tokens, cache)  # (N, 1, V)
         logp = torch.log_softmax(logits[:, -1].float(), dim=-1)  # (N, V)
-        best_logp, best = logp.max(dim=-1)  # (N,)
+        best_logp, best = (logp if guard is None else guard.ban(logp)).max(dim=-1)  # (N,)
         step += 1
         force_end = max_len[alive] <= step
         best = torch.where(force_end, torch.full_like(best, eos_id), best)
@@ -57,8 +60,10 @@ def greedy_search(model: StepModel, cache: KVCache, max_len: Tensor, bos_id: int
             if token != eos_id:
                 out[row].append(token)
         keep = (best != eos_id).nonzero().squeeze(1)  # (N',)
+        guard = None if guard is None else guard.advance(best)
         if keep.numel() < alive.numel():
             cache = cache.reorder(keep)
+            guard = None if guard is None else guard.select(keep)
         alive, tokens = alive[keep], best[keep, None]
     return [Hypothesis(t, lp / (len(t) + 1), lp) for t, lp in zip(out, log_probs)]
 
@@ -71,6 +76,7 @@ class _Beams:
     scores: Tensor  # (N,) summed log-probabilities
     sentence: Tensor  # (n,) original index of each sentence still decoding
     cache: KVCache
+    guard: RepeatGuard | None = None  # (N rows) the runs each hypothesis ends with
 
 
 def _expand(beams: _Beams, logp: Tensor, k: int) -> tuple[Tensor, Tensor, Tensor]:
@@ -112,13 +118,14 @@ def _select(beams: _Beams, cand_scores: Tensor, parent: Tensor, token: Tensor, e
     # parents lie within their own sentence's K rows: while no sentence leaves the batch,
     # row r keeps its source, and the encoder keys/values need no gathering
     cache = beams.cache.reorder(parent, same_sources=keep.numel() == done.numel())
-    return _Beams(tokens, scores, beams.sentence[keep], cache)
+    guard = None if beams.guard is None else beams.guard.select(parent).advance(token[:, 0])
+    return _Beams(tokens, scores, beams.sentence[keep], cache, guard)
 
 
 @torch.inference_mode()
 def beam_search(
     model: StepModel, cache: KVCache, max_len: Tensor, bos_id: int, eos_id: int,
-    beam: int = 4, length_penalty: float = 1.0, n_best: int = 1,
+    beam: int = 4, length_penalty: float = 1.0, n_best: int = 1, guard: RepeatGuard | None = None,
 ) -> list[list[Hypothesis]]:
     """Beam search with K hypotheses per sentence; a sentence ends when K hypotheses have
     ended in EOS (or at max_len[b], where EOS is forced). Returns the n_best per sentence,
@@ -129,13 +136,16 @@ def beam_search(
     scores = torch.full((B, K), float("-inf"), device=device)
     scores[:, 0] = 0.0  # one live hypothesis per sentence at the start, so beams do not duplicate
     beams = _Beams(torch.full((B * K, 1), bos_id, dtype=torch.long, device=device),
-                   scores.view(-1), torch.arange(B, device=device), cache.reorder(rows))
+                   scores.view(-1), torch.arange(B, device=device), cache.reorder(rows),
+                   None if guard is None else guard.select(rows))
     finished: list[list[Hypothesis]] = [[] for _ in range(B)]
     step = 0
     while beams.sentence.numel() > 0:
         logits, cache = model.decode_step(beams.tokens[:, -1:], beams.cache)  # (N, 1, V)
         beams.cache = cache
         logp = torch.log_softmax(logits[:, -1].float(), dim=-1)  # (N, V)
+        if beams.guard is not None:
+            logp = beams.guard.ban(logp)
         step += 1
         at_limit = (max_len[beams.sentence] <= step).repeat_interleave(K)  # (N,)
         logp[at_limit] = torch.where(

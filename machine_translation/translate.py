@@ -20,10 +20,12 @@ from pathlib import Path
 
 import torch
 
+from machine_translation import casing
 from machine_translation.checkpoint import LoadedModel, load_pretrained
 from machine_translation.data import pad_batch
 from machine_translation.runtime import pick_device
 from machine_translation.options import SearchOptions
+from machine_translation.repetition import PieceTable, RepeatGuard
 from machine_translation.search import Hypothesis, beam_search, greedy_search
 
 logger = logging.getLogger(__name__)
@@ -41,6 +43,7 @@ class Translator:
         self.device = device
         self.workers = workers if device.type == "cpu" else 1
         self._pool: ProcessPoolExecutor | None = None
+        self._pieces: dict[int, PieceTable] = {}  # id(tokenizer) -> its table
         self.defaults = loaded.search_defaults(SearchOptions)  # the model's own settings
 
     @classmethod
@@ -71,11 +74,21 @@ class Translator:
         return [hyps[0] for hyps in self.translate_n_best(sentences, options)]
 
     def translate_n_best(self, sentences: list[str], options: SearchOptions | None = None) -> list[list[str]]:
-        return [[self.loaded.tgt_tokenizer.decode(h.tokens) for h in hyps]
-                for hyps in self.search(sentences, options)]
+        return [[text for text, _ in hyps] for hyps in self.translate_scored(sentences, options)]
+
+    def translate_scored(self, sentences: list[str],
+                         options: SearchOptions | None = None) -> list[list[tuple[str, float]]]:
+        """The n-best (translation, score) of each sentence, best first. With `normalize_case`,
+        ALL-CAPS and Title-Case sentences are translated in sentence case (`casing`)."""
+        opts = options or self.defaults
+        prepared = [casing.normalize(s) if opts.normalize_case else (s, casing.AS_IS) for s in sentences]
+        decode = self.loaded.tgt_tokenizer.decode
+        return [[(casing.restore(decode(h.tokens), kind), h.score) for h in hyps]
+                for (_, kind), hyps in zip(prepared, self.search([text for text, _ in prepared], opts))]
 
     def search(self, sentences: list[str], options: SearchOptions | None = None) -> list[list[Hypothesis]]:
-        """n-best hypotheses per sentence, in input order; empty sentences give one empty hypothesis."""
+        """n-best hypotheses per sentence (as given: no case handling), in input order; empty
+        sentences give one empty hypothesis."""
         opts = options or self.defaults
         encoded = self.encode_source(sentences)
         results: list[list[Hypothesis]] = [[Hypothesis([], 0.0, 0.0)] for _ in sentences]
@@ -105,11 +118,23 @@ class Translator:
         src_ids = pad_batch(src, pad).to(self.device)  # (B, S)
         lengths = torch.tensor([len(s) for s in src], device=self.device)
         max_len = (lengths * opts.max_len_a + opts.max_len_b).long().clamp(max=cfg.max_positions - 1)
+        guard = None
+        if opts.repeat_guard:
+            source = self._piece_table(self.loaded.src_tokenizer).surfaces
+            guard = RepeatGuard.start(self._piece_table(self.loaded.tgt_tokenizer),
+                                      [[source[i] for i in ids] for ids in src], self.device)
         with torch.inference_mode():
             cache = self.model.start_cache(src_ids)
             if opts.beam == 1:
-                return [[h] for h in greedy_search(self.model, cache, max_len, bos, eos)]
-            return beam_search(self.model, cache, max_len, bos, eos, opts.beam, opts.length_penalty, opts.n_best)
+                return [[h] for h in greedy_search(self.model, cache, max_len, bos, eos, guard)]
+            return beam_search(self.model, cache, max_len, bos, eos, opts.beam, opts.length_penalty, opts.n_best,
+                               guard)
+
+    def _piece_table(self, tok) -> PieceTable:
+        """A vocabulary's character runs, for the repetition guard (built once per tokenizer)."""
+        if id(tok) not in self._pieces:
+            self._pieces[id(tok)] = PieceTable.from_pieces([tok.id_to_piece(i) for i in range(tok.vocab_size)])
+        return self._pieces[id(tok)]
 
 
 _WORKER: list[Translator] = []  # in a worker process only: its own copy of the model

@@ -42,10 +42,16 @@ MUTANTS = [
            "decoder/cache.py", "return replace(self, self_kv=tuple(pick(kv) for kv in self.self_kv))",
            "return self", ("tests/test_search_reference.py",)),
     Mutant("beam-reads-sentence-0-encoder",  # beams 2..K of every sentence read sentence 0's encoder states
-           "machine_translation/search.py", "scores.view(-1), torch.arange(B, device=device), cache.reorder(rows))",
+           "machine_translation/search.py", "scores.view(-1), torch.arange(B, device=device), cache.reorder(rows),",
            "scores.view(-1), torch.arange(B, device=device), "
-           "cache.reorder(torch.where(torch.arange(B * K, device=device) % K == 0, rows, 0)))",
+           "cache.reorder(torch.where(torch.arange(B * K, device=device) % K == 0, rows, 0)),",
            ("tests/test_search_reference.py",)),
+    Mutant("repeat-guard-lets-pieces-repeat",
+           "machine_translation/repetition.py", '            logp[rows, start[rows]] = float("-inf")\n', "",
+           ("tests/test_repetition.py",)),
+    Mutant("repeat-guard-ignores-beam-parents",
+           "machine_translation/search.py", "beams.guard.select(parent).advance(token[:, 0])",
+           "beams.guard.advance(token[:, 0])", ("tests/test_repetition.py", "tests/test_search_reference.py")),
     Mutant("learned-positions-ignore-cache-offset",
            "encoder_transformer/layers.py", "return self.learned.weight[start : start + length]",
            "return self.learned.weight[:length]", ("tests/test_decoder.py",)),

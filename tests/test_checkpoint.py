@@ -91,3 +91,12 @@ def test_weights_of_another_architecture(saved, tmp_path):
 def test_no_model_directory(tmp_path):
     with pytest.raises(ModelDirError, match="mt train"):
         load_pretrained(tmp_path / "nowhere")
+
+
+def test_an_old_generation_config_keeps_the_old_search(saved):
+    """A model directory written before the repetition guard existed (no such key) translates as before."""
+    from machine_translation.translate import Translator
+    directory, _ = saved
+    assert json.loads((directory / "generation_config.json").read_text()) == {"beam": 2}
+    defaults = Translator.from_pretrained(directory, "cpu").defaults
+    assert defaults.beam == 2 and defaults.repeat_guard is False

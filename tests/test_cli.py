@@ -252,6 +252,7 @@ def test_generation_config_sets_the_search_when_no_flag_is_given(learned, slice_
     shutil.copytree(out, model)
     config = json.loads((model / "generation_config.json").read_text())
     assert config["beam"] == 4  # what training wrote: the library default
+    assert config["repeat_guard"] is True  # new models turn the repetition guard on
     (model / "generation_config.json").write_text(json.dumps({**config, "beam": 2}))
     assert Translator.from_pretrained(model, "cpu").defaults.beam == 2
     src = write_lines(tmp_path / "in.en", slice_files[2][:8])

@@ -105,3 +105,26 @@ def test_beam_search_equals_exhaustive_search(toy_model):
         assert [h.score for h in wide] == pytest.approx([s for s, _ in truth[:5]], abs=1e-4)
         # and a small beam finds the same best output on this model
         assert search(toy_model, [source], beam=3, max_len=max_len)[0][0].tokens == truth[0][1]
+
+
+def test_with_the_repetition_guard_scores_stay_log_probabilities_and_batch_equals_single(toy_model):
+    from machine_translation.repetition import PieceTable, RepeatGuard
+    pieces = ["<pad>", "<unk>", "<bos>", "<eos>"] + list("abcdef")  # toy tokens 4..9 as letters
+    table = PieceTable.from_pieces(pieces)
+    sources = SOURCES + [[9, 9, 9, 9, 9]]  # its reverse repeats a piece 5 times: the source allows it
+
+    def guarded(batch, beam):
+        guard = RepeatGuard.start(table, [[pieces[i] for i in s] for s in batch], torch.device("cpu"))
+        src, limit = encode(batch), torch.full((len(batch),), 8)
+        if beam == 1:
+            return [[h] for h in greedy_search(toy_model, toy_model.start_cache(src), limit, BOS, EOS, guard)]
+        return beam_search(toy_model, toy_model.start_cache(src), limit, BOS, EOS, beam, 1.0, beam, guard)
+
+    for beam in (1, 4):
+        batch = guarded(sources, beam)
+        for source, hyps in zip(sources, batch):
+            alone = guarded([source], beam)[0]
+            assert [h.tokens for h in alone] == [h.tokens for h in hyps]
+            assert [h.score for h in alone] == pytest.approx([h.score for h in hyps], abs=1e-5)
+            for h in hyps:
+                assert h.log_prob == pytest.approx(teacher_forced_log_prob(toy_model, source, h.tokens), abs=1e-4)

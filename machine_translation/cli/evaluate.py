@@ -10,7 +10,9 @@ from typing import Optional
 import typer
 
 from machine_translation.cli.app import app, cli_errors
-from machine_translation.cli.translate import MODEL_SETTING, WORKERS_HELP, load_translator
+from machine_translation.cli.translate import (
+    MODEL_SETTING, NORMALIZE_CASE_HELP, REPEAT_GUARD_HELP, WORKERS_HELP, load_translator,
+)
 from machine_translation.errors import DataError
 from machine_translation.options import DEFAULT_PAIR, SearchOptions
 
@@ -30,6 +32,8 @@ def evaluate(
                                        f"({MODEL_SETTING.format(SearchOptions.beam)})."),
     length_penalty: Optional[float] = typer.Option(None, help=MODEL_SETTING.format(SearchOptions.length_penalty)),
     batch_size: int = typer.Option(SearchOptions.batch_size, min=1),
+    repeat_guard: Optional[bool] = typer.Option(None, "--repeat-guard/--no-repeat-guard", help=REPEAT_GUARD_HELP),
+    normalize_case: Optional[bool] = typer.Option(None, "--normalize-case/--keep-case", help=NORMALIZE_CASE_HELP),
     save_dir: Optional[Path] = typer.Option(None, help="Where hypotheses and scores go (default: MODEL/eval)."),
     json_out: bool = typer.Option(False, "--json", help="Print one JSON object."),
     device: Optional[str] = typer.Option(None),
@@ -58,7 +62,8 @@ def evaluate(
     if translator is None:
         hypotheses = read_lines(hyp)
     else:
-        options = translator.defaults.updated(beam=beam, length_penalty=length_penalty, batch_size=batch_size)
+        options = translator.defaults.updated(beam=beam, length_penalty=length_penalty, batch_size=batch_size,
+                                              repeat_guard=repeat_guard, normalize_case=normalize_case)
         hypotheses = translator.translate(sources, options)
     result = {"pair": pair, "test_set": name, **score_translations(hypotheses, references)}
     if translator is not None:

@@ -51,7 +51,11 @@ def train(
     n_encoder_layers: Optional[int] = typer.Option(None, help="Override the preset's encoder layers."),
     n_decoder_layers: Optional[int] = typer.Option(None, help="Override the preset's decoder layers."),
     d_ff: Optional[int] = typer.Option(None, help="Override the preset's feed-forward size."),
-    dropout: Optional[float] = typer.Option(None, help="Override the preset's dropout."),
+    dropout: Optional[float] = typer.Option(None, help="Override the preset's dropout (embeddings, residuals)."),
+    attention_dropout: Optional[float] = typer.Option(None, help="Dropout on attention weights (default: the "
+                                                      "preset's)."),
+    activation_dropout: Optional[float] = typer.Option(None, help="Dropout inside the feed-forward (default: the "
+                                                       "preset's)."),
     max_positions: Optional[int] = typer.Option(None, help="Override the preset's max positions."),
     positional: Optional[str] = typer.Option(None, help="sinusoidal or learned."),
     norm: Optional[str] = typer.Option(None, help="pre (default) or post LayerNorm placement."),
@@ -85,7 +89,8 @@ def train(
         raise ConfigError(f"--norm {norm!r}: choose pre or post")
     overrides = {k: v for k, v in dict(
         d_model=d_model, n_heads=n_heads, n_encoder_layers=n_encoder_layers, n_decoder_layers=n_decoder_layers,
-        d_ff=d_ff, dropout=dropout, max_positions=max_positions, positional=positional,
+        d_ff=d_ff, dropout=dropout, attention_dropout=attention_dropout, activation_dropout=activation_dropout,
+        max_positions=max_positions, positional=positional,
         norm_first=None if norm is None else norm == "pre").items() if v is not None}
     for flag, value in (("--max-minutes", max_minutes), ("--epochs", epochs)):
         if value is not None and value <= 0:

@@ -14,6 +14,10 @@ from machine_translation.errors import ConfigError, ModelDirError
 from machine_translation.options import DEFAULT_MODELS, DEFAULT_PAIR, SearchOptions
 
 MODEL_SETTING = "default: the model's generation_config.json, else {}"
+REPEAT_GUARD_HELP = ("Never emit a piece 4 times or a character 5 times in a row unless the source does "
+                     "(default: the model's generation_config.json; on for models trained by this version).")
+NORMALIZE_CASE_HELP = ("Translate ALL-CAPS and Title-Case sentences in sentence case, ALL-CAPS ones back in capitals "
+                       "(default: the model's generation_config.json; on for models trained by this version).")
 WORKERS_HELP = ("CPU: share the batches among N processes of one thread each (e.g. one per core); "
                 "faster than N threads for small models on large inputs.")
 
@@ -101,6 +105,8 @@ def translate(
     max_len_b: Optional[int] = typer.Option(None, help="Output length limit: a * source tokens + b "
                                             f"({MODEL_SETTING.format(SearchOptions.max_len_b)})."),
     batch_size: int = typer.Option(SearchOptions.batch_size, min=1, help="Sentences per batch."),
+    repeat_guard: Optional[bool] = typer.Option(None, "--repeat-guard/--no-repeat-guard", help=REPEAT_GUARD_HELP),
+    normalize_case: Optional[bool] = typer.Option(None, "--normalize-case/--keep-case", help=NORMALIZE_CASE_HELP),
     device: Optional[str] = typer.Option(None, help="cpu, cuda, mps (default: auto-detected)."),
     threads: Optional[int] = typer.Option(None, min=1, help="CPU threads (default: one per core)."),
     workers: int = typer.Option(1, min=1, help=WORKERS_HELP),
@@ -109,12 +115,11 @@ def translate(
     lines = read_input_lines(text or [], input_file)
     translator = load_translator(model, pair, device, threads, workers)
     opts = translator.defaults.updated(beam=beam, length_penalty=length_penalty, max_len_a=max_len_a,
-                                       max_len_b=max_len_b, n_best=n_best, batch_size=batch_size)
+                                       max_len_b=max_len_b, n_best=n_best, batch_size=batch_size,
+                                       repeat_guard=repeat_guard, normalize_case=normalize_case)
     if n_best == 1:
         write_output(translator.translate(lines, opts), output)
         return
-    out = []
-    for i, hyps in enumerate(translator.search(lines, opts)):
-        for h in hyps:
-            out.append(f"{i}\t{h.score:.4f}\t{translator.loaded.tgt_tokenizer.decode(h.tokens)}")
+    out = [f"{i}\t{score:.4f}\t{text}" for i, hyps in enumerate(translator.translate_scored(lines, opts))
+           for text, score in hyps]
     write_output(out, output)

@@ -45,6 +45,9 @@ class CharTokenizer:
             raise TokenizerError(f"characters not in the vocabulary: {' '.join(map(repr, missing))}")
         return [self._id.get(c, UNK_ID) for c in text]
 
+    def id_to_piece(self, i: int) -> str:
+        return SPECIAL_TOKENS[i] if i < len(SPECIAL_TOKENS) else self.chars[i - len(SPECIAL_TOKENS)]
+
     def decode(self, ids: list[int]) -> str:
         n = len(SPECIAL_TOKENS)
         return "".join(self.chars[i - n] for i in ids if i >= n)

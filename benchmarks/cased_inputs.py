@@ -1,0 +1,57 @@
+"""Translation of input cased unlike the corpus: clean, ALL-CAPS and Title-Case copies of a
+Multi30k test set, with the repetition guard off and on, and case normalisation. Reports lowercased BLEU (sacreBLEU,
+13a) and the count of degenerate outputs (a character 5 times, or a piece of 2+ characters
+4 times, in a row, spaces between allowed).
+
+    python benchmarks/cased_inputs.py --model models/en-fr [--split test_2016_flickr] [--beam 4]
+"""
+from __future__ import annotations
+
+import argparse
+import gzip
+import json
+import os
+import re
+from pathlib import Path
+
+DEGENERATE = re.compile(r"(.)\1{4,}|(\S{2,}?)(?:\s?\2){3,}")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--model", type=Path, required=True)
+    ap.add_argument("--split", default="test_2016_flickr")
+    ap.add_argument("--beam", type=int, default=4)
+    ap.add_argument("--data-dir", default=os.environ.get("MT_DATA_DIR", str(Path(__file__).resolve().parents[2] / "shared" / "data")))
+    args = ap.parse_args()
+
+    import sacrebleu
+
+    from machine_translation.options import SearchOptions
+    from machine_translation.translate import Translator
+
+    def lines(lang):
+        with gzip.open(Path(args.data_dir) / "multi30k" / f"{args.split}.{lang}.gz", "rt", encoding="utf-8") as f:
+            return [line.rstrip("\n") for line in f]
+
+    src, ref = lines("en"), lines("fr")
+    translator = Translator.from_pretrained(args.model)
+    variants = {"clean": src, "ALL CAPS": [s.upper() for s in src], "Title Case": [s.title() for s in src]}
+    rows = []
+    for guard, case in ((False, False), (True, False), (True, True)):
+        for name, sources in variants.items():
+            hyps = translator.translate(sources, SearchOptions(beam=args.beam, repeat_guard=guard, normalize_case=case))
+            bleu = sacrebleu.corpus_bleu(hyps, [ref], lowercase=True).score
+            rows.append({"input": name, "repeat_guard": guard, "normalize_case": case, "bleu_lc": round(bleu, 2),
+                         "degenerate": sum(bool(DEGENERATE.search(h)) for h in hyps)})
+            print(json.dumps(rows[-1]), flush=True)
+    print(f"\n| input | repeat guard | case normalised | lowercased BLEU | degenerate outputs (of {len(src)}) |\n"
+          "|---|---|---|---|---|")
+    on = {True: "on", False: "off"}
+    for r in rows:
+        print(f"| {r['input']} | {on[r['repeat_guard']]} | {on[r['normalize_case']]} | {r['bleu_lc']:.2f} | "
+              f"{r['degenerate']} |")
+
+
+if __name__ == "__main__":
+    main()
