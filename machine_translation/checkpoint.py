@@ -318,11 +318,28 @@ def load_training_checkpoint(run_dir: Path, model: nn.Module, device="cpu") -> t
     raise ModelDirError(f"every checkpoint in {root} is corrupt: start the run again without --resume")
 
 
+def load_average(model: nn.Module, checkpoints: list[Path]) -> None:
+    """Load the mean of the weights of `checkpoints` (directories) into `model`."""
+    from safetensors.torch import load_file
+
+    total: dict[str, torch.Tensor] = {}
+    for path in checkpoints:
+        try:
+            weights = load_file(str(path / WEIGHTS_FILE))
+        except (SafetensorError, OSError) as e:
+            raise ModelDirError(f"{path / WEIGHTS_FILE} is corrupt ({e}); average fewer checkpoints") from None
+        for name, tensor in weights.items():
+            total[name] = total.get(name, 0) + tensor.double()
+    device = next(model.parameters()).device
+    averaged = {name: (t / len(checkpoints)).float().to(device) for name, t in total.items()}
+    missing, unexpected = model.load_state_dict(averaged, strict=False)
+    if set(missing) - set(tied_aliases(model)) or unexpected:
+        raise ModelDirError(f"the checkpoints in {checkpoints[0].parent} do not match the model's config.json")
+
+
 def average_checkpoints(run_dir: Path, last: int, out: Path) -> list[Path]:
     """Average the weights of the run's last `last` checkpoints into a new model directory
     `out` (config and tokenizer copied from the run). Returns the checkpoints averaged."""
-    from safetensors.torch import load_file
-
     run_dir, out = Path(run_dir), Path(out)
     loaded = load_pretrained(run_dir)  # the config, tokenizer and a model to hold the average
     chosen = checkpoint_dirs(run_dir)[-last:]
@@ -330,19 +347,7 @@ def average_checkpoints(run_dir: Path, last: int, out: Path) -> list[Path]:
         raise ModelDirError(f"{run_dir / CHECKPOINT_DIR} has {len(chosen)} checkpoints, fewer than --last {last}")
     if out.exists() and any(out.iterdir()):
         raise ModelDirError(f"{out} is not empty: choose a new directory for the averaged model")
-    total: dict[str, torch.Tensor] = {}
-    for path in chosen:
-        try:
-            weights = load_file(str(path / WEIGHTS_FILE))
-        except (SafetensorError, OSError) as e:
-            raise ModelDirError(f"{path / WEIGHTS_FILE} is corrupt ({e}); average fewer checkpoints") from None
-        for name, tensor in weights.items():
-            total[name] = total.get(name, 0) + tensor.double()
-    averaged = {name: (t / len(chosen)).float() for name, t in total.items()}
-    missing, unexpected = loaded.model.load_state_dict(averaged, strict=False)
-    tied = {name for name in missing if name.endswith(("lm_head.weight", "token.weight"))}
-    if set(missing) - tied or unexpected:
-        raise ModelDirError(f"checkpoints in {run_dir} do not match its config.json")
+    load_average(loaded.model, chosen)
     save_pretrained(out, loaded.model, loaded.config, loaded.src_tokenizer, loaded.tgt_tokenizer, loaded.pair,
                     loaded.generation)
     return chosen

@@ -37,7 +37,11 @@ class TrainConfig:
     epochs: float | None = None
     eval_every: int = 500
     save_every: int = 500
-    keep_last: int = 2
+    keep_last: int = 4
+    # At the end, the mean of the last K periodic checkpoints (at most keep_last) is validated,
+    # and it becomes the model of the run if it scores better than the best single checkpoint
+    # (0 or 1: off).
+    average_last: int = 4
     patience: int | None = None
     log_every: int = 20
     seed: int = 1234
@@ -47,6 +51,7 @@ class TrainConfig:
     def __post_init__(self) -> None:
         if self.max_steps is None and self.max_minutes is None and self.epochs is None:
             raise ValueError("give a budget: max_steps, max_minutes or epochs")
+
 
 
 @dataclass

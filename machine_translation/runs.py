@@ -103,6 +103,11 @@ def write_model_card(out: Path, title: str, data: str, preset: str, state: Train
                      f"nrefs:1|case:mixed|eff:no|tok:13a|smooth:exp|version:{sacrebleu.__version__}")
     if "val_loss" in metrics:
         lines.append(f"- validation loss: {metrics['val_loss']:.4f}")
+    if "averaged_checkpoints" in metrics:
+        lines.append(f"- weights: the average of the last {metrics['averaged_checkpoints']} checkpoints, which "
+                     "validated better than the best single checkpoint")
+    elif metrics:
+        lines.append(f"- weights: the best single checkpoint by validation (step {state.step})")
     use = (f"mt translate --model {out} \"...\"" if "val_bleu" in metrics else f"mt generate --model {out} --prompt \"...\"")
     lines += ["", f"Use: `{use}`."]
     write_atomic(out / "README.md", ("\n".join(lines) + "\n").encode())
@@ -254,4 +259,5 @@ def _train_run(opts: RunOptions, info: DistInfo, device: torch.device) -> dict:
     return {"out": str(opts.out), "task": opts.task, "steps": state.step, "epochs": state.epoch,
             "minutes": round(state.elapsed / 60, 2), "stop_reason": state.stop_reason, "best_step": best.get("step"),
             "best_val_bleu": best.get("val_bleu"), "best_val_loss": best.get("val_loss"),
+            "best_is_average_of": best.get("averaged_checkpoints"),
             "skipped_steps": state.skipped_steps}

@@ -267,6 +267,31 @@ class Trainer:
             s.evals_without_gain += 1
         return metrics
 
+    def validate_average(self) -> dict:
+        """Validate the mean of the last `average_last` periodic checkpoints; it becomes the best
+        model (`on_best`) if it scores better than every single checkpoint validated. The model
+        itself keeps its own weights."""
+        k = min(self.cfg.average_last, self.cfg.keep_last)
+        chosen = ckpt.checkpoint_dirs(self.run_dir)[-k:]
+        if k < 2 or len(chosen) < 2:
+            return {}
+        own = {name: t.clone() for name, t in self.model.state_dict().items()}
+        ckpt.load_average(self.model, chosen)
+        s = self.state
+        metrics = {**self.task.validate(self.model), "averaged_checkpoints": len(chosen)}
+        record = {"step": s.step, "epoch": s.epoch, "elapsed": round(s.elapsed, 1), **metrics}
+        s.history.append(record)
+        self.log({"type": "eval", **record})
+        better = metrics["score"] > s.best_score
+        tqdm.write(f"average of the last {len(chosen)} checkpoints: score {metrics['score']:.4g} "
+                   f"({'better' if better else 'not better'} than the best single checkpoint)", file=sys.stderr)
+        if better:
+            s.best_score = metrics["score"]
+            if self.on_best is not None:
+                self.on_best(self.model, metrics, s)
+        self.model.load_state_dict(own)
+        return metrics
+
     def run(self) -> TrainState:
         """Train until the budget is spent, patience runs out or a signal arrives; then
         validate (if the last step was not validated), save, and report an interruption."""
@@ -343,6 +368,8 @@ class Trainer:
         if not s.history and self.dist.is_main and self.on_best is not None:
             self.on_best(self.model, {}, s)  # interrupted before any validation: keep what there is
         path = self.save_checkpoint() if self.dist.is_main else self.run_dir / ckpt.CHECKPOINT_DIR
+        if not interrupted and self.dist.is_main:
+            self.validate_average()
         if interrupted:
             raise Interrupted(f"interrupted at step {s.step}: checkpoint saved in {path}; continue with --resume")
 

@@ -281,3 +281,31 @@ def test_resume_skips_a_training_state_without_its_entries(trained, slice_files,
     assert r.exit_code == 0, r.output
     assert "has no 'optimizer' entry" in r.stderr and "resuming from the older checkpoint" in r.stderr
     assert "Traceback" not in r.output
+
+
+def test_training_ends_with_the_better_of_the_best_checkpoint_and_the_average(slice_files, tmp_path):
+    import torch
+    from safetensors.torch import load_file
+
+    from machine_translation.checkpoint import checkpoint_dirs, load_average, load_pretrained
+    src, tgt, _, _ = slice_files
+    out = tmp_path / "run"
+    r = mt("train", "--src", src, "--tgt", tgt, "--out", out, "--max-steps", 40, "--json", *TINY, "--save-every", 10,
+           "--average-last", 3, "--keep-last", 3)
+    assert r.exit_code == 0, r.output
+    summary = json.loads(r.stdout.splitlines()[-1])
+    log = [json.loads(line) for line in (out / "train_log.jsonl").read_text().splitlines()]
+    averaged = [x for x in log if x.get("averaged_checkpoints")]
+    assert len(averaged) == 1 and averaged[0]["averaged_checkpoints"] == 3 and averaged[0]["step"] == 40
+    singles = [x["score"] for x in log if x["type"] == "eval" and not x.get("averaged_checkpoints")]
+    top = load_file(str(out / "model.safetensors"))
+    model = load_pretrained(out).model
+    load_average(model, checkpoint_dirs(out)[-3:])
+    mean = {k: v for k, v in model.state_dict().items() if k in top}
+    card = (out / "README.md").read_text()
+    if averaged[0]["score"] > max(singles):  # the average won: it is the model at the top
+        assert summary["best_is_average_of"] == 3 and "average of the last 3 checkpoints" in card
+        assert all(torch.equal(top[k], mean[k]) for k in top)
+    else:  # the best single checkpoint stays
+        assert summary["best_is_average_of"] is None and "best single checkpoint" in card
+        assert not all(torch.equal(top[k], mean[k]) for k in top)

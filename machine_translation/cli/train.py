@@ -34,6 +34,9 @@ def train(
     eval_every: int = typer.Option(T.eval_every, min=1, help="Validate (loss and greedy BLEU) every N steps."),
     save_every: int = typer.Option(T.save_every, min=1, help="Write a training checkpoint every N steps."),
     keep_last: int = typer.Option(T.keep_last, min=1, help="Periodic checkpoints to keep."),
+    average_last: int = typer.Option(T.average_last, min=0, help="At the end, average the last K periodic "
+                                     "checkpoints (at most --keep-last) and keep the average if it validates "
+                                     "better (0: off)."),
     log_every: int = typer.Option(T.log_every, min=1, help="Log training loss every N steps."),
     patience: Optional[int] = typer.Option(None, min=1, help="Stop after N validations without a BLEU gain."),
     lr: float = typer.Option(T.lr, help="Peak learning rate (pre-norm trains stably this high)."),
@@ -99,7 +102,7 @@ def train(
         max_minutes = DEFAULT_MAX_MINUTES
     cfg = TrainConfig(lr=lr, warmup_steps=warmup_steps, label_smoothing=label_smoothing, clip_norm=clip_norm,
                       grad_accum=grad_accum, max_steps=max_steps, max_minutes=max_minutes, epochs=epochs,
-                      eval_every=eval_every, save_every=save_every, keep_last=keep_last, patience=patience, log_every=log_every,
+                      eval_every=eval_every, save_every=save_every, keep_last=keep_last, average_last=average_last, patience=patience, log_every=log_every,
                       seed=seed, bf16=bf16)
     spec = parse_data_spec(data, src, tgt, pair, task)
     default_out = DEFAULT_MODELS / (pair if task == "mt" else f"lm-{Path(spec.name).stem or 'text'}")
