@@ -29,6 +29,7 @@ from machine_translation.options import SamplingOptions, SearchOptions
 from machine_translation.store import PairStore, open_tokens, write_token_files
 from machine_translation.tasks import LanguageModelTask, TranslationTask
 from machine_translation.options import RunOptions
+from machine_translation.plot import CURVE_FILE, plot_run
 from machine_translation.training import Trainer, TrainState
 from mt_tokenizers import CharTokenizer, SentencePieceTokenizer, load_tokenizer
 
@@ -246,7 +247,15 @@ def _train_run(opts: RunOptions, info: DistInfo, device: torch.device) -> dict:
         ckpt.save_weights(model, opts.out / ckpt.WEIGHTS_FILE)
         write_model_card(opts.out, title, opts.data.describe(), preset, state, metrics)
 
-    trainer = Trainer(task, setup.model, opts.train, opts.out, device, setup.config.to_dict(), info, on_best)
+    def on_validated(state: TrainState) -> None:
+        """Redraw the run's training_curve.png; a picture that cannot be drawn never stops training."""
+        try:
+            plot_run(opts.out)
+        except Exception as e:  # noqa: BLE001  (matplotlib, disk)
+            logger.warning("could not draw %s (%s)", opts.out / CURVE_FILE, str(e).splitlines()[0] if str(e) else e)
+
+    trainer = Trainer(task, setup.model, opts.train, opts.out, device, setup.config.to_dict(), info, on_best,
+                      on_validated)
     if opts.resume:
         trainer.resume()
     logger.info("model: %s, %.2fM parameters; %d steps per epoch; device %s, %d threads", preset,

@@ -143,15 +143,18 @@ class StopRequest:
 
 
 OnBest = Callable[[nn.Module, dict, "TrainState"], None]  # (model, validation metrics, state at that step)
+OnValidated = Callable[["TrainState"], None]  # after every validation, once it is logged
 
 
 class Trainer:
     def __init__(self, task: Task, model: nn.Module, cfg: TrainConfig, run_dir: Path, device: torch.device,
-                 model_config_dict: dict, dist_info: DistInfo = DistInfo(), on_best: OnBest | None = None):
+                 model_config_dict: dict, dist_info: DistInfo = DistInfo(), on_best: OnBest | None = None,
+                 on_validated: OnValidated | None = None):
         self.task, self.model, self.cfg, self.run_dir, self.device = task, model, cfg, Path(run_dir), device
         self.model_config_dict = model_config_dict
         self.dist = dist_info
         self.on_best = on_best  # called on the main process whenever validation finds a new best model
+        self.on_validated = on_validated  # called on the main process after every validation
         # Under torchrun, gradients are all-reduced by DDP; evaluation and saving use the bare model.
         self.train_model = model
         if dist_info.enabled:
@@ -265,6 +268,8 @@ class Trainer:
                 self.on_best(self.model, metrics, s)
         else:
             s.evals_without_gain += 1
+        if self.on_validated is not None:
+            self.on_validated(s)
         return metrics
 
     def validate_average(self) -> dict:
@@ -290,6 +295,8 @@ class Trainer:
             if self.on_best is not None:
                 self.on_best(self.model, metrics, s)
         self.model.load_state_dict(own)
+        if self.on_validated is not None:
+            self.on_validated(s)
         return metrics
 
     def run(self) -> TrainState:

@@ -309,3 +309,26 @@ def test_training_ends_with_the_better_of_the_best_checkpoint_and_the_average(sl
     else:  # the best single checkpoint stays
         assert summary["best_is_average_of"] is None and "best single checkpoint" in card
         assert not all(torch.equal(top[k], mean[k]) for k in top)
+
+
+def test_every_run_draws_its_training_curve_and_mt_plot_redraws_it(trained, tmp_path):
+    import shutil
+
+    from matplotlib.image import imread
+    out, _ = trained
+    curve = imread(out / "training_curve.png")  # written by mt train at each validation
+    assert curve.shape[:2] == (600, 800) and curve[..., :3].std() > 0.05  # a real picture, not a blank one
+    run = tmp_path / "run"
+    shutil.copytree(out, run)
+    r = mt("plot", run, "--out", tmp_path / "c.png")
+    assert r.exit_code == 0 and r.stdout.strip() == str(tmp_path / "c.png")
+    assert imread(tmp_path / "c.png").shape[:2] == (600, 800)
+    with open(run / "train_log.jsonl", "a") as f:  # a resumed run logs the steps it re-does again
+        f.write(json.dumps({"type": "train", "step": 40, "loss": 5.0, "lr": 1e-4, "elapsed": 99.0}) + "\n")
+    assert mt("plot", run).exit_code == 0 and (run / "training_curve.png").is_file()
+    (run / "train_log.jsonl").write_text('{"type": "train", "step": 1}\n{not json\n')
+    r = mt("plot", run)
+    assert r.exit_code == 2 and "line 2 is not a training log record" in r.stderr
+    assert len(r.stderr.strip().splitlines()) == 1 and "Traceback" not in r.output
+    r = mt("plot", tmp_path / "nothing")
+    assert r.exit_code == 2 and "no training log" in r.stderr

@@ -93,6 +93,15 @@ def test_lm_train_and_generate_round_trip(lm_dir):
     assert r3.stdout.startswith(r1.stdout + "\nROMEO:") and r3.stdout.count("ROMEO:") >= 2
 
 
+def test_a_language_model_run_has_a_loss_curve(lm_dir, tmp_path):
+    from matplotlib.image import imread
+    out, _ = lm_dir
+    assert imread(out / "training_curve.png").shape[:2] == (600, 800)
+    r = runner.invoke(app, ["plot", str(out), "--out", str(tmp_path / "lm.png")])
+    assert r.exit_code == 0, r.output
+    assert imread(tmp_path / "lm.png").shape[:2] == (600, 800)
+
+
 def test_lm_bad_inputs(lm_dir, tmp_path):
     out, _ = lm_dir
     r = runner.invoke(app, ["generate", "--model", str(out), "--prompt", "Ω≈"])
