@@ -17,7 +17,7 @@ class DecoderBlock(nn.Module):
         super().__init__()
         self.self_attn = MultiHeadAttention(config)
         self.self_attn_res = Residual(config)
-        self.cross_attn = MultiHeadAttention(config) if cross_attention else None
+        self.cross_attn = MultiHeadAttention(config, self_attention=False) if cross_attention else None
         self.cross_attn_res = Residual(config) if cross_attention else None
         self.ff = FeedForward(config)
         self.ff_res = Residual(config)
@@ -31,13 +31,14 @@ class DecoderBlock(nn.Module):
         src_padding_mask: Tensor | None = None,
     ) -> tuple[Tensor, KV]:
         """x: (B, T, D) new positions; past_kv: this layer's cached keys/values (B, H, Tpast, Dh);
-        cross_kv: the encoder's projected keys/values (B, H, S, Dh), with src_padding_mask (B, 1, 1, S).
+        cross_kv: the encoder's projected keys/values (B / G, H, S, Dh), one row per source sentence
+        shared by G consecutive rows of x (beam search's hypotheses), with src_padding_mask (B / G, 1, 1, S).
         Returns the new hidden states (B, T, D) and present_kv (B, H, Tpast + T, Dh)."""
         h = self.self_attn_res.norm_in(x)
-        k, v = self.self_attn.project_kv(h)  # (B, H, T, Dh)
+        q, k, v = self.self_attn.project_qkv(h)  # (B, H, T, Dh) each
         if past_kv is not None:
             k, v = torch.cat([past_kv[0], k], dim=2), torch.cat([past_kv[1], v], dim=2)
-        x = self.self_attn_res.add(x, self.self_attn(h, k, v, self_attn_mask))
+        x = self.self_attn_res.add(x, self.self_attn.attend(q, k, v, self_attn_mask))
 
         if self.cross_attn is not None:
             if cross_kv is None:

@@ -1,10 +1,11 @@
 """The key/value cache for incremental decoding: a value owned by the caller.
 
 The decoder takes a cache and returns a new one; nothing is stored on modules. Per layer
-it holds the self-attention keys/values of every position decoded so far, and the
-cross-attention keys/values of the encoder (projected once per sentence) with the
-source padding mask.
-Beam search keeps it aligned with its hypotheses through `reorder`.
+it holds the self-attention keys/values of every position decoded so far, one row per
+hypothesis (N rows), and the cross-attention keys/values of the encoder with the source
+padding mask, one row per source sentence (B rows), projected once. N = B x G: the G
+consecutive hypotheses of a sentence (beam search's K) share its row of encoder keys/values.
+Search keeps it aligned with its hypotheses through `reorder`.
 """
 from __future__ import annotations
 
@@ -17,8 +18,8 @@ KV = tuple[Tensor, Tensor]  # keys, values: (B, H, T, Dh) each
 
 @dataclass(frozen=True)
 class KVCache:
-    self_kv: tuple[KV | None, ...]
-    cross_kv: tuple[KV | None, ...]
+    self_kv: tuple[KV | None, ...]  # (N, H, T, Dh) each
+    cross_kv: tuple[KV | None, ...]  # (B, H, S, Dh) each
     src_padding_mask: Tensor | None = None  # (B, 1, 1, S)
 
     @classmethod
@@ -31,23 +32,22 @@ class KVCache:
         first = self.self_kv[0] if self.self_kv else None
         return 0 if first is None else first[0].size(2)
 
-    def reorder(self, index: Tensor, same_sources: bool = False) -> KVCache:
-        """Select rows of the batch (beam search's parent hypotheses, or the sentences
-        still being decoded): index (N,) of row numbers into the current batch.
-
-        same_sources: every new row has the same source sentence as the row it takes the
-        place of (beam search reordering hypotheses within each sentence), so the encoder
-        keys/values are left as they are and only the decoded positions are gathered.
+    def reorder(self, rows: Tensor, sources: Tensor | None = None) -> KVCache:
+        """Select hypotheses: rows (N',) indexes the current N rows of decoded positions (beam
+        search's parents, or the sentences still being decoded); the new rows must again come
+        in groups of G' per source sentence. sources (B',): the source sentences to keep, in
+        order (None: all of them, e.g. while beam search only reorders hypotheses within each
+        sentence, which leaves the encoder's keys/values in place).
         """
 
-        def pick(kv: KV | None) -> KV | None:
+        def pick(kv: KV | None, index: Tensor) -> KV | None:
             return None if kv is None else (kv[0].index_select(0, index), kv[1].index_select(0, index))
 
-        if same_sources:
-            return replace(self, self_kv=tuple(pick(kv) for kv in self.self_kv))
-        return replace(
-            self,
-            self_kv=tuple(pick(kv) for kv in self.self_kv),
-            cross_kv=tuple(pick(kv) for kv in self.cross_kv),
-            src_padding_mask=None if self.src_padding_mask is None else self.src_padding_mask.index_select(0, index),
+        self_kv = tuple(pick(kv, rows) for kv in self.self_kv)
+        if sources is None:
+            return replace(self, self_kv=self_kv)
+        return KVCache(
+            self_kv,
+            tuple(pick(kv, sources) for kv in self.cross_kv),
+            None if self.src_padding_mask is None else self.src_padding_mask.index_select(0, sources),
         )

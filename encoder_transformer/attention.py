@@ -1,11 +1,18 @@
 """Multi-head attention through `F.scaled_dot_product_attention`, for self- and cross-attention.
 
-Keys and values are projected by `project_kv` separately from the attention itself, so the
-decoder can cache them: its own past keys/values grow by one position per step, and the
-encoder's are projected once per sentence. The module keeps no state between calls.
+Self-attention projects queries, keys and values with one fused matmul (`qkv_proj`, D -> 3D);
+cross-attention projects its queries (`q_proj`) apart from the encoder's keys/values
+(`kv_proj`, D -> 2D), which the decoder projects once per sentence and caches. The decoder's
+own keys/values are returned so that it can cache them too. The module keeps no state between
+calls.
+
+Model directories written before the fused layout hold `q_proj` and `kv_proj` for
+self-attention as well; they are joined into `qkv_proj` when loaded (`_load_from_state_dict`),
+so old models translate exactly as before.
 """
 from __future__ import annotations
 
+import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
@@ -13,30 +20,57 @@ from encoder_transformer.config import TransformerConfig
 
 
 class MultiHeadAttention(nn.Module):
-    def __init__(self, config: TransformerConfig):
+    def __init__(self, config: TransformerConfig, self_attention: bool = True):
         super().__init__()
         self.n_heads = config.n_heads
         self.head_dim = config.head_dim
         self.dropout = config.attention_dropout
-        self.q_proj = nn.Linear(config.d_model, config.d_model)
-        self.kv_proj = nn.Linear(config.d_model, 2 * config.d_model)  # keys and values in one matmul
-        self.out_proj = nn.Linear(config.d_model, config.d_model)
+        self.self_attention = self_attention
+        D = config.d_model
+        if self_attention:
+            self.qkv_proj = nn.Linear(D, 3 * D)  # queries, keys and values in one matmul
+        else:
+            self.q_proj = nn.Linear(D, D)
+            self.kv_proj = nn.Linear(D, 2 * D)  # the encoder's keys and values in one matmul
+        self.out_proj = nn.Linear(D, D)
 
     def _split_heads(self, x: Tensor) -> Tensor:  # (B, T, D) -> (B, H, T, Dh)
         B, T, _ = x.shape
         return x.view(B, T, self.n_heads, self.head_dim).transpose(1, 2)
 
+    def project_qkv(self, x: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        """Self-attention: (B, T, D) -> queries, keys, values, each (B, H, T, Dh)."""
+        q, k, v = self.qkv_proj(x).chunk(3, dim=-1)  # 3 x (B, T, D)
+        return self._split_heads(q), self._split_heads(k), self._split_heads(v)
+
     def project_kv(self, x: Tensor) -> tuple[Tensor, Tensor]:
-        """(B, Tk, D) -> keys, values, each (B, H, Tk, Dh)."""
-        k, v = self.kv_proj(x).chunk(2, dim=-1)  # 2 x (B, Tk, D)
+        """Cross-attention: the encoder's (B, S, D) -> keys, values, each (B, H, S, Dh)."""
+        k, v = self.kv_proj(x).chunk(2, dim=-1)  # 2 x (B, S, D)
         return self._split_heads(k), self._split_heads(v)
 
-    def forward(self, query: Tensor, key: Tensor, value: Tensor, attn_mask: Tensor | None) -> Tensor:
-        """query: (B, Tq, D) hidden states; key, value: (B, H, Tk, Dh) from `project_kv`;
-        attn_mask: bool, True = may attend, broadcastable to (B, H, Tq, Tk). Returns (B, Tq, D)."""
-        B, Tq, D = query.shape
-        q = self._split_heads(self.q_proj(query))  # (B, H, Tq, Dh)
+    def attend(self, q: Tensor, key: Tensor, value: Tensor, attn_mask: Tensor | None) -> Tensor:
+        """q: (B, H, Tq, Dh); key, value: (B, H, Tk, Dh); attn_mask: bool, True = may attend,
+        broadcastable to (B, H, Tq, Tk). Returns (B, Tq, D) after the output projection."""
+        B, H, Tq, Dh = q.shape
         out = F.scaled_dot_product_attention(
             q, key, value, attn_mask=attn_mask, dropout_p=self.dropout if self.training else 0.0
         )  # (B, H, Tq, Dh)
-        return self.out_proj(out.transpose(1, 2).reshape(B, Tq, D))
+        return self.out_proj(out.transpose(1, 2).reshape(B, Tq, H * Dh))
+
+    def forward(self, query: Tensor, key: Tensor, value: Tensor, attn_mask: Tensor | None) -> Tensor:
+        """Cross-attention. query: (N, Tq, D) hidden states; key, value: (B, H, S, Dh) from
+        `project_kv`, with N = B x G: G consecutive rows share one source (beam search's
+        hypotheses), which is then held once, not G times; attn_mask broadcastable to
+        (B, H, Tq, S). Returns (N, Tq, D)."""
+        N, Tq, D = query.shape
+        B = key.size(0)
+        G = N // B
+        q = self._split_heads(self.q_proj(query).reshape(B, G * Tq, D))  # (B, H, G*Tq, Dh)
+        return self.attend(q, key, value, attn_mask).reshape(N, Tq, D)
+
+    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
+        if self.self_attention and prefix + "q_proj.weight" in state_dict:  # written before the fused layout
+            for name in ("weight", "bias"):
+                q, kv = state_dict.pop(prefix + "q_proj." + name), state_dict.pop(prefix + "kv_proj." + name)
+                state_dict[prefix + "qkv_proj." + name] = torch.cat([q, kv], dim=0)
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)

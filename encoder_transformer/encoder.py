@@ -21,8 +21,8 @@ class EncoderBlock(nn.Module):
 
     def forward(self, x: Tensor, src_padding_mask: Tensor) -> Tensor:  # (B, S, D) -> (B, S, D)
         h = self.self_attn_res.norm_in(x)
-        k, v = self.self_attn.project_kv(h)  # (B, H, S, Dh) each
-        x = self.self_attn_res.add(x, self.self_attn(h, k, v, src_padding_mask))
+        q, k, v = self.self_attn.project_qkv(h)  # (B, H, S, Dh) each
+        x = self.self_attn_res.add(x, self.self_attn.attend(q, k, v, src_padding_mask))
         return self.ff_res.add(x, self.ff(self.ff_res.norm_in(x)))
 
 

@@ -290,6 +290,15 @@ def _load_checkpoint(path: Path, model: nn.Module, device) -> dict:
     return training
 
 
+def unfused_attention(checkpoint: Path) -> bool:
+    """Whether a checkpoint's weights predate the fused self-attention projection (`qkv_proj`).
+    Its weights still load (mapped by the attention module); its optimizer state does not fit."""
+    from safetensors import safe_open
+
+    with safe_open(str(checkpoint / WEIGHTS_FILE), framework="pt") as f:
+        return any(k.endswith("self_attn.q_proj.weight") for k in f.keys())
+
+
 def load_training_checkpoint(run_dir: Path, model: nn.Module, device="cpu") -> tuple[Path, dict]:
     """Load the latest valid checkpoint into `model`; a corrupt one is reported and the
     newest valid older one is used instead. Returns its path and the training state."""

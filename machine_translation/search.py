@@ -62,7 +62,7 @@ def greedy_search(model: StepModel, cache: KVCache, max_len: Tensor, bos_id: int
         keep = (best != eos_id).nonzero().squeeze(1)  # (N',)
         guard = None if guard is None else guard.advance(best)
         if keep.numel() < alive.numel():
-            cache = cache.reorder(keep)
+            cache = cache.reorder(keep, keep)  # one row per sentence: hypotheses and sources alike
             guard = None if guard is None else guard.select(keep)
         alive, tokens = alive[keep], best[keep, None]
     return [Hypothesis(t, lp / (len(t) + 1), lp) for t, lp in zip(out, log_probs)]
@@ -70,22 +70,29 @@ def greedy_search(model: StepModel, cache: KVCache, max_len: Tensor, bos_id: int
 
 @dataclass
 class _Beams:
-    """Alive hypotheses of the sentences still being decoded: N = sentences x K rows."""
+    """Alive hypotheses of the sentences still being decoded: N = n sentences x R rows, where
+    R is 1 at the first step (every hypothesis is BOS alone) and K after it."""
 
     tokens: Tensor  # (N, t) including BOS
     scores: Tensor  # (N,) summed log-probabilities
     sentence: Tensor  # (n,) original index of each sentence still decoding
-    cache: KVCache
+    cache: KVCache  # self-attention (N rows), encoder keys/values (n rows)
     guard: RepeatGuard | None = None  # (N rows) the runs each hypothesis ends with
+
+    @property
+    def rows_per_sentence(self) -> int:
+        return self.tokens.size(0) // self.sentence.numel()
 
 
 def _expand(beams: _Beams, logp: Tensor, k: int) -> tuple[Tensor, Tensor, Tensor]:
     """Top 2K continuations of each sentence: scores, parent rows (into N), tokens; each (n, 2K)."""
-    n = beams.sentence.numel()
+    n, r = beams.sentence.numel(), beams.rows_per_sentence
     V = logp.size(-1)
-    total = (beams.scores[:, None] + logp).view(n, k * V)  # (n, K*V)
+    total = (beams.scores[:, None] + logp).view(n, r * V)  # (n, R*V)
+    if r * V < 2 * k:  # a vocabulary smaller than the candidates: pad with impossible ones
+        total = torch.nn.functional.pad(total, (0, 2 * k - r * V), value=float("-inf"))
     cand_scores, flat = total.topk(2 * k, dim=-1)  # (n, 2K)
-    parent = flat // V + torch.arange(n, device=flat.device)[:, None] * k  # row in N
+    parent = (flat // V).clamp(max=r - 1) + torch.arange(n, device=flat.device)[:, None] * r  # row in N
     return cand_scores, parent, flat % V
 
 
@@ -115,9 +122,9 @@ def _select(beams: _Beams, cand_scores: Tensor, parent: Tensor, token: Tensor, e
     token = token.gather(1, order)[keep].reshape(-1, 1)  # (n'K, 1)
     scores = cand_scores.gather(1, order)[keep].reshape(-1)
     tokens = torch.cat([beams.tokens[parent], token], dim=1)
-    # parents lie within their own sentence's K rows: while no sentence leaves the batch,
-    # row r keeps its source, and the encoder keys/values need no gathering
-    cache = beams.cache.reorder(parent, same_sources=keep.numel() == done.numel())
+    # parents lie within their own sentence's rows: the encoder keys/values (one row per
+    # sentence) only change when a sentence leaves the batch
+    cache = beams.cache.reorder(parent, None if keep.numel() == done.numel() else keep)
     guard = None if beams.guard is None else beams.guard.select(parent).advance(token[:, 0])
     return _Beams(tokens, scores, beams.sentence[keep], cache, guard)
 
@@ -132,12 +139,9 @@ def beam_search(
     best first, ranked by log-probability / (length + 1) ** length_penalty."""
     B, K = max_len.size(0), beam
     device = max_len.device
-    rows = torch.arange(B, device=device).repeat_interleave(K)  # (B*K,)
-    scores = torch.full((B, K), float("-inf"), device=device)
-    scores[:, 0] = 0.0  # one live hypothesis per sentence at the start, so beams do not duplicate
-    beams = _Beams(torch.full((B * K, 1), bos_id, dtype=torch.long, device=device),
-                   scores.view(-1), torch.arange(B, device=device), cache.reorder(rows),
-                   None if guard is None else guard.select(rows))
+    # The first step decodes one row per sentence (BOS alone); its 2K best continuations make the K beams.
+    beams = _Beams(torch.full((B, 1), bos_id, dtype=torch.long, device=device),
+                   torch.zeros(B, device=device), torch.arange(B, device=device), cache, guard)
     finished: list[list[Hypothesis]] = [[] for _ in range(B)]
     step = 0
     while beams.sentence.numel() > 0:
@@ -147,7 +151,7 @@ def beam_search(
         if beams.guard is not None:
             logp = beams.guard.ban(logp)
         step += 1
-        at_limit = (max_len[beams.sentence] <= step).repeat_interleave(K)  # (N,)
+        at_limit = (max_len[beams.sentence] <= step).repeat_interleave(beams.rows_per_sentence)  # (N,)
         logp[at_limit] = torch.where(
             torch.arange(logp.size(1), device=device) == eos_id, logp[at_limit], float("-inf"))
         cand_scores, parent, token = _expand(beams, logp, K)

@@ -183,6 +183,10 @@ class Trainer:
                 flag = "--" + key.replace("_", "-")
                 raise TrainingError(f"{flag} {now[key]} differs from the run's {saved[key]}: a resumed run must see "
                                     f"the same batches; pass {flag} {saved[key]} (or start a new run)")
+        if ckpt.unfused_attention(path):
+            raise TrainingError(f"{path} was written by an older mt (separate self-attention projections): its "
+                                f"optimizer state does not fit this version; continue with `mt train --init-from "
+                                f"{self.run_dir} --out NEW_DIR` (fresh optimizer) or with the mt that started it")
         self.optimizer.load_state_dict(training["optimizer"])
         self.state = TrainState(**training["state"])
         self.state.stop_reason = ""  # the budget of this session decides when it stops

@@ -39,12 +39,11 @@ class Mutant:
 
 MUTANTS = [
     Mutant("beam-no-self-reorder",  # while no sentence leaves, keep the self-attention cache in place
-           "decoder/cache.py", "return replace(self, self_kv=tuple(pick(kv) for kv in self.self_kv))",
+           "decoder/cache.py", "return replace(self, self_kv=self_kv)",
            "return self", ("tests/test_search_reference.py",)),
-    Mutant("beam-reads-sentence-0-encoder",  # beams 2..K of every sentence read sentence 0's encoder states
-           "machine_translation/search.py", "scores.view(-1), torch.arange(B, device=device), cache.reorder(rows),",
-           "scores.view(-1), torch.arange(B, device=device), "
-           "cache.reorder(torch.where(torch.arange(B * K, device=device) % K == 0, rows, 0)),",
+    Mutant("beam-reads-another-sentence-encoder",  # hypotheses grouped across sentences, not within
+           "encoder_transformer/attention.py", "self.q_proj(query).reshape(B, G * Tq, D)",
+           "self.q_proj(query).view(G, B, Tq, D).transpose(0, 1).reshape(B, G * Tq, D)",
            ("tests/test_search_reference.py",)),
     Mutant("repeat-guard-lets-pieces-repeat",
            "machine_translation/repetition.py", '            logp[rows, start[rows]] = float("-inf")\n', "",

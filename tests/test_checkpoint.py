@@ -100,3 +100,27 @@ def test_an_old_generation_config_keeps_the_old_search(saved):
     assert json.loads((directory / "generation_config.json").read_text()) == {"beam": 2}
     defaults = Translator.from_pretrained(directory, "cpu").defaults
     assert defaults.beam == 2 and defaults.repeat_guard is False
+
+
+def unfuse(weights_file):
+    """Rewrite a weights file in the layout of mt before fused self-attention: separate
+    q_proj (D rows) and kv_proj (2D rows) where qkv_proj is now."""
+    from safetensors.torch import load_file, save_file
+
+    tensors = load_file(str(weights_file))
+    for name in [n for n in tensors if ".qkv_proj." in n]:
+        fused = tensors.pop(name)
+        d = fused.size(0) // 3
+        tensors[name.replace(".qkv_proj.", ".q_proj.")] = fused[:d].clone()
+        tensors[name.replace(".qkv_proj.", ".kv_proj.")] = fused[d:].clone()
+    save_file(tensors, str(weights_file))
+    return sorted(tensors)
+
+
+def test_a_model_directory_from_before_fused_attention_translates_as_before(saved):
+    directory, model = saved
+    names = unfuse(directory / "model.safetensors")
+    assert "encoder.blocks.0.self_attn.q_proj.weight" in names and not any("qkv_proj" in n for n in names)
+    m2 = load_pretrained(directory).model
+    src, tgt = torch.tensor([[5, 6, 3], [7, 3, 0]]), torch.tensor([[2, 7, 8], [2, 9, 0]])
+    torch.testing.assert_close(m2(src, tgt), model(src, tgt), atol=0, rtol=0)

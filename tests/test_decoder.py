@@ -109,22 +109,30 @@ def test_cache_reorder_selects_rows(seq2seq):
     src, _ = src_tgt()
     cache = seq2seq.start_cache(src)
     _, cache = seq2seq.decode_step(torch.tensor([[2], [2]]), cache)
-    swapped = cache.reorder(torch.tensor([1, 0, 1]))
+    swapped = cache.reorder(torch.tensor([1, 0, 1]), torch.tensor([1, 0, 1]))
     assert isinstance(swapped, KVCache) and swapped.length == 1
     torch.testing.assert_close(swapped.self_kv[0][0][0], cache.self_kv[0][0][1])
+    torch.testing.assert_close(swapped.cross_kv[0][0][2], cache.cross_kv[0][0][1])
     torch.testing.assert_close(swapped.src_padding_mask[2], cache.src_padding_mask[1])
 
 
-def test_reorder_within_sentences_keeps_the_encoder_rows(seq2seq):
+def test_hypotheses_share_their_sentence_encoder_rows(seq2seq):
+    """Beam search's layout: the encoder keys/values once per sentence, K hypotheses per
+    sentence attending to them, gives the same steps as a copy of them per hypothesis."""
     src, _ = src_tgt()
-    cache = seq2seq.start_cache(src).reorder(torch.tensor([0, 0, 1, 1]))  # 2 sentences x 2 beams
-    _, cache = seq2seq.decode_step(torch.tensor([[2], [5], [2], [6]]), cache)
-    moved = cache.reorder(torch.tensor([1, 1, 2, 3]), same_sources=True)
-    assert moved.cross_kv is cache.cross_kv and moved.src_padding_mask is cache.src_padding_mask  # nothing copied
-    torch.testing.assert_close(moved.self_kv[0][0][0], cache.self_kv[0][0][1])
-    full = cache.reorder(torch.tensor([1, 1, 2, 3]))  # the general path gives the same next step
-    step = torch.tensor([[7], [8], [7], [9]])
-    torch.testing.assert_close(seq2seq.decode_step(step, moved)[0], seq2seq.decode_step(step, full)[0])
+    first, cache = seq2seq.decode_step(torch.tensor([[2], [2]]), seq2seq.start_cache(src))  # one row per sentence
+    grouped = cache.reorder(torch.tensor([0, 0, 1, 1]))  # 2 sentences x 2 hypotheses
+    assert grouped.cross_kv is cache.cross_kv and grouped.src_padding_mask is cache.src_padding_mask  # not copied
+    copied = cache.reorder(torch.tensor([0, 0, 1, 1]), torch.tensor([0, 0, 1, 1]))  # one source row per hypothesis
+    for tokens in ([[5], [6], [7], [8]], [[9], [9], [4], [5]]):
+        step = torch.tensor(tokens)
+        (a, grouped), (b, copied) = seq2seq.decode_step(step, grouped), seq2seq.decode_step(step, copied)
+        torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-5)
+    # a sentence leaving the batch takes its encoder row with it
+    left = grouped.reorder(torch.tensor([2, 3]), torch.tensor([1]))
+    torch.testing.assert_close(seq2seq.decode_step(torch.tensor([[4], [4]]), left)[0],
+                               seq2seq.decode_step(torch.tensor([[4], [4]]), copied.reorder(
+                                   torch.tensor([2, 3]), torch.tensor([2, 3])))[0], atol=1e-5, rtol=1e-5)
 
 
 VARIANTS = {"post-norm": dict(norm_first=False), "learned positions": dict(positional="learned"),

@@ -236,3 +236,19 @@ def test_language_model_resume_continues_exactly(tmp_path):
     got, want = losses(out), losses(tmp_path / "ref")
     assert stopped_at < 30 and sorted(got) == list(range(1, 31))
     assert all(got[step] == want[step] for step in range(stopped_at + 1, 31))
+
+
+def test_resuming_a_run_from_before_fused_attention_is_refused_in_one_line(corpus, reference_run, tmp_path):
+    import shutil
+
+    from tests.test_checkpoint import unfuse
+    out = tmp_path / "run"
+    shutil.copytree(reference_run, out)
+    for path in checkpoint_dirs(out):
+        unfuse(path / "model.safetensors")
+    proc = start(corpus, out, "--resume")
+    stdout, stderr = proc.communicate(timeout=120)
+    result = subprocess.CompletedProcess(proc.args, proc.returncode, stdout, stderr)
+    assert result.returncode == 2, result.stderr
+    assert "older mt" in result.stderr and "--init-from" in result.stderr
+    assert "Traceback" not in result.stderr and len(result.stderr.strip().splitlines()) == 1, result.stderr
