@@ -7,8 +7,9 @@ in one run on this machine (nothing else running).
    beam 4), cased BLEU/chrF/TER and lowercased BLEU.
 2. Training tokens/s (real source + target tokens, PAD not counted, the same batches): the
    median over the logged windows of each run.
-3. Translation speed on test_2016_flickr, batch 64, greedy and beam 4: mt, the peer's
-   `generate`, and CTranslate2 (float32 and int8) on the converted peer, each repeated, medians.
+3. Translation speed on test_2016_flickr, batch 64, greedy and beam 4: mt (each of
+   --precisions, one process x 2 threads and 2 processes x 1 thread), the peer's `generate`,
+   and CTranslate2 (float32 and int8, 1x2 and 2x1) on the converted peer, medians of --repeats.
 
     python benchmarks/mt_en_fr.py --out /tmp/mt-bench --minutes 30
 """
@@ -107,7 +108,7 @@ def median_speed(fn, sentences, tok, repeats: int) -> dict:
             "tgt_tokens_per_s": round(statistics.median(token_rates), 0), "runs": [round(r, 1) for r in rates]}
 
 
-def speed(mt_dir: Path, peer_dir: Path, work: Path, data_dir, repeats: int) -> dict:
+def speed(mt_dir: Path, peer_dir: Path, work: Path, data_dir, repeats: int, precisions: list[str]) -> dict:
     import ctranslate2
     from transformers import MarianMTModel
 
@@ -116,15 +117,19 @@ def speed(mt_dir: Path, peer_dir: Path, work: Path, data_dir, repeats: int) -> d
     from machine_translation.translate import Translator
     torch.set_num_threads(2)
     src, _ = read_split(parse_data_spec("multi30k"), "test_2016_flickr", "en-fr", data_dir)
-    translator = Translator.from_pretrained(mt_dir, "cpu")
-    translator2 = Translator.from_pretrained(mt_dir, "cpu", workers=2)  # 2 processes x 1 thread
-    tok = translator.loaded.tgt_tokenizer
+    tok = Translator.from_pretrained(mt_dir, "cpu").loaded.tgt_tokenizer
     hf = MarianMTModel.from_pretrained(peer_dir).eval()
     systems = {}
+    for precision in precisions:
+        suffix = "" if precision == "fp32" else f"-{precision}"
+        translator = Translator.from_pretrained(mt_dir, "cpu", precision=precision)  # 1 process x 2 threads
+        translator2 = Translator.from_pretrained(mt_dir, "cpu", workers=2, precision=precision)  # 2 x 1 thread
+        for beam in (1, 4):
+            # the search alone, as the peers run it (no repetition guard or case handling)
+            options = SearchOptions(beam=beam, batch_size=64)
+            systems[f"mt{suffix}/beam{beam}"] = lambda s, o=options, t=translator: t.translate(s, o)
+            systems[f"mt{suffix}-2x1/beam{beam}"] = lambda s, o=options, t=translator2: t.translate(s, o)
     for beam in (1, 4):
-        options = SearchOptions(beam=beam, batch_size=64)
-        systems[f"mt/beam{beam}"] = lambda s, o=options: translator.translate(s, o)
-        systems[f"mt-2x1/beam{beam}"] = lambda s, o=options: translator2.translate(s, o)
         systems[f"peer-generate/beam{beam}"] = lambda s, b=beam: peer.generate(hf, tok, s, b, hf.config.pad_token_id)
     for quant in ("float32", "int8"):
         ct2_dir = work / f"ct2-{quant}"
@@ -173,6 +178,7 @@ def main() -> None:
     p.add_argument("--data-dir", default=None)
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--skip", nargs="*", default=[], choices=["mt", "peer", "speed"])
+    p.add_argument("--precisions", nargs="*", default=["fp32", "bf16", "int8"], help="mt's rows in the speed part")
     args, extra = p.parse_known_args()
     mt_dir, peer_dir = args.out / "mt", args.out / "peer"
     results_path = args.out / "results.json"
@@ -192,12 +198,17 @@ def main() -> None:
                      if '"train"' in x]
             results[f"{name}_train_tokens_per_s_median"] = round(statistics.median(rates[1:] or rates), 0)
     if "speed" not in args.skip:
-        results["speed"] = speed(mt_dir, peer_dir, args.out, args.data_dir, args.repeats)
+        results["speed"] = speed(mt_dir, peer_dir, args.out, args.data_dir, args.repeats, args.precisions)
     plot(mt_dir, peer_dir, args.out / "training_curve.png")
     import os
     import platform
-    results["machine"] = {"cpus": os.cpu_count(), "processor": platform.processor() or platform.machine(),
-                          "torch": torch.__version__, "date": time.strftime("%Y-%m-%d %H:%M")}
+    from machine_translation.runtime import cpu_flags
+    model_name = next((line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name")),
+                      platform.processor() or platform.machine())
+    results["machine"] = {"cpus": os.cpu_count(), "processor": model_name, "torch": torch.__version__,
+                          "flags": sorted(cpu_flags() & {"amx_bf16", "amx_int8", "amx_tile", "avx512_bf16",
+                                                         "avx512_vnni", "avx_vnni", "avx512f", "avx2"}),
+                          "date": time.strftime("%Y-%m-%d %H:%M")}
     results_path.write_text(json.dumps(results, indent=2))
     print(json.dumps(results))
 

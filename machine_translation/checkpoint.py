@@ -31,7 +31,8 @@ FORMAT_VERSION = 1
 CONFIG_FILE = "config.json"
 WEIGHTS_FILE = "model.safetensors"
 GENERATION_FILE = "generation_config.json"
-TOP_KEYS = {"format_version", "model", "pair", "tokenizers", "mt_version"}
+TOP_KEYS = {"format_version", "model", "pair", "tokenizers", "mt_version", "precision"}
+SAVED_PRECISIONS = ("fp32", "int8")  # config.json's "precision" (absent: fp32); int8 is written by `mt quantize`
 JOINT_TOKENIZER = {"source": ".", "target": "."}  # config.json's "tokenizers" when one vocabulary serves both
 TASK_NAMES = {"mt": "translation model", "lm": "language model"}
 USE_COMMAND = {"mt": "mt translate", "lm": "mt generate"}
@@ -46,6 +47,7 @@ class LoadedModel:
     pair: str | None = None  # e.g. "en-fr"; None for a language model
     generation: dict = field(default_factory=dict)  # generation_config.json: the model's own search settings
     directory: Path | None = None
+    precision: str = "fp32"  # of the weights as stored: "int8" for a directory written by `mt quantize`
 
     def search_defaults(self, options_class):
         """The library's defaults of `options_class` (`SearchOptions` or `SamplingOptions`),
@@ -102,9 +104,11 @@ def save_pretrained(
     tgt_tokenizer: Tokenizer,
     pair: str | None = None,
     generation: dict | None = None,
+    precision: str = "fp32",
 ) -> Path:
-    """Write a loadable model directory. Weights go last, so config and tokenizer are in
-    place by the time a directory has weights."""
+    """Write a loadable model directory of a float32 `model`, stored in `precision` ("fp32",
+    or "int8" for `mt quantize`: its linear layers as `precision.Int8Linear`). Weights go last,
+    so config and tokenizer are in place by the time a directory has weights."""
     from machine_translation import __version__
 
     directory = Path(directory)
@@ -116,9 +120,14 @@ def save_pretrained(
         src_tokenizer.save(directory / tokenizers["source"])
     write_json(directory / CONFIG_FILE, {
         "format_version": FORMAT_VERSION, "mt_version": __version__, "pair": pair,
-        "tokenizers": tokenizers, "model": config.to_dict(),
+        "tokenizers": tokenizers, "model": config.to_dict(), **({"precision": precision} if precision != "fp32" else {}),
     })
     write_json(directory / GENERATION_FILE, generation or {})
+    if precision == "int8":
+        import copy
+
+        from machine_translation.precision import quantize_int8
+        model = quantize_int8(copy.deepcopy(model))
     save_weights(model, directory / WEIGHTS_FILE)
     return directory
 
@@ -147,6 +156,8 @@ def read_config(directory: str | Path) -> tuple[ModelConfig, dict]:
         raise ModelDirError(f"{path}: 'tokenizers' must be an object with 'source' and 'target' folders")
     if not isinstance(data.get("pair"), (str, type(None))):
         raise ModelDirError(f"{path}: 'pair' must be a string such as \"en-fr\"")
+    if data.setdefault("precision", "fp32") not in SAVED_PRECISIONS:
+        raise ModelDirError(f"{path}: 'precision' must be one of {', '.join(SAVED_PRECISIONS)}")
     return config, data
 
 
@@ -180,7 +191,14 @@ def load_pretrained(directory: str | Path, device: str | torch.device = "cpu", t
                 f"{directory}: the {name} tokenizer has {tok.vocab_size} entries but the model expects {size}"
             )
 
+    int8 = data["precision"] == "int8"
+    if int8 and torch.device(device).type != "cpu":
+        raise ConfigError(f"{directory} is an int8 model (made by `mt quantize`), which runs on CPU only: "
+                          "use --device cpu, or the float32 model it was made from")
     model = build_model(config)
+    if int8:
+        from machine_translation.precision import quantize_int8
+        quantize_int8(model)  # the int8 layers the file holds
     weights = directory / WEIGHTS_FILE
     if not weights.is_file():
         raise ModelDirError(f"{weights} is missing; the model directory is incomplete")
@@ -203,7 +221,8 @@ def load_pretrained(directory: str | Path, device: str | torch.device = "cpu", t
         if not isinstance(generation, dict):
             raise ModelDirError(f"{directory / GENERATION_FILE} must hold a JSON object of search settings; "
                                 "correct or delete the file")
-    return LoadedModel(model, config, src_tokenizer, tgt_tokenizer, data.get("pair"), generation, directory)
+    return LoadedModel(model, config, src_tokenizer, tgt_tokenizer, data.get("pair"), generation, directory,
+                       data["precision"])
 
 
 # -- training checkpoints ----------------------------------------------------------------
@@ -351,6 +370,9 @@ def average_checkpoints(run_dir: Path, last: int, out: Path) -> list[Path]:
     `out` (config and tokenizer copied from the run). Returns the checkpoints averaged."""
     run_dir, out = Path(run_dir), Path(out)
     loaded = load_pretrained(run_dir)  # the config, tokenizer and a model to hold the average
+    if loaded.precision == "int8":
+        raise ModelDirError(f"{run_dir} is an int8 model (made by `mt quantize`), not a run: average the checkpoints "
+                            "of the run it was made from, then quantize the average")
     chosen = checkpoint_dirs(run_dir)[-last:]
     if len(chosen) < last:
         raise ModelDirError(f"{run_dir / CHECKPOINT_DIR} has {len(chosen)} checkpoints, fewer than --last {last}")
@@ -360,3 +382,23 @@ def average_checkpoints(run_dir: Path, last: int, out: Path) -> list[Path]:
     save_pretrained(out, loaded.model, loaded.config, loaded.src_tokenizer, loaded.tgt_tokenizer, loaded.pair,
                     loaded.generation)
     return chosen
+
+
+def quantize_directory(model_dir: Path, out: Path, precision: str = "int8") -> LoadedModel:
+    """Write the translation model of `model_dir` as a new int8 model directory `out`
+    (tokenizers, config and search settings copied). Returns the loaded source model."""
+    model_dir, out = Path(model_dir), Path(out)
+    if precision != "int8":
+        raise ConfigError(f"--precision {precision!r}: mt quantize writes int8 (bf16 needs no new directory: "
+                          "translate with --precision bf16)")
+    loaded = load_pretrained(model_dir)
+    if loaded.config.task != "mt":
+        raise ModelDirError(f"{model_dir} holds a language model: int8 is for translation models "
+                            "(`mt generate` runs language models in float32)")
+    if loaded.precision == "int8":
+        raise ModelDirError(f"{model_dir} is already int8: quantize the float32 model it was made from")
+    if out.resolve() == model_dir.resolve() or (out.exists() and any(out.iterdir())):
+        raise ModelDirError(f"{out} is not empty: choose a new directory for the int8 model")
+    save_pretrained(out, loaded.model, loaded.config, loaded.src_tokenizer, loaded.tgt_tokenizer, loaded.pair,
+                    loaded.generation, precision="int8")
+    return loaded

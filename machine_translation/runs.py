@@ -60,6 +60,7 @@ def prepare_out_dir(opts: RunOptions) -> None:
         raise ConfigError(f"--out {out} is a file: choose a directory for the run")
     has_checkpoint = bool(ckpt.checkpoint_dirs(out))
     if opts.resume:
+        refuse_int8(out, "--resume")
         if not has_checkpoint:
             raise ModelDirError(f"nothing to resume in {out}: no checkpoint was saved there; start the run without "
                                 "--resume (an unfinished run is started again)")
@@ -123,6 +124,13 @@ class Setup:
     loaded_from: Path | None
 
 
+def refuse_int8(directory: Path, flag: str) -> None:
+    """An int8 model directory (`mt quantize`) is for translating only."""
+    if ckpt.is_model_dir(directory) and ckpt.read_config(directory)[1]["precision"] == "int8":
+        raise ConfigError(f"{flag} {directory}: an int8 model (made by `mt quantize`) cannot be trained; "
+                          "use the float32 model or run it was made from")
+
+
 def setup_model(opts: RunOptions, device: torch.device, train_tokenizer, info: DistInfo,
                 defaults: dict | None = None) -> Setup:
     """Resume: the run's own config and tokenizer; --init-from: the given model's (and weights);
@@ -138,6 +146,7 @@ def setup_model(opts: RunOptions, device: torch.device, train_tokenizer, info: D
             tokenizer = load_tokenizer(opts.out)
         config = resolve_config(opts, tokenizer.vocab_size, None, defaults)
         return Setup(config, build_model(config).to(device), tokenizer, None)
+    refuse_int8(saved_from, "--resume" if opts.resume else "--init-from")
     loaded = ckpt.load_pretrained(saved_from, device)
     if opts.task == "mt" and loaded.pair and loaded.pair != opts.pair:
         raise ConfigError(f"{saved_from} is a {loaded.pair} model but --pair is {opts.pair}")

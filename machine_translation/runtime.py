@@ -4,6 +4,7 @@ Both training and inference use these, so they live here rather than in either p
 """
 from __future__ import annotations
 
+import logging
 import os
 
 import torch
@@ -45,3 +46,52 @@ def set_threads(device: torch.device, threads: int | None) -> None:
     """On CPU, one intra-op thread per core (the default can oversubscribe shared machines)."""
     if device.type == "cpu":
         torch.set_num_threads(threads or cpu_count())
+
+
+# -- precision -----------------------------------------------------------------------------
+# One set of names for every command: `mt translate/evaluate --precision` takes PRECISIONS,
+# `mt train --precision` takes TRAIN_PRECISIONS; both are checked and resolved here.
+PRECISIONS = ("fp32", "bf16", "int8")  # inference
+TRAIN_PRECISIONS = ("auto", "fp32", "bf16", "fp16")
+
+
+def cpu_flags() -> frozenset[str]:
+    """The CPU's feature flags as the OS reports them (Linux /proc/cpuinfo; empty elsewhere)."""
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as f:
+            for line in f:
+                if line.startswith(("flags", "Features")):
+                    return frozenset(line.split(":", 1)[1].split())
+    except OSError:
+        pass
+    return frozenset()
+
+
+def native_bf16(device: torch.device) -> bool:
+    """Whether bfloat16 matrix multiplies run natively: AMX or AVX-512 BF16 on x86 CPUs, bf16
+    support on CUDA; Apple mps supports bf16 from macOS 14 (untested here)."""
+    if device.type == "cuda":
+        return torch.cuda.is_bf16_supported()
+    if device.type == "mps":
+        return True
+    return bool({"amx_bf16", "avx512_bf16"} & cpu_flags())
+
+
+def check_precision(precision: str, device: torch.device, choices: tuple[str, ...] = PRECISIONS) -> str:
+    """The precision to run in, or a ConfigError naming the flag: int8 is CPU only (PyTorch's
+    x86 int8 kernels), fp16 CUDA only; bf16 without native support runs, with a warning that
+    it will be slow. `auto`: bf16 where it is native, fp32 elsewhere."""
+    if precision not in choices:
+        raise ConfigError(f"--precision {precision!r}: choose one of {', '.join(choices)}")
+    if precision == "auto":
+        return "bf16" if native_bf16(device) else "fp32"
+    if precision == "int8" and device.type != "cpu":
+        raise ConfigError(f"--precision int8 runs on CPU only, not {device.type}: use --device cpu, "
+                          "or --precision bf16 on this device")
+    if precision == "fp16" and device.type != "cuda":
+        raise ConfigError(f"--precision fp16 needs CUDA, not {device.type}: use bf16 or fp32")
+    if precision == "bf16" and not native_bf16(device):
+        logging.getLogger(__name__).warning(
+            "this %s has no native bfloat16 (AVX-512 BF16 or AMX): bf16 will run, slowly; fp32 is faster here",
+            device.type.upper())
+    return precision

@@ -23,7 +23,9 @@ import torch
 from machine_translation import casing
 from machine_translation.checkpoint import LoadedModel, load_pretrained
 from machine_translation.data import pad_batch
-from machine_translation.runtime import pick_device
+from machine_translation.errors import ConfigError
+from machine_translation.precision import to_precision
+from machine_translation.runtime import check_precision, pick_device
 from machine_translation.options import SearchOptions
 from machine_translation.repetition import PieceTable, RepeatGuard
 from machine_translation.search import Hypothesis, beam_search, greedy_search
@@ -33,14 +35,17 @@ logger = logging.getLogger(__name__)
 
 class Translator:
     """`workers` > 1 (CPU): batches are shared among that many processes of one thread
-    each, as CTranslate2's inter_threads; small decoding steps use a core better alone."""
+    each, as CTranslate2's inter_threads; small decoding steps use a core better alone.
+    `precision`: "fp32", "bf16" or "int8" (`runtime.PRECISIONS`; default: the model
+    directory's own, float32 unless it was written by `mt quantize`)."""
 
-    def __init__(self, loaded: LoadedModel, device: torch.device, workers: int = 1):
+    def __init__(self, loaded: LoadedModel, device: torch.device, workers: int = 1, precision: str | None = None):
         if workers < 1:
             raise ValueError("workers must be at least 1")
         self.loaded = loaded
-        self.model = loaded.model
         self.device = device
+        self.precision = self._use_precision(precision)
+        self.model = loaded.model
         self.workers = workers if device.type == "cpu" else 1
         self._pool: ProcessPoolExecutor | None = None
         self._pieces: dict[int, PieceTable] = {}  # id(tokenizer) -> its table
@@ -48,10 +53,23 @@ class Translator:
 
     @classmethod
     def from_pretrained(cls, directory: str | Path, device: str | None = None, workers: int = 1,
-                        pair: str | None = None) -> Translator:
+                        pair: str | None = None, precision: str | None = None) -> Translator:
         """Load a translation model directory (checked to be one, and of `pair` when given)."""
         dev = pick_device(device)
-        return cls(load_pretrained(directory, dev, task="mt", pair=pair), dev, workers)
+        if precision is not None:
+            check_precision(precision, dev)  # before loading: a bad choice costs nothing
+        return cls(load_pretrained(directory, dev, task="mt", pair=pair), dev, workers, precision)
+
+    def _use_precision(self, precision: str | None) -> str:
+        """Put the loaded model in `precision` (checked for the device); an int8 directory stays int8."""
+        stored = self.loaded.precision
+        wanted = check_precision(precision or stored, self.device)
+        if stored == "int8" and wanted != "int8":
+            raise ConfigError(f"{self.loaded.directory} is an int8 model (made by `mt quantize`): translate it with "
+                              f"--precision int8, or translate the float32 model it was made from in {wanted}")
+        if stored != wanted:
+            self.loaded.model = to_precision(self.loaded.model, wanted)
+        return wanted
 
     @property
     def pair(self) -> str | None:
@@ -108,7 +126,7 @@ class Translator:
         if self._pool is None:  # started once, kept for later calls
             context = multiprocessing.get_context("spawn")  # fork is unsafe with OpenMP thread pools
             self._pool = ProcessPoolExecutor(self.workers, mp_context=context, initializer=_start_worker,
-                                             initargs=(str(self.loaded.directory),))
+                                             initargs=(str(self.loaded.directory), self.precision))
             weakref.finalize(self, self._pool.shutdown)  # stop the workers with the Translator, or at exit
         return self._pool.map(_search_in_worker, batches, repeat(opts))
 
@@ -140,9 +158,9 @@ class Translator:
 _WORKER: list[Translator] = []  # in a worker process only: its own copy of the model
 
 
-def _start_worker(directory: str) -> None:
+def _start_worker(directory: str, precision: str) -> None:
     torch.set_num_threads(1)
-    _WORKER.append(Translator.from_pretrained(directory, "cpu"))
+    _WORKER.append(Translator.from_pretrained(directory, "cpu", precision=precision))
 
 
 def _search_in_worker(src: list[list[int]], options: SearchOptions) -> list[list[Hypothesis]]:

@@ -11,7 +11,7 @@ import typer
 
 from machine_translation.cli.app import app, cli_errors
 from machine_translation.cli.translate import (
-    MODEL_SETTING, NORMALIZE_CASE_HELP, REPEAT_GUARD_HELP, WORKERS_HELP, load_translator,
+    MODEL_SETTING, NORMALIZE_CASE_HELP, PRECISION_HELP, REPEAT_GUARD_HELP, WORKERS_HELP, load_translator,
 )
 from machine_translation.errors import DataError
 from machine_translation.options import DEFAULT_PAIR, SearchOptions
@@ -39,6 +39,7 @@ def evaluate(
     device: Optional[str] = typer.Option(None),
     threads: Optional[int] = typer.Option(None, min=1),
     workers: int = typer.Option(1, min=1, help=WORKERS_HELP),
+    precision: Optional[str] = typer.Option(None, help=PRECISION_HELP),
 ) -> None:
     """Translate a test set and score it with sacreBLEU (BLEU, chrF, TER), or score --hyp FILE."""
     from machine_translation.corpora import read_file_pair, read_lines
@@ -50,7 +51,7 @@ def evaluate(
         raise DataError("--src and --ref go together: give both files")
     translator = None
     if hyp is None:
-        translator = load_translator(model, pair, device, threads, workers)
+        translator = load_translator(model, pair, device, threads, workers, precision)
         pair = pair or translator.pair
     pair = pair or DEFAULT_PAIR
     if ref is not None:
@@ -67,13 +68,14 @@ def evaluate(
         hypotheses = translator.translate(sources, options)
     result = {"pair": pair, "test_set": name, **score_translations(hypotheses, references)}
     if translator is not None:
-        result["beam"] = options.beam
+        result["beam"], result["precision"] = options.beam, translator.precision
         out_dir = save_dir or translator.loaded.directory / "eval"
         out_dir.mkdir(parents=True, exist_ok=True)
-        hyp_file = out_dir / f"{name}.beam{options.beam}.hyp"
+        stem = f"{name}.beam{options.beam}" + ("" if translator.precision == "fp32" else f".{translator.precision}")
+        hyp_file = out_dir / f"{stem}.hyp"
         write_atomic(hyp_file, "".join(h + "\n" for h in hypotheses).encode("utf-8"))
         result["hypotheses_file"] = str(hyp_file)
-        write_json(out_dir / f"{name}.beam{options.beam}.scores.json", result)
+        write_json(out_dir / f"{stem}.scores.json", result)
     if json_out:
         typer.echo(json.dumps(result, ensure_ascii=False))
         return

@@ -18,6 +18,8 @@ REPEAT_GUARD_HELP = ("Never emit a piece 4 times or a character 5 times in a row
                      "(default: the model's generation_config.json; on for models trained by this version).")
 NORMALIZE_CASE_HELP = ("Translate ALL-CAPS and Title-Case sentences in sentence case, ALL-CAPS ones back in capitals "
                        "(default: the model's generation_config.json; on for models trained by this version).")
+PRECISION_HELP = ("fp32, bf16 (fast on CPUs with AVX-512 BF16 or AMX) or int8 (CPU: dynamic quantization of "
+                  "the linear layers); default: the model's own, fp32 unless made by `mt quantize`.")
 WORKERS_HELP = ("CPU: share the batches among N processes of one thread each (e.g. one per core); "
                 "faster than N threads for small models on large inputs.")
 
@@ -27,7 +29,7 @@ def model_dir_for(model: Optional[Path], pair: Optional[str]) -> Path:
 
 
 def load_translator(model: Optional[Path], pair: Optional[str], device: Optional[str], threads: Optional[int],
-                    workers: int = 1):
+                    workers: int = 1, precision: Optional[str] = None):
     """The Translator of --model (or models/<pair>), with a hint to train one when it is missing."""
     from machine_translation.checkpoint import is_model_dir
     from machine_translation.runtime import pick_device, set_threads
@@ -41,7 +43,7 @@ def load_translator(model: Optional[Path], pair: Optional[str], device: Optional
                                 "or pass --model DIR")
         raise ModelDirError(f"no model in {directory}: pass the directory `mt train --out` wrote")
     set_threads(pick_device(device), threads)
-    return Translator.from_pretrained(directory, device, workers, pair=pair)
+    return Translator.from_pretrained(directory, device, workers, pair=pair, precision=precision)
 
 
 def read_input_lines(text: list[str], input_file: Optional[Path]) -> list[str]:
@@ -110,10 +112,11 @@ def translate(
     device: Optional[str] = typer.Option(None, help="cpu, cuda, mps (default: auto-detected)."),
     threads: Optional[int] = typer.Option(None, min=1, help="CPU threads (default: one per core)."),
     workers: int = typer.Option(1, min=1, help=WORKERS_HELP),
+    precision: Optional[str] = typer.Option(None, help=PRECISION_HELP),
 ) -> None:
     """Translate sentences: one line out per line in, in the same order."""
     lines = read_input_lines(text or [], input_file)
-    translator = load_translator(model, pair, device, threads, workers)
+    translator = load_translator(model, pair, device, threads, workers, precision)
     opts = translator.defaults.updated(beam=beam, length_penalty=length_penalty, max_len_a=max_len_a,
                                        max_len_b=max_len_b, n_best=n_best, batch_size=batch_size,
                                        repeat_guard=repeat_guard, normalize_case=normalize_case)

@@ -1,0 +1,133 @@
+"""Inference precisions: int8 and bf16 translate close to float32, a quantized model
+directory translates exactly like on-the-fly int8, batch equals single in every precision,
+and the impossible choices are refused in one line."""
+import pytest
+import sacrebleu
+import torch
+from typer.testing import CliRunner
+
+from machine_translation import runtime
+from machine_translation.cli import app
+from machine_translation.errors import ConfigError
+from machine_translation.options import SearchOptions
+from machine_translation.translate import Translator
+from tests.conftest import write_lines
+
+runner = CliRunner()
+
+
+def mt(*args):
+    return runner.invoke(app, [str(a) for a in args])
+
+
+def one_line_error(result, *words):
+    assert result.exit_code == 2, result.output
+    assert "Traceback" not in result.output and len(result.output.strip().splitlines()) == 1, result.output
+    for word in words:
+        assert word in result.output, result.output
+
+
+@pytest.fixture(scope="module")
+def int8_dir(learned, tmp_path_factory):
+    out = tmp_path_factory.mktemp("q") / "int8"
+    r = mt("quantize", "--model", learned[0], "--out", out)
+    assert r.exit_code == 0, r.output
+    return out
+
+
+@pytest.fixture(scope="module")
+def sentences(slice_files):
+    return slice_files[2][:40]
+
+
+@pytest.fixture(scope="module")
+def fp32_out(learned, sentences):
+    return Translator.from_pretrained(learned[0], "cpu").translate(sentences, SearchOptions(beam=4))
+
+
+@pytest.mark.parametrize("precision", ["int8", "bf16"])
+def test_reduced_precision_translates_close_to_float32(learned, sentences, fp32_out, precision):
+    tr = Translator.from_pretrained(learned[0], "cpu", precision=precision)
+    assert tr.precision == precision
+    out = tr.translate(sentences, SearchOptions(beam=4))
+    # the same model: most sentences come out the same, the rest close (BLEU against fp32's output)
+    same = sum(a == b for a, b in zip(out, fp32_out))
+    assert same >= 0.6 * len(sentences), (same, list(zip(out, fp32_out))[:5])
+    assert sacrebleu.corpus_bleu(out, [fp32_out]).score > 70
+    # batch equals single in this precision too
+    assert out[:6] == [tr.translate([s], SearchOptions(beam=4))[0] for s in sentences[:6]]
+
+
+def test_the_weights_are_really_in_that_precision(learned):
+    int8 = Translator.from_pretrained(learned[0], "cpu", precision="int8").model
+    names = {type(m).__name__ for m in int8.modules()}
+    assert "Linear" not in names and "Int8Linear" in names
+    assert {b.dtype for n, b in int8.named_buffers() if n.endswith(".weight")} == {torch.int8}
+    bf16 = Translator.from_pretrained(learned[0], "cpu", precision="bf16").model
+    assert {p.dtype for p in bf16.parameters()} == {torch.bfloat16}
+
+
+def test_a_quantized_directory_translates_exactly_like_int8_on_the_fly(learned, int8_dir, sentences, fp32_out):
+    size = lambda d: (d / "model.safetensors").stat().st_size  # noqa: E731
+    assert size(int8_dir) < 0.7 * size(learned[0])
+    saved = Translator.from_pretrained(int8_dir, "cpu")  # int8 is the directory's own precision
+    assert saved.precision == "int8" and saved.loaded.precision == "int8"
+    on_the_fly = Translator.from_pretrained(learned[0], "cpu", precision="int8")
+    opts = SearchOptions(beam=4)
+    assert saved.translate(sentences, opts) == on_the_fly.translate(sentences, opts)
+
+
+def test_int8_with_worker_processes(int8_dir, sentences, tmp_path):
+    src = write_lines(tmp_path / "in.en", sentences[:16])
+    one = mt("translate", "--model", int8_dir, "--input", src, "--batch-size", 4)
+    two = mt("translate", "--model", int8_dir, "--input", src, "--batch-size", 4, "--workers", 2,
+             "--precision", "int8")
+    assert one.exit_code == two.exit_code == 0, two.output
+    assert one.stdout == two.stdout and len(one.stdout.splitlines()) == 16
+
+
+def test_evaluate_reports_its_precision(learned, tmp_path):
+    r = mt("evaluate", "--model", learned[0], "--split", "val", "--precision", "int8", "--beam", "1", "--json",
+           "--save-dir", tmp_path)
+    assert r.exit_code == 0, r.output
+    assert '"precision": "int8"' in r.stdout and (tmp_path / "val.en-fr.beam1.int8.hyp").is_file()
+
+
+def test_impossible_precisions_are_refused_in_one_line(learned, int8_dir, tmp_path):
+    one_line_error(mt("translate", "--model", learned[0], "--precision", "fp8", "a cat"), "--precision", "int8")
+    one_line_error(mt("translate", "--model", int8_dir, "--precision", "fp32", "a cat"), "int8", "float32")
+    one_line_error(mt("quantize", "--model", int8_dir, "--out", tmp_path / "again"), "already int8")
+    one_line_error(mt("quantize", "--model", learned[0], "--out", int8_dir), "not empty")
+    one_line_error(mt("quantize", "--model", learned[0], "--out", tmp_path / "b", "--precision", "bf16"), "bf16")
+    one_line_error(mt("average-checkpoints", "--model", int8_dir, "--last", "1", "--out", tmp_path / "avg"), "int8")
+    corpus = write_lines(tmp_path / "c.en", ["a cat"] * 20), write_lines(tmp_path / "c.fr", ["un chat"] * 20)
+    for flags in (["--init-from", int8_dir, "--out", tmp_path / "new"], ["--resume", "--out", int8_dir]):
+        one_line_error(mt("train", "--src", corpus[0], "--tgt", corpus[1], *flags, "--max-steps", 1),
+                       "int8", "cannot be trained")
+
+
+def test_a_language_model_is_not_quantized(tmp_path):
+    from machine_translation.checkpoint import save_pretrained
+    from machine_translation.model import ModelConfig, build_model
+    from mt_tokenizers import CharTokenizer
+    tok = CharTokenizer.train(["to be or not to be"])
+    config = ModelConfig.from_preset("tiny", "lm", tok.vocab_size)
+    save_pretrained(tmp_path / "lm", build_model(config), config, tok, tok)
+    one_line_error(mt("quantize", "--model", tmp_path / "lm", "--out", tmp_path / "q"), "language model")
+    assert not (tmp_path / "q").exists()
+
+
+def test_the_precision_helper_follows_the_hardware(monkeypatch, caplog):
+    cpu, cuda, mps = torch.device("cpu"), torch.device("cuda"), torch.device("mps")
+    monkeypatch.setattr(runtime, "cpu_flags", lambda: frozenset({"avx2", "avx512_bf16"}))
+    assert runtime.check_precision("auto", cpu, runtime.TRAIN_PRECISIONS) == "bf16"
+    assert runtime.check_precision("bf16", cpu) == "bf16" and not caplog.records
+    monkeypatch.setattr(runtime, "cpu_flags", lambda: frozenset({"avx2"}))
+    assert runtime.check_precision("auto", cpu, runtime.TRAIN_PRECISIONS) == "fp32"
+    assert runtime.check_precision("bf16", cpu) == "bf16"  # runs, with a warning
+    assert "slow" in caplog.text
+    for precision, device in (("int8", cuda), ("int8", mps), ("fp16", cpu), ("fp16", mps)):
+        with pytest.raises(ConfigError, match=precision):
+            runtime.check_precision(precision, device, runtime.PRECISIONS + ("fp16",))
+    with pytest.raises(ConfigError, match="choose one of"):
+        runtime.check_precision("auto", cpu)  # inference has no auto
