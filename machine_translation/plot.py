@@ -1,7 +1,9 @@
-"""The picture of a training run: training and validation loss, and validation BLEU for a
-translation model, against the step, with the wall-clock time on a second axis. Drawn from
-the run's `train_log.jsonl`, so it works for any run, old or resumed (a step logged twice,
-once before a crash and once after, counts once: its last record).
+"""Pictures: the curve of a training run (training and validation loss, and validation BLEU
+for a translation model, against the step, with the wall-clock time on a second axis), and
+the cross-attention heatmap of one translation (`mt translate --attention`).
+
+The curve is drawn from the run's `train_log.jsonl`, so it works for any run, old or resumed
+(a step logged twice, once before a crash and once after, counts once: its last record).
 
 matplotlib's object API (`Figure` and the Agg canvas) is used, not pyplot: no global state,
 no display needed.
@@ -41,7 +43,6 @@ def read_log(run_dir: Path) -> tuple[dict[int, dict], dict[int, dict], dict[int,
 
 def plot_run(run_dir: Path, out: Path | None = None) -> Path:
     """Draw the run's curve into `out` (default: RUN_DIR/training_curve.png), replacing it atomically."""
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
     from matplotlib.ticker import MaxNLocator
 
@@ -80,6 +81,29 @@ def plot_run(run_dir: Path, out: Path | None = None) -> Path:
         ticks = MaxNLocator(6).tick_values(minutes[0], minutes[-1])
         top.set_xticks([t for t in ticks if minutes[0] <= t <= minutes[-1]])  # beyond the run the axis is flat
     fig.suptitle(f"{run_dir.name}: {max(steps[-1], *val, *averaged)} steps")
+    return _save(fig, out)
+
+
+def plot_attention(alignment, out: Path) -> Path:
+    """A heatmap of an `alignment.Alignment`: target pieces down, source pieces across."""
+    from matplotlib.figure import Figure
+
+    S, T = len(alignment.source_pieces), len(alignment.target_pieces)
+    fig = Figure(figsize=(max(4.0, 0.45 * S + 2), max(3.0, 0.35 * T + 1.5)), dpi=DPI)
+    ax = fig.subplots()
+    image = ax.imshow(alignment.weights, cmap="Blues", vmin=0.0, vmax=1.0, aspect="auto")
+    ax.set_xticks(range(S), alignment.source_pieces, rotation=60, ha="right")
+    ax.set_yticks(range(T), alignment.target_pieces)
+    ax.set_xlabel("source pieces")
+    ax.set_ylabel("output pieces")
+    fig.colorbar(image, ax=ax, label="cross-attention (last layer, mean of heads)")
+    return _save(fig, Path(out))
+
+
+def _save(fig, out: Path) -> Path:
+    """Write the figure as a PNG, replacing `out` atomically."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
     fig.tight_layout()
     tmp = out.with_name(f".{out.name}.tmp{os.getpid()}.png")
     try:

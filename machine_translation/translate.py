@@ -14,6 +14,7 @@ import logging
 import multiprocessing
 import weakref
 from collections.abc import Iterator
+from dataclasses import dataclass
 from concurrent.futures import ProcessPoolExecutor
 from itertools import repeat
 from pathlib import Path
@@ -21,6 +22,7 @@ from pathlib import Path
 import torch
 
 from machine_translation import casing
+from machine_translation.alignment import Alignment, align
 from machine_translation.checkpoint import LoadedModel, load_pretrained
 from machine_translation.data import pad_batch
 from machine_translation.errors import ConfigError
@@ -31,6 +33,14 @@ from machine_translation.repetition import PieceTable, RepeatGuard
 from machine_translation.search import Hypothesis, beam_search, greedy_search
 
 logger = logging.getLogger(__name__)
+
+
+@dataclass
+class Translation:
+    text: str  # what the user reads (casing restored)
+    score: float  # log-probability normalised by length ** length_penalty
+    tokens: list[int]  # the output pieces, without BOS/EOS
+    source: str  # the sentence as the model read it (after case normalisation)
 
 
 class Translator:
@@ -96,13 +106,22 @@ class Translator:
 
     def translate_scored(self, sentences: list[str],
                          options: SearchOptions | None = None) -> list[list[tuple[str, float]]]:
-        """The n-best (translation, score) of each sentence, best first. With `normalize_case`,
+        """The n-best (translation, score) of each sentence, best first."""
+        return [[(t.text, t.score) for t in n_best] for n_best in self.translations(sentences, options)]
+
+    def translations(self, sentences: list[str], options: SearchOptions | None = None) -> list[list[Translation]]:
+        """The n-best `Translation`s of each sentence, best first. With `normalize_case`,
         ALL-CAPS and Title-Case sentences are translated in sentence case (`casing`)."""
         opts = options or self.defaults
         prepared = [casing.normalize(s) if opts.normalize_case else (s, casing.AS_IS) for s in sentences]
         decode = self.loaded.tgt_tokenizer.decode
-        return [[(casing.restore(decode(h.tokens), kind), h.score) for h in hyps]
-                for (_, kind), hyps in zip(prepared, self.search([text for text, _ in prepared], opts))]
+        return [[Translation(casing.restore(decode(h.tokens), kind), h.score, h.tokens, text) for h in hyps]
+                for (text, kind), hyps in zip(prepared, self.search([text for text, _ in prepared], opts))]
+
+    def alignment(self, translation: Translation) -> Alignment:
+        """The cross-attention of a translation's output pieces over its source pieces (`alignment`)."""
+        src_ids = self.encode_source([translation.source])[0]
+        return align(self.model, self.loaded.src_tokenizer, self.loaded.tgt_tokenizer, src_ids, translation.tokens)
 
     def search(self, sentences: list[str], options: SearchOptions | None = None) -> list[list[Hypothesis]]:
         """n-best hypotheses per sentence (as given: no case handling), in input order; empty

@@ -332,3 +332,23 @@ def test_every_run_draws_its_training_curve_and_mt_plot_redraws_it(trained, tmp_
     assert len(r.stderr.strip().splitlines()) == 1 and "Traceback" not in r.output
     r = mt("plot", tmp_path / "nothing")
     assert r.exit_code == 2 and "no training log" in r.stderr
+
+
+def test_attention_heatmap_of_one_sentence(learned, tmp_path):
+    out, _ = learned
+    png = tmp_path / "att.png"
+    r = mt("translate", "--model", out, "--attention", png, "a man is riding a bike .")
+    assert r.exit_code == 0, r.output
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and r.stdout.strip()
+    two = mt("translate", "--model", out, "--attention", tmp_path / "b.png", "a man", "a dog")
+    assert two.exit_code == 2 and "one sentence" in two.output and not (tmp_path / "b.png").exists()
+
+
+def test_alignment_rows_are_distributions_over_the_source(learned):
+    from machine_translation.translate import Translator
+    tr = Translator.from_pretrained(learned[0], "cpu")
+    best = tr.translations(["a man is riding a bike ."])[0][0]
+    al = tr.alignment(best)
+    assert len(al.source_pieces) == len(tr.encode_source([best.source])[0])  # the pieces and EOS
+    assert len(al.weights) == len(best.tokens) + 1 == len(al.target_pieces)
+    assert all(len(row) == len(al.source_pieces) and abs(sum(row) - 1) < 1e-3 for row in al.weights)

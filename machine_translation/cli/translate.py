@@ -113,13 +113,24 @@ def translate(
     threads: Optional[int] = typer.Option(None, min=1, help="CPU threads (default: one per core)."),
     workers: int = typer.Option(1, min=1, help=WORKERS_HELP),
     precision: Optional[str] = typer.Option(None, help=PRECISION_HELP),
+    attention: Optional[Path] = typer.Option(None, help="Draw the cross-attention of the translation (one "
+                                             "sentence) as a heatmap into this PNG file."),
 ) -> None:
     """Translate sentences: one line out per line in, in the same order."""
     lines = read_input_lines(text or [], input_file)
+    if attention is not None and (len(lines) != 1 or not lines[0].strip()):
+        raise ConfigError(f"--attention draws one sentence, and {len(lines)} lines were given: translate one "
+                          "non-empty sentence with it")
     translator = load_translator(model, pair, device, threads, workers, precision)
     opts = translator.defaults.updated(beam=beam, length_penalty=length_penalty, max_len_a=max_len_a,
                                        max_len_b=max_len_b, n_best=n_best, batch_size=batch_size,
                                        repeat_guard=repeat_guard, normalize_case=normalize_case)
+    if attention is not None:
+        from machine_translation.plot import plot_attention
+        best = translator.translations(lines, opts)[0][0]
+        if attention.is_dir():
+            raise ConfigError(f"--attention {attention} is a directory: name a PNG file")
+        plot_attention(translator.alignment(best), attention)
     if n_best == 1:
         write_output(translator.translate(lines, opts), output)
         return

@@ -1,0 +1,56 @@
+"""Which source pieces a translation looked at: the cross-attention of the last decoder
+layer, averaged over heads, while the model reads its own 1-best output (teacher-forced:
+BOS + output, predicting output + EOS). Shown by `mt translate --attention FILE.png` and by
+the server's web page; it is what the model attended to, not a word alignment.
+
+The weights are recomputed from the inputs the layer's cross-attention receives (caught by
+a forward hook for one pass), since `scaled_dot_product_attention` does not return them.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor
+
+
+@dataclass
+class Alignment:
+    source_pieces: list[str]  # S: the source's pieces and EOS
+    target_pieces: list[str]  # T: the output's pieces and EOS
+    weights: list[list[float]]  # (T, S): row t = attention of target piece t over the source, sums to 1
+
+    def to_dict(self) -> dict:
+        return {"source_pieces": self.source_pieces, "target_pieces": self.target_pieces, "weights": self.weights}
+
+
+@torch.inference_mode()
+def cross_attention(model, src_ids: list[int], tgt_ids: list[int], bos_id: int) -> Tensor:
+    """src_ids: the encoded source with EOS (S); tgt_ids: the output without BOS/EOS (T - 1).
+    Returns (T, S) float32 weights of the last decoder layer, averaged over heads."""
+    attn = model.decoder.blocks[-1].cross_attn
+    device = next(model.parameters()).device
+    caught = {}
+
+    def hook(module, args):
+        caught["query"], caught["key"], caught["mask"] = args[0], args[1], args[3]
+
+    handle = attn.register_forward_pre_hook(hook)
+    try:
+        src = torch.tensor([src_ids], device=device)  # (1, S)
+        tgt = torch.tensor([[bos_id] + tgt_ids], device=device)  # (1, T)
+        model(src, tgt)
+    finally:
+        handle.remove()
+    q = attn._split_heads(attn.q_proj(caught["query"])).float()  # (1, H, T, Dh)
+    k = caught["key"].float()  # (1, H, S, Dh)
+    scores = q @ k.transpose(-1, -2) / attn.head_dim**0.5  # (1, H, T, S)
+    scores = scores.masked_fill(~caught["mask"], float("-inf"))  # the padding mask: True = may attend
+    return scores.softmax(dim=-1).mean(dim=1)[0]  # (T, S)
+
+
+def align(model, src_tokenizer, tgt_tokenizer, src_ids: list[int], tgt_ids: list[int]) -> Alignment:
+    weights = cross_attention(model, src_ids, tgt_ids, tgt_tokenizer.bos_id)
+    pieces = lambda tok, ids: [tok.id_to_piece(i) for i in ids]  # noqa: E731
+    return Alignment(pieces(src_tokenizer, src_ids), pieces(tgt_tokenizer, tgt_ids + [tgt_tokenizer.eos_id]),
+                     [[round(w, 4) for w in row] for row in weights.tolist()])
