@@ -157,3 +157,33 @@ class SamplingOptions(_Options):
             raise ValueError(f"top_p must be between 0 and 1, got {self.top_p}")
         if self.max_new_tokens < 0:
             raise ValueError(f"max_new_tokens must be at least 0, got {self.max_new_tokens}")
+
+
+@dataclass(frozen=True)
+class ServeOptions:
+    """`mt serve`: where it listens, how it batches concurrent requests, and its limits."""
+
+    host: str = "127.0.0.1"  # loopback only unless the user opens it
+    port: int = 5000  # LibreTranslate's port; 0 picks a free one
+    max_batch_tokens: int = 4096  # source tokens per batch, padding included
+    max_batch_sentences: int = 128
+    batch_delay_ms: float = 5.0  # how long a batch waits for more sentences after its first
+    queue_size: int = 2048  # sentences waiting per model; beyond it, 503 with Retry-After
+    request_timeout: float = 60.0  # seconds; beyond it, 503
+    char_limit: int = 5000  # characters per request (all of q), as LibreTranslate's --char-limit
+    batch_limit: int = 64  # items in a list q
+    max_body_bytes: int = 1_000_000  # beyond it, 413
+    max_beam: int = 8  # `alternatives` and `beam` may raise the beam up to this
+    rate_limit: int = 0  # requests per minute per API key or client address; 0 = off
+    api_keys: Path | None = None  # a file of keys, one a line, each optionally with its own requests per minute
+    cors_origins: tuple[str, ...] = ("*",)
+
+    def __post_init__(self) -> None:  # types are the CLI's (typer) or the caller's
+        for name in ("max_batch_tokens", "max_batch_sentences", "queue_size", "char_limit", "batch_limit",
+                     "max_body_bytes", "max_beam"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}")
+        if not 0 <= self.port <= 65535:
+            raise ValueError(f"port must be between 0 and 65535, got {self.port}")
+        if self.batch_delay_ms < 0 or self.request_timeout <= 0 or self.rate_limit < 0:
+            raise ValueError("batch_delay_ms and rate_limit must be at least 0, request_timeout above 0")

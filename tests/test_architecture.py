@@ -88,7 +88,7 @@ def test_only_the_cli_imports_the_cli():
 def test_inference_does_not_import_training():
     modules = app_modules()
     for start in ("machine_translation.translate", "machine_translation.generate", "machine_translation.search",
-                  "machine_translation.checkpoint"):
+                  "machine_translation.checkpoint", "machine_translation.serve.server", "machine_translation.serve.app"):
         reached = reachable(start, modules)
         assert start in reached and not reached & TRAINING_MODULES, (start, sorted(reached & TRAINING_MODULES))
 

@@ -9,6 +9,7 @@ from machine_translation.cli import evaluate  # noqa: F401
 from machine_translation.cli import generate  # noqa: F401
 from machine_translation.cli import average  # noqa: F401
 from machine_translation.cli import quantize  # noqa: F401
+from machine_translation.cli import serve  # noqa: F401
 from machine_translation.cli import plot  # noqa: F401
 from machine_translation.cli.app import app, main
 

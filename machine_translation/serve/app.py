@@ -1,0 +1,298 @@
+"""The HTTP application of `mt serve` (Starlette): LibreTranslate's API, a native endpoint
+with scores, n-best lists and the cross-attention, health, and the web page.
+
+    POST /translate          LibreTranslate: q, source (or auto), target, format, alternatives, api_key
+    POST /detect             the source language (one per served pair)
+    GET  /languages          [{"code", "name", "targets"}]
+    GET  /frontend/settings  what LibreTranslate's web page asks first
+    POST /v1/translate       {"src": [...], "source", "target", "beam", "n_best", "attention"}
+    GET  /health             queue depth and batch sizes per model
+    GET  /                   the web page (static/index.html, no outside resource)
+
+Every error is `{"error": message}` with LibreTranslate's status codes; a failure inside
+is a 500 with no traceback (it is logged on the server's stderr), and the server goes on.
+"""
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from dataclasses import dataclass
+from importlib import resources
+
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.middleware import Middleware
+from starlette.middleware.cors import CORSMiddleware
+from starlette.requests import Request
+from starlette.responses import HTMLResponse, JSONResponse
+from starlette.routing import Route
+
+from machine_translation.options import ServeOptions
+from machine_translation.serve import markup
+from machine_translation.serve.api import Access, ApiError, int_param, missing, read_params, text_items
+from machine_translation.serve.batcher import Batcher, QueueFull
+
+logger = logging.getLogger(__name__)
+
+LANGUAGE_NAMES = {"ar": "Arabic", "cs": "Czech", "de": "German", "en": "English", "es": "Spanish", "fr": "French",
+                  "it": "Italian", "ja": "Japanese", "nl": "Dutch", "pl": "Polish", "pt": "Portuguese",
+                  "ro": "Romanian", "ru": "Russian", "tr": "Turkish", "uk": "Ukrainian", "zh": "Chinese"}
+
+
+@dataclass
+class ServedModel:
+    name: str
+    source: str
+    target: str
+    translator: object  # a `Translator`
+    batcher: Batcher
+    max_tokens: int  # source tokens per line, EOS included
+
+    def count_tokens(self, text: str) -> int:
+        return len(self.translator.loaded.src_tokenizer.encode(text)) + 1
+
+
+class Service:
+    """The served models and the rules of the API; the route handlers below are thin."""
+
+    def __init__(self, models: list[ServedModel], options: ServeOptions, access: Access):
+        self.models, self.options, self.access = models, options, access
+        self.sources = sorted({m.source for m in models})
+
+    def model_for(self, source: str, target: str) -> tuple[ServedModel, str | None]:
+        """The model of the pair, and the detected source when `source` was auto."""
+        detected = None
+        if source == "auto":
+            source = detected = self.detect()
+        if not any(m.source == source for m in self.models):
+            raise ApiError(400, f"{source} is not supported")
+        for m in self.models:
+            if m.source == source and m.target == target:
+                return m, detected
+        raise ApiError(400, f"{target} is not supported")
+
+    def detect(self) -> str:
+        if len(self.sources) > 1:
+            raise ApiError(400, f"Invalid request: the language cannot be detected among {', '.join(self.sources)}: "
+                                "pass source")
+        return self.sources[0]
+
+    def check_lines(self, model: ServedModel, lines: list[str]) -> None:
+        for line in lines:
+            n = model.count_tokens(line)
+            if n > model.max_tokens:
+                raise ApiError(400, f"Invalid request: a line of {len(line)} characters is {n} tokens long, over this "
+                                    f"model's limit of {model.max_tokens}: split it into sentences")
+
+    async def run(self, model: ServedModel, sentences: list[str], options, request: Request) -> list:
+        """Translations (n-best lists) of non-empty sentences through the model's batcher, or
+        503 when the queue is full or the request times out; a client that goes away has
+        its queued sentences dropped."""
+        if not sentences:
+            return []
+        try:
+            items = model.batcher.submit(sentences, options)
+        except QueueFull:
+            raise ApiError(503, "The server is busy: the translation queue is full, retry later",
+                           {"Retry-After": "1"}) from None
+        results = asyncio.ensure_future(asyncio.gather(*(i.future for i in items)))
+        gone = asyncio.ensure_future(_disconnected(request))
+        done, _ = await asyncio.wait({results, gone}, timeout=self.options.request_timeout,
+                                     return_when=asyncio.FIRST_COMPLETED)
+        gone.cancel()
+        if results in done:
+            return results.result()
+        model.batcher.drop(items)
+        results.cancel()
+        if gone in done:
+            logger.info("a client went away: %d of its sentences dropped", len(items))
+        raise ApiError(503, f"The request timed out after {self.options.request_timeout:g} s: the server is busy, "
+                            "retry later", {"Retry-After": "5"})
+
+
+async def _disconnected(request: Request) -> None:
+    """Returns when the client disconnects (the body has been read, so only that message is left)."""
+    while True:
+        message = await request.receive()
+        if message["type"] == "http.disconnect":
+            return
+
+
+# -- routes ------------------------------------------------------------------------------------
+async def translate(request: Request) -> JSONResponse:
+    service: Service = request.app.state.service
+    params = await read_params(request, service.options.max_body_bytes)
+    service.access.check(params.get("api_key"), _client(request))
+    if params.get("q") in (None, "", []):
+        raise missing("q")
+    for name in ("source", "target"):
+        if not params.get(name) or not isinstance(params[name], str):
+            raise missing(name)
+    texts, as_list = text_items(params["q"])
+    fmt = params.get("format") or "text"
+    if fmt not in ("text", "html"):
+        raise ApiError(400, f"{fmt} format is not supported")
+    alternatives = int_param(params, "alternatives", 0, 0, service.options.max_beam - 1)
+    if as_list and len(texts) > service.options.batch_limit:
+        raise ApiError(400, f"Invalid request: Request ({len(texts)}) exceeds text limit ({service.options.batch_limit})")
+    chars = sum(len(t) for t in texts)
+    if chars > service.options.char_limit:
+        raise ApiError(400, f"Invalid request: Request ({chars}) exceeds text limit ({service.options.char_limit})")
+    model, detected = service.model_for(params["source"], params["target"])
+
+    # each text as segments (lines, or html text runs); every non-empty one is translated in one batch
+    pieces = [markup.split(t) if fmt == "html" else None for t in texts]
+    segments = [markup.texts(p) if p is not None else t.split("\n") for t, p in zip(texts, pieces)]
+    todo = sorted({s.strip() for segs in segments for s in segs if s.strip()})
+    service.check_lines(model, todo)
+    defaults = model.translator.defaults
+    options = defaults.updated(n_best=1 + alternatives, beam=max(defaults.beam, 1 + alternatives))
+    done = dict(zip(todo, await service.run(model, todo, options, request)))
+
+    def render(segs, parts, k):  # the k-th hypothesis of every segment (its best when it has fewer)
+        out = [done[s.strip()][min(k, len(done[s.strip()]) - 1)].text if s.strip() else s for s in segs]
+        return markup.join(parts, out) if parts is not None else "\n".join(out)
+
+    answers = [render(segs, parts, 0) for segs, parts in zip(segments, pieces)]
+    body: dict = {"translatedText": answers if as_list else answers[0]}
+    if alternatives:
+        alts = [[render(segs, parts, k) for k in range(1, 1 + alternatives)] for segs, parts in zip(segments, pieces)]
+        body["alternatives"] = alts if as_list else alts[0]
+    if detected is not None:
+        found = {"confidence": 100.0, "language": detected}
+        body["detectedLanguage"] = [found] * len(texts) if as_list else found
+    return JSONResponse(body)
+
+
+async def detect(request: Request) -> JSONResponse:
+    service: Service = request.app.state.service
+    params = await read_params(request, service.options.max_body_bytes)
+    service.access.check(params.get("api_key"), _client(request))
+    if params.get("q") in (None, "", []):
+        raise missing("q")
+    text_items(params["q"])
+    return JSONResponse([{"confidence": 100.0, "language": service.detect()}])
+
+
+async def languages(request: Request) -> JSONResponse:
+    service: Service = request.app.state.service
+    codes = sorted({m.source for m in service.models} | {m.target for m in service.models})
+    return JSONResponse([{"code": c, "name": LANGUAGE_NAMES.get(c, c),
+                          "targets": sorted(m.target for m in service.models if m.source == c)} for c in codes])
+
+
+async def frontend_settings(request: Request) -> JSONResponse:
+    service: Service = request.app.state.service
+    first = service.models[0]
+    return JSONResponse({
+        "charLimit": service.options.char_limit, "frontendTimeout": 500,
+        "apiKeys": service.access.keys_required, "keyRequired": service.access.keys_required,
+        "suggestions": False, "filesTranslation": False, "supportedFilesFormat": [],
+        "language": {"source": {"code": first.source, "name": LANGUAGE_NAMES.get(first.source, first.source)},
+                     "target": {"code": first.target, "name": LANGUAGE_NAMES.get(first.target, first.target)}},
+    })
+
+
+async def native_translate(request: Request) -> JSONResponse:
+    """mt's own endpoint: scores, n-best lists and, when asked, the cross-attention."""
+    service: Service = request.app.state.service
+    start = time.perf_counter()
+    params = await read_params(request, service.options.max_body_bytes)
+    service.access.check(params.get("api_key"), _client(request))
+    if params.get("src") in (None, "", []):
+        raise missing("src")
+    texts, _ = text_items(params["src"], "src")
+    if len(texts) > service.options.batch_limit or sum(map(len, texts)) > service.options.char_limit:
+        raise ApiError(400, f"Invalid request: over {service.options.batch_limit} sentences or "
+                            f"{service.options.char_limit} characters")
+    one = service.models[0] if len(service.models) == 1 else None
+    source = params.get("source") or (one.source if one else None)
+    target = params.get("target") or (one.target if one else None)
+    if not isinstance(source, str) or not isinstance(target, str):
+        raise ApiError(400, "Invalid request: pass source and target (several models are served)")
+    model, _ = service.model_for(source, target)
+    beam = int_param(params, "beam", model.translator.defaults.beam, 1, service.options.max_beam)
+    n_best = int_param(params, "n_best", 1, 1, beam)
+    attention = params.get("attention", False)
+    if not isinstance(attention, bool):
+        raise ApiError(400, "Invalid request: attention must be true or false")
+    todo = [t for t in texts if t.strip()]
+    service.check_lines(model, todo)
+    options = model.translator.defaults.updated(beam=beam, n_best=n_best)
+    done = iter(await service.run(model, todo, options, request))
+    out = []
+    for text in texts:
+        n_best_list = next(done) if text.strip() else []
+        best = n_best_list[0] if n_best_list else None
+        entry = {"text": best.text if best else "", "score": best.score if best else 0.0}
+        if n_best > 1:
+            entry["n_best"] = [{"text": t.text, "score": t.score} for t in n_best_list]
+        if attention:
+            entry["attention"] = (await asyncio.to_thread(model.translator.alignment, best)).to_dict() if best else None
+        out.append(entry)
+    return JSONResponse({"model": model.name, "source": model.source, "target": model.target, "translations": out,
+                         "time_ms": round(1000 * (time.perf_counter() - start), 1)})
+
+
+async def health(request: Request) -> JSONResponse:
+    service: Service = request.app.state.service
+    return JSONResponse({"status": "ok", "models": [
+        {"name": m.name, "source": m.source, "target": m.target, "precision": m.translator.precision,
+         "queue_depth": m.batcher.depth, "sentences": m.batcher.sentences_done,
+         "batch_sizes": m.batcher.histogram()} for m in service.models]})
+
+
+async def index(request: Request) -> HTMLResponse:
+    return HTMLResponse(resources.files("machine_translation.serve").joinpath("static/index.html").read_text("utf-8"))
+
+
+def _client(request: Request) -> str:
+    return request.client.host if request.client else "unknown"
+
+
+# -- errors ------------------------------------------------------------------------------------
+async def _api_error(request: Request, exc: ApiError) -> JSONResponse:
+    return JSONResponse({"error": exc.message}, status_code=exc.status, headers=exc.headers)
+
+
+async def _http_error(request: Request, exc: HTTPException) -> JSONResponse:
+    messages = {404: "Not found", 405: "Method not allowed"}
+    return JSONResponse({"error": messages.get(exc.status_code, str(exc.detail))}, status_code=exc.status_code,
+                        headers=getattr(exc, "headers", None))
+
+
+async def _internal_error(request: Request, exc: Exception) -> JSONResponse:
+    logger.error("error while answering %s %s", request.method, request.url.path, exc_info=exc)
+    return JSONResponse({"error": "Internal server error"}, status_code=500)
+
+
+def build_app(models: list[ServedModel], options: ServeOptions, access: Access) -> Starlette:
+    """The application; the models' batchers start and stop with it (its lifespan)."""
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app):
+        for m in models:
+            m.batcher.start()
+        try:
+            yield
+        finally:
+            for m in models:  # requests already accepted have been answered; the queues are empty
+                await asyncio.to_thread(m.batcher.stop)
+
+    routes = [
+        Route("/translate", translate, methods=["POST"]),
+        Route("/detect", detect, methods=["POST"]),
+        Route("/languages", languages, methods=["GET", "POST"]),
+        Route("/frontend/settings", frontend_settings, methods=["GET"]),
+        Route("/v1/translate", native_translate, methods=["POST"]),
+        Route("/health", health, methods=["GET"]),
+        Route("/", index, methods=["GET"]),
+    ]
+    app = Starlette(routes=routes, lifespan=lifespan,
+                    middleware=[Middleware(CORSMiddleware, allow_origins=list(options.cors_origins),
+                                           allow_methods=["GET", "POST"], allow_headers=["*"])],
+                    exception_handlers={ApiError: _api_error, HTTPException: _http_error, Exception: _internal_error})
+    app.state.service = Service(models, options, access)
+    return app

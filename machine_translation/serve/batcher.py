@@ -1,0 +1,171 @@
+"""Dynamic batching: the sentences of all concurrent requests for one model go into one
+bounded queue; a thread takes them out in token-bounded batches and translates each batch
+with one call, off the event loop, then hands every request its own results.
+
+A batch holds sentences that share their search settings (beam, n-best, ...), first come
+first served, up to `max_batch_sentences` and `max_batch_tokens` (the longest sentence times
+the count: the padded batch); it waits at most `batch_delay_ms` after its first sentence for
+company. Because a sentence translates the same alone or in any batch (the search's batch ==
+single property, and int8 quantizes each row on its own), batching changes speed, never
+results. A request that times out or whose client goes away has its sentences dropped from
+the queue. The queue is bounded: a request that does not fit is refused (`QueueFull`).
+"""
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+import time
+from collections import Counter
+from dataclasses import dataclass, replace
+
+from machine_translation.options import SearchOptions, ServeOptions
+
+logger = logging.getLogger(__name__)
+
+
+class QueueFull(Exception):
+    """The model's queue has no room for the request's sentences."""
+
+
+@dataclass(eq=False)
+class Item:
+    text: str
+    n_tokens: int  # encoded source length, EOS included
+    options: SearchOptions
+    future: asyncio.Future
+    loop: asyncio.AbstractEventLoop
+    queued_at: float
+
+
+def _deliver(future: asyncio.Future, result=None, error: BaseException | None = None) -> None:
+    """On the event loop: complete a request's future unless it was given up."""
+    if future.done():
+        return
+    if error is not None:
+        future.set_exception(error)
+    else:
+        future.set_result(result)
+
+
+class Batcher:
+    """One per served model. `translate(sentences)` is any batch translation that keeps each
+    sentence independent of its batch mates: (texts, SearchOptions) -> one result per text."""
+
+    def __init__(self, name: str, translate, count_tokens, options: ServeOptions, workers: int = 1):
+        self.name = name
+        self._translate = translate
+        self._count_tokens = count_tokens
+        self.options = options
+        self.workers = workers
+        self._pending: list[Item] = []
+        self._cond = threading.Condition()
+        self._stopping = False
+        self._thread = threading.Thread(target=self._run, name=f"batcher-{name}", daemon=True)
+        self.batch_sizes: Counter[int] = Counter()  # sentences per batch -> how many batches
+        self.sentences_done = 0
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self, timeout: float = 30.0) -> None:
+        """Translate what is queued, then end the thread."""
+        with self._cond:
+            self._stopping = True
+            self._cond.notify_all()
+        self._thread.join(timeout)
+
+    @property
+    def depth(self) -> int:
+        with self._cond:
+            return len(self._pending)
+
+    def submit(self, texts: list[str], options: SearchOptions) -> list[Item]:
+        """Queue the sentences of one request (all or none); await `asyncio.gather(*(i.future ...))`."""
+        loop = asyncio.get_running_loop()
+        now = time.monotonic()
+        items = [Item(t, self._count_tokens(t), options, loop.create_future(), loop, now) for t in texts]
+        with self._cond:
+            if self._stopping:
+                raise QueueFull("the server is stopping")
+            if len(self._pending) + len(items) > self.options.queue_size:
+                raise QueueFull(f"{len(self._pending)} sentences are waiting")
+            self._pending.extend(items)
+            self._cond.notify()
+        return items
+
+    def drop(self, items: list[Item]) -> int:
+        """Remove a request's sentences that are still queued (timeout, client gone). Returns how many."""
+        gone = set(map(id, items))
+        with self._cond:
+            before = len(self._pending)
+            self._pending = [i for i in self._pending if id(i) not in gone]
+            return before - len(self._pending)
+
+    # -- the batching thread -------------------------------------------------------------
+    def _run(self) -> None:
+        while True:
+            batch = self._next_batch()
+            if batch is None:
+                return
+            self._process(batch)
+
+    def _next_batch(self) -> list[Item] | None:
+        """Wait for a first sentence, then up to batch_delay_ms for company; take a batch."""
+        delay = self.options.batch_delay_ms / 1000
+        with self._cond:
+            while not self._pending:
+                if self._stopping:
+                    return None
+                self._cond.wait()
+            deadline = self._pending[0].queued_at + delay
+            while not self._stopping and not self._full() and time.monotonic() < deadline:
+                self._cond.wait(max(0.0, deadline - time.monotonic()))
+            return self._take()
+
+    def _full(self) -> bool:
+        return len(self._pending) >= self.options.max_batch_sentences or \
+            sum(i.n_tokens for i in self._pending) >= self.options.max_batch_tokens
+
+    def _take(self) -> list[Item]:
+        """The first pending sentence and those after it with its settings, while the padded
+        batch (count x longest) stays within the limits; the rest keep their places."""
+        first = self._pending[0]
+        batch, rest, longest = [], [], 0
+        for item in self._pending:
+            fits = len(batch) < self.options.max_batch_sentences and \
+                (len(batch) + 1) * max(longest, item.n_tokens) <= self.options.max_batch_tokens
+            if item.options == first.options and (fits or not batch):
+                batch.append(item)
+                longest = max(longest, item.n_tokens)
+            else:
+                rest.append(item)
+        self._pending = rest
+        return batch
+
+    def _process(self, batch: list[Item]) -> None:
+        options = replace(batch[0].options, batch_size=max(1, -(-len(batch) // self.workers)))
+        try:
+            results = self._translate([i.text for i in batch], options)
+            errors = [None] * len(batch)
+        except Exception as e:  # a bug: every request of the batch gets a 500, the server goes on
+            logger.exception("translating a batch of %d sentences failed", len(batch))
+            results, errors = [None] * len(batch), [e] * len(batch)
+        with self._cond:
+            self.batch_sizes[len(batch)] += 1
+            self.sentences_done += len(batch)
+        for item, result, error in zip(batch, results, errors):
+            try:
+                item.loop.call_soon_threadsafe(_deliver, item.future, result, error)
+            except RuntimeError:  # the loop is closed: nobody waits for it
+                pass
+
+    def histogram(self) -> dict[str, int]:
+        """Batches by size, in power-of-two bins ("1", "2-3", "4-7", ...)."""
+        bins: Counter[str] = Counter()
+        with self._cond:
+            sizes = list(self.batch_sizes.items())
+        for size, count in sizes:
+            low = 1 << (size.bit_length() - 1)
+            bins[str(low) if low == 1 else f"{low}-{2 * low - 1}"] += count
+        return dict(sorted(bins.items(), key=lambda kv: int(kv[0].split("-")[0])))

@@ -1,0 +1,89 @@
+"""Running `mt serve`: load each model once, bind the port (so a taken port is one clear
+error before any work), and run uvicorn on the app until Ctrl+C or SIGTERM, which stop it
+cleanly: no new connections, the requests already accepted are answered, then the batchers
+stop. The bound URL is printed on stderr once the server accepts requests.
+"""
+from __future__ import annotations
+
+import errno
+import logging
+import socket
+import sys
+from pathlib import Path
+
+from machine_translation.errors import ConfigError
+from machine_translation.options import ServeOptions
+from machine_translation.serve.api import Access, load_api_keys
+from machine_translation.serve.app import ServedModel, build_app
+from machine_translation.serve.batcher import Batcher
+
+logger = logging.getLogger(__name__)
+
+
+def load_models(directories: list[Path], device: str | None, precision: str | None, workers: int,
+                options: ServeOptions) -> list[ServedModel]:
+    """A translator and a batcher per model directory; one model per language pair."""
+    from machine_translation.translate import Translator
+
+    models, pairs = [], {}
+    for directory in directories:
+        translator = Translator.from_pretrained(directory, device, workers, precision=precision)
+        pair = translator.pair
+        if not pair or "-" not in pair:
+            raise ConfigError(f"--model {directory} names no language pair in its config.json: retrain it with "
+                              "`mt train --pair SRC-TGT`")
+        if pair in pairs:
+            raise ConfigError(f"--model {directory} and {pairs[pair]} both translate {pair}: serve one model per pair")
+        pairs[pair] = directory
+        source, target = pair.split("-", 1)
+        name = Path(directory).resolve().name
+        model = ServedModel(name, source, target, translator, None, translator.loaded.config.max_positions - 1)
+        model.batcher = Batcher(name, translator.translations, model.count_tokens, options, translator.workers)
+        models.append(model)
+    return models
+
+
+def bind(host: str, port: int) -> socket.socket:
+    """A listening socket on host:port (0: a free port), or one clear error."""
+    try:
+        info = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0]
+    except socket.gaierror:
+        raise ConfigError(f"--host {host}: not an address of this machine") from None
+    sock = socket.socket(info[0], socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind(info[4])
+    except OSError as e:
+        sock.close()
+        if e.errno == errno.EADDRINUSE:
+            raise ConfigError(f"--port {port}: already in use on {host}; choose another port (--port 0 picks a "
+                              "free one)") from None
+        raise ConfigError(f"--host {host} --port {port}: cannot listen there ({e.strerror})") from None
+    sock.listen(2048)
+    return sock
+
+
+def run(models: list[ServedModel], options: ServeOptions) -> None:
+    import uvicorn
+
+    access = Access(load_api_keys(options.api_keys) if options.api_keys else None, options.rate_limit)
+    app = build_app(models, options, access)
+    sock = bind(options.host, options.port)
+    host, port = sock.getsockname()[:2]
+    url = f"http://{host if ':' not in host else f'[{host}]'}:{port}"
+    pairs = ", ".join(f"{m.source}-{m.target} ({m.name}, {m.translator.precision})" for m in models)
+
+    class Server(uvicorn.Server):
+        async def startup(self, sockets=None):
+            await super().startup(sockets)
+            if not self.should_exit:
+                print(f"mt serve: listening on {url} ({pairs}); Ctrl+C stops", file=sys.stderr, flush=True)
+
+        async def shutdown(self, sockets=None):
+            await super().shutdown(sockets)  # open requests answered, batchers stopped
+            print("mt serve: stopped", file=sys.stderr, flush=True)
+
+    config = uvicorn.Config(app, log_level="warning", access_log=False, timeout_graceful_shutdown=30,
+                            lifespan="on")
+    # uvicorn stops on SIGINT/SIGTERM, then raises the signal again, so the exit status says which
+    Server(config).run(sockets=[sock])
