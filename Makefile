@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 # GPU users: install the torch build for their CUDA first; any torch in pyproject's range is kept.
 TORCH ?= torch==2.13.0
 
-.PHONY: install demo test mutants clean
+.PHONY: install demo test test-browser mutants clean
 
 install: $(VENV)/.installed
 
@@ -22,6 +22,13 @@ demo: install
 
 test: install
 	$(PY) -m pytest
+
+# The server's web page in headless chromium (Debian's; Playwright's own download fails offline).
+# Not part of `make test`: it needs the browser, installed here with apt when missing (root).
+test-browser: install
+	command -v chromium >/dev/null || (apt-get update -qq && apt-get install -y -qq chromium)
+	$(PY) -m pip install --quiet -e '.[dev,browser]'
+	$(PY) -m pytest -m browser tests/test_browser.py -s
 
 # Not part of `make test` (several minutes): do the tests catch the mutations they should?
 mutants: install
