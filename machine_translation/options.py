@@ -46,7 +46,9 @@ class TrainConfig:
     log_every: int = 20
     seed: int = 1234
     max_nonfinite: int = 5
-    bf16: bool | None = None  # bfloat16 autocast; None: on CUDA only
+    # auto|fp32|bf16|fp16 (runtime.TRAIN_PRECISIONS), resolved by runtime.check_precision: bf16
+    # and fp16 are autocast over float32 master weights and optimizer state.
+    precision: str = "auto"
 
     def __post_init__(self) -> None:
         if self.max_steps is None and self.max_minutes is None and self.epochs is None:

@@ -24,7 +24,7 @@ from machine_translation.data import (
 from machine_translation.errors import ConfigError, ModelDirError
 from machine_translation.files import write_atomic
 from machine_translation.model import ModelConfig, build_model
-from machine_translation.runtime import pick_device, set_threads
+from machine_translation.runtime import TRAIN_PRECISIONS, check_precision, pick_device, set_threads
 from machine_translation.options import SamplingOptions, SearchOptions
 from machine_translation.store import PairStore, open_tokens, write_token_files
 from machine_translation.tasks import LanguageModelTask, TranslationTask
@@ -238,6 +238,7 @@ def _train_run(opts: RunOptions, info: DistInfo, device: torch.device) -> dict:
         logging.getLogger("machine_translation").setLevel(logging.WARNING)
     set_threads(device, opts.threads)
     torch.manual_seed(opts.train.seed)
+    check_precision(opts.train.precision, device, TRAIN_PRECISIONS)  # an impossible choice fails before any work
     if not opts.resume and opts.init_from is None:
         resolve_config(opts, opts.vocab_size, None)  # a bad preset or model flag fails before any work is done
     if info.is_main:

@@ -27,6 +27,7 @@ from machine_translation import checkpoint as ckpt
 from machine_translation.distributed import DistInfo, all_reduce_sum, any_rank
 from machine_translation.errors import Interrupted, MTError
 from machine_translation.options import TrainConfig
+from machine_translation.runtime import TRAIN_PRECISIONS, check_precision
 
 logger = logging.getLogger(__name__)
 
@@ -161,6 +162,10 @@ class Trainer:
             from torch.nn.parallel import DistributedDataParallel
             self.train_model = DistributedDataParallel(model, device_ids=[device] if device.type == "cuda" else None)
         self.optimizer = make_optimizer(model, cfg)
+        # bf16/fp16: autocast over float32 weights; fp16 (CUDA only) scales the loss against underflow
+        self.precision = check_precision(cfg.precision, device, TRAIN_PRECISIONS)
+        self.autocast_dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(self.precision)
+        self.scaler = torch.amp.GradScaler(device.type, enabled=self.precision == "fp16")
         self.state = TrainState()
         self.log_path = self.run_dir / "train_log.jsonl"
 
@@ -168,7 +173,7 @@ class Trainer:
     def save_checkpoint(self) -> Path:
         training = {"state": asdict(self.state), "optimizer": self.optimizer.state_dict(), "rng": rng_state(),
                     "train_config": asdict(self.cfg), "model_config": self.model_config_dict,
-                    "batching": self.task.batching()}
+                    "batching": self.task.batching(), "precision": self.precision}
         path = ckpt.save_training_checkpoint(self.run_dir, self.model, training, self.state.step, self.cfg.keep_last)
         logger.debug("saved checkpoint %s", path)
         return path
@@ -183,6 +188,11 @@ class Trainer:
                 flag = "--" + key.replace("_", "-")
                 raise TrainingError(f"{flag} {now[key]} differs from the run's {saved[key]}: a resumed run must see "
                                     f"the same batches; pass {flag} {saved[key]} (or start a new run)")
+        before = training.get("precision")  # as resolved (no entry: a checkpoint of older mt)
+        if before is not None and before != self.precision:
+            logger.warning("the run was trained with --precision %s and continues in %s: the weights and the "
+                           "optimizer state are float32, so this works, but the steps are not bit-identical to "
+                           "an uninterrupted run", before, self.precision)
         if ckpt.unfused_attention(path):
             raise TrainingError(f"{path} was written by an older mt (separate self-attention projections): its "
                                 f"optimizer state does not fit this version; continue with `mt train --init-from "
@@ -231,16 +241,18 @@ class Trainer:
         n_targets, tokens = all_reduce_sum([sum(b.n_targets for b in batches), sum(b.n_tokens for b in batches)],
                                            self.dist, self.device)
         total = 0.0
-        bf16 = self.cfg.bf16 if self.cfg.bf16 is not None else self.device.type == "cuda"
-        with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=bf16):
+        with torch.autocast(self.device.type, dtype=self.autocast_dtype, enabled=self.autocast_dtype is not None):
             for b in batches:
                 loss = self.task.loss_sum(self.train_model, b) * world / n_targets
-                loss.backward()
+                self.scaler.scale(loss).backward()
                 total += loss.item()
         total = all_reduce_sum([total], self.dist, self.device)[0] / world
+        self.scaler.unscale_(self.optimizer)
         grad_norm = nn.utils.clip_grad_norm_(self.model.parameters(), self.cfg.clip_norm)
         tokens = int(tokens)
         if not (math.isfinite(total) and torch.isfinite(grad_norm)):
+            if self.scaler.is_enabled():
+                self.scaler.update()  # lower the fp16 loss scale; the step is skipped
             self.optimizer.zero_grad(set_to_none=True)
             self.state.skipped_steps += 1
             self.state.nonfinite_in_a_row += 1
@@ -250,7 +262,8 @@ class Trainer:
                     f"stopped: {self.state.nonfinite_in_a_row} non-finite steps in a row at step {self.state.step}; "
                     f"lower --lr; the last good checkpoint is in {self.run_dir / ckpt.CHECKPOINT_DIR}")
             return None, tokens
-        self.optimizer.step()
+        self.scaler.step(self.optimizer)  # (the plain optimizer step unless fp16)
+        self.scaler.update()
         self.optimizer.zero_grad(set_to_none=True)
         self.state.nonfinite_in_a_row = 0
         return total, tokens

@@ -61,8 +61,8 @@ MUTANTS = [
            "machine_translation/training.py", "if not (math.isfinite(total) and torch.isfinite(grad_norm)):",
            "if False:", ("tests/test_training.py",)),
     Mutant("bf16-autocast-disabled",
-           "machine_translation/training.py", "dtype=torch.bfloat16, enabled=bf16):",
-           "dtype=torch.bfloat16, enabled=False):", ("tests/test_training.py",)),
+           "machine_translation/training.py", "enabled=self.autocast_dtype is not None):",
+           "enabled=False):", ("tests/test_training.py",)),
     Mutant("checkpoint-in-place-and-latest-first",
            "machine_translation/checkpoint.py",
            '    tmp = root / f".tmp-{final.name}-{os.getpid()}"\n    shutil.rmtree(tmp, ignore_errors=True)\n'

@@ -243,6 +243,15 @@ def test_bf16_autocast_trains_on_cpu(tmp_path, slice_files):
     assert len(losses) == 3 and all(0 < x < 20 for x in losses)
 
 
+def test_impossible_training_precisions_are_one_line_before_any_work(tmp_path, slice_files):
+    src, tgt, _, _ = slice_files
+    for flags, text in ((["--precision", "fp16"], "needs CUDA"), (["--precision", "int8"], "choose one of"),
+                        (["--precision", "fp32", "--bf16"], "disagree")):
+        r = mt("train", "--src", src, "--tgt", tgt, "--out", tmp_path / "o", "--max-steps", 3, *flags, *TINY)
+        assert r.exit_code == 2 and text in r.output and len(r.output.strip().splitlines()) == 1, r.output
+        assert not (tmp_path / "o").exists()
+
+
 def test_generation_config_sets_the_search_when_no_flag_is_given(learned, slice_files, tmp_path):
     import shutil
 

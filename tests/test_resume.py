@@ -252,3 +252,30 @@ def test_resuming_a_run_from_before_fused_attention_is_refused_in_one_line(corpu
     assert result.returncode == 2, result.stderr
     assert "older mt" in result.stderr and "--init-from" in result.stderr
     assert "Traceback" not in result.stderr and len(result.stderr.strip().splitlines()) == 1, result.stderr
+
+
+def test_bf16_resume_matches_an_uninterrupted_bf16_run_and_a_change_of_precision_warns(corpus, tmp_path):
+    """Two identical bf16 runs on these CPU kernels match bit for bit, so the tolerance a
+    resumed bf16 run is held to is that: exact equality."""
+    bf16 = ("--precision", "bf16", "--max-steps", "20")
+    ref = start(corpus, tmp_path / "ref", *bf16)
+    _, err = ref.communicate(timeout=300)
+    assert ref.returncode == 0, err
+    out = tmp_path / "run"
+    first = start(corpus, out, *bf16)
+    wait_for_step(out, 8, first)
+    first.send_signal(signal.SIGINT)
+    _, err = first.communicate(timeout=120)
+    assert first.returncode == 130, err
+    stopped_at = max(losses(out))
+    resumed = start(corpus, out, "--resume", *bf16)
+    _, err = resumed.communicate(timeout=300)
+    assert resumed.returncode == 0, err
+    got, reference = losses(out), losses(tmp_path / "ref")
+    assert sorted(got) == list(range(1, 21)) and stopped_at < 20
+    for step in range(stopped_at + 1, 21):
+        assert got[step] == reference[step], (step, got[step], reference[step])
+    # the same run continued in fp32: allowed, with a warning (its weights are float32)
+    again = start(corpus, out, "--resume", "--precision", "fp32", "--max-steps", "25")
+    _, err = again.communicate(timeout=300)
+    assert again.returncode == 0 and "trained with --precision bf16 and continues in fp32" in err, err

@@ -150,11 +150,19 @@ def test_five_non_finite_steps_in_a_row_stop_with_the_last_good_checkpoint(tmp_p
 
 def test_bf16_runs_the_step_under_bfloat16_autocast(tmp_path):
     on = ToyTask()
-    toy_trainer(tmp_path / "on", on, max_steps=2, bf16=True).run()
+    toy_trainer(tmp_path / "on", on, max_steps=2, precision="bf16").run()
     assert on.autocast == [True, True] and set(on.dtypes) == {torch.bfloat16}
-    off = ToyTask()
-    toy_trainer(tmp_path / "off", off, max_steps=2).run()  # default on CPU: float32
-    assert off.autocast == [False, False] and set(off.dtypes) == {torch.float32}
+    for precision in ("auto", "fp32"):  # auto on CPU: float32 (until bf16's BLEU cost is measured)
+        off = ToyTask()
+        toy_trainer(tmp_path / precision, off, max_steps=2, precision=precision).run()
+        assert off.autocast == [False, False] and set(off.dtypes) == {torch.float32}
+
+
+def test_impossible_training_precisions_are_refused(tmp_path):
+    from machine_translation.errors import ConfigError
+    for precision, match in (("fp16", "needs CUDA"), ("int8", "choose one of"), ("half", "choose one of")):
+        with pytest.raises(ConfigError, match=match):
+            toy_trainer(tmp_path, ToyTask(), max_steps=1, precision=precision)
 
 
 def test_epochs_and_minutes_budgets(tmp_path):

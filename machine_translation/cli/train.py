@@ -14,6 +14,17 @@ from machine_translation.options import DEFAULT_MAX_MINUTES, DEFAULT_MODELS, Run
 T, R = TrainConfig, RunOptions  # the defaults
 
 
+def precision_flag(precision: str, bf16: Optional[bool]) -> str:
+    """--bf16/--no-bf16 are the older spellings of --precision bf16/fp32."""
+    from machine_translation.errors import ConfigError
+    if bf16 is None:
+        return precision
+    alias = "bf16" if bf16 else "fp32"
+    if precision not in (TrainConfig.precision, alias):
+        raise ConfigError(f"--{'' if bf16 else 'no-'}bf16 and --precision {precision} disagree: give one")
+    return alias
+
+
 @app.command()
 @cli_errors
 def train(
@@ -67,8 +78,9 @@ def train(
     init_from: Optional[Path] = typer.Option(None, help="Fine-tune from this model directory (fresh optimizer)."),
     device: Optional[str] = typer.Option(None, help="cpu, cuda, mps (default: auto-detected)."),
     threads: Optional[int] = typer.Option(None, min=1, help="CPU threads (default: one per core)."),
-    bf16: Optional[bool] = typer.Option(None, "--bf16/--no-bf16", help="bfloat16 autocast (default: on CUDA "
-                                        "only; on CPUs with AMX it can speed up larger models)."),
+    precision: str = typer.Option(TrainConfig.precision, help="auto, fp32, bf16 or fp16 (CUDA): autocast over "
+                                  "float32 weights; auto = bf16 on CUDA with bf16, fp32 elsewhere for now."),
+    bf16: Optional[bool] = typer.Option(None, "--bf16/--no-bf16", help="Aliases of --precision bf16 and fp32."),
     json_out: bool = typer.Option(False, "--json", help="Print the summary as one JSON object."),
     tokenizer: str = typer.Option(R.tokenizer, help="--task lm: char or sentencepiece."),
     block_size: Optional[int] = typer.Option(None, min=2, help="--task lm: tokens per training block "
@@ -103,7 +115,7 @@ def train(
     cfg = TrainConfig(lr=lr, warmup_steps=warmup_steps, label_smoothing=label_smoothing, clip_norm=clip_norm,
                       grad_accum=grad_accum, max_steps=max_steps, max_minutes=max_minutes, epochs=epochs,
                       eval_every=eval_every, save_every=save_every, keep_last=keep_last, average_last=average_last, patience=patience, log_every=log_every,
-                      seed=seed, bf16=bf16)
+                      seed=seed, precision=precision_flag(precision, bf16))
     spec = parse_data_spec(data, src, tgt, pair, task)
     default_out = DEFAULT_MODELS / (pair if task == "mt" else f"lm-{Path(spec.name).stem or 'text'}")
     opts = RunOptions(out=out or default_out, task=task, pair=pair, data=spec, tokenizer=tokenizer,
