@@ -86,9 +86,9 @@ def test_int8_with_worker_processes(int8_dir, sentences, tmp_path):
     assert one.stdout == two.stdout and len(one.stdout.splitlines()) == 16
 
 
-def test_evaluate_reports_its_precision(learned, tmp_path):
+def test_evaluate_reports_its_precision(learned, tmp_path, shared_data):
     r = mt("evaluate", "--model", learned[0], "--split", "val", "--precision", "int8", "--beam", "1", "--json",
-           "--save-dir", tmp_path)
+           "--save-dir", tmp_path, "--data-dir", shared_data)
     assert r.exit_code == 0, r.output
     assert '"precision": "int8"' in r.stdout and (tmp_path / "val.en-fr.beam1.int8.hyp").is_file()
 
@@ -120,6 +120,8 @@ def test_a_language_model_is_not_quantized(tmp_path):
 def test_the_precision_helper_follows_the_hardware(monkeypatch, caplog):
     cpu, cuda, mps = torch.device("cpu"), torch.device("cuda"), torch.device("mps")
     monkeypatch.setattr(runtime, "cpu_flags", lambda: frozenset({"avx2", "avx512_bf16"}))
+    assert runtime.check_precision("auto", cpu, runtime.TRAIN_PRECISIONS) == "fp32"  # until measured
+    monkeypatch.setattr(runtime, "AUTO_BF16_ON_CPU", True)
     assert runtime.check_precision("auto", cpu, runtime.TRAIN_PRECISIONS) == "bf16"
     assert runtime.check_precision("bf16", cpu) == "bf16" and not caplog.records
     monkeypatch.setattr(runtime, "cpu_flags", lambda: frozenset({"avx2"}))
