@@ -61,7 +61,10 @@ def train_peer(mt_dir: Path, out: Path, minutes: float, batch_tokens: int, data_
 
     loaded = load_pretrained(mt_dir)
     training = torch.load(checkpoint_dirs(mt_dir)[-1] / "training_state.pt", weights_only=True)
-    cfg = TrainConfig(**{**training["train_config"], "max_minutes": minutes, "max_steps": None, "epochs": None})
+    from dataclasses import fields
+    known = {f.name for f in fields(TrainConfig)}  # a run of an older mt may hold keys since renamed (bf16)
+    saved = {k: v for k, v in training["train_config"].items() if k in known}
+    cfg = TrainConfig(**{**saved, "max_minutes": minutes, "max_steps": None, "epochs": None})
     opts = RunOptions(out=out, data=parse_data_spec("multi30k", pair="en-fr"), data_dir=data_dir)
     val_src, val_tgt = drop_empty(*read_split(opts.data, "val", opts.pair, data_dir), "val")
     tok, V = loaded.tgt_tokenizer, loaded.config.vocab_size
