@@ -84,6 +84,12 @@ MUTANTS = [
     Mutant("resume-forgets-the-rng",
            "machine_translation/training.py", '        set_rng_state(training["rng"])\n', "",
            ("tests/test_resume.py::test_a_signal_saves_and_resume_continues_exactly",)),
+    Mutant("int8-one-scale-per-batch",  # activations quantized with one scale for the whole batch
+           "machine_translation/precision.py", "x_scale = x.abs().amax(dim=1, keepdim=True)",
+           "x_scale = x.abs().amax().expand(x.size(0), 1)", ("tests/test_precision.py",)),
+    Mutant("batcher-mixes-search-settings",  # sentences with different beams share a batch
+           "machine_translation/serve/batcher.py", "if item.options == first.options and (fits or not batch):",
+           "if (fits or not batch):", ("tests/test_serve.py",)),
 ]
 
 

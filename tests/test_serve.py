@@ -2,6 +2,7 @@
 dynamic batching (each client gets its own results, batched equals alone), limits, keys and
 rate limits, a real client (libretranslatepy) against a live server on a loopback port, and
 a clean stop. The model is the session's `learned` fixture."""
+import json
 import re
 import signal
 import subprocess
@@ -350,3 +351,26 @@ def test_a_client_that_goes_away_has_its_queued_sentences_dropped(learned):
     asyncio.run(scenario())
     model.batcher.stop()
     assert seen == [["first"]], "nothing of the departed client was translated"
+
+
+def test_several_models_one_per_pair(learned, tmp_path):
+    """Two pairs served at once: /languages lists both, each request goes to its pair's
+    model, auto cannot choose between two source languages, and a pair twice is refused."""
+    import shutil
+
+    from machine_translation.errors import ConfigError
+    other = tmp_path / "fr-en"
+    shutil.copytree(learned[0], other, ignore=shutil.ignore_patterns("checkpoints", "data"))
+    config = json.loads((other / "config.json").read_text())
+    (other / "config.json").write_text(json.dumps({**config, "pair": "fr-en"}))
+    opts = ServeOptions()
+    models = load_models([learned[0], other], "cpu", None, 1, opts)
+    with TestClient(build_app(models, opts, Access(None, 0))) as c:
+        assert c.get("/languages").json() == [{"code": "en", "name": "English", "targets": ["fr"]},
+                                              {"code": "fr", "name": "French", "targets": ["en"]}]
+        assert c.post("/translate", json={"q": "a dog", "source": "fr", "target": "en"}).status_code == 200
+        assert c.post("/v1/translate", json={"src": ["a dog"], "source": "fr", "target": "en"}).json()["model"] == "fr-en"
+        error(c.post("/translate", json={"q": "a dog", "source": "auto", "target": "fr"}), 400, "pass source")
+        error(c.post("/detect", json={"q": "a dog"}), 400, "pass source")
+    with pytest.raises(ConfigError, match="both translate en-fr"):
+        load_models([learned[0], learned[0]], "cpu", None, 1, opts)
