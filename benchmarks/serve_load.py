@@ -140,12 +140,12 @@ def main() -> None:
             print(json.dumps(r), file=sys.stderr)
             if "after_1000" not in rss and sent >= 1000:
                 rss["after_1000"] = round(rss_mib(proc.pid), 1)
-        while sent < args.soak:  # the soak: C = 32 again until request 10,000
+        while sent < args.soak:  # the soak: C = 32 again until request 10,000, RSS after each round
             r = asyncio.run(load(url, sentences[: min(len(sentences), args.soak - sent)], 32, args.time_limit))
             sent += r["requests"]
             if r["requests"] == 0:
                 break
-        rss[f"after_{sent}"] = round(rss_mib(proc.pid), 1)
+            rss[f"after_{sent}"] = round(rss_mib(proc.pid), 1)
     finally:
         proc.terminate()
         proc.wait(60)
