@@ -121,12 +121,19 @@ async def _disconnected(request: Request) -> None:
 
 
 # -- routes ------------------------------------------------------------------------------------
-async def translate(request: Request) -> JSONResponse:
+async def admitted(request: Request, text: str) -> tuple[Service, dict]:
+    """The service and the request's parameters, once its API key and rate are checked and
+    its text parameter (`q` or `src`) is there."""
     service: Service = request.app.state.service
     params = await read_params(request, service.options.max_body_bytes)
-    service.access.check(params.get("api_key"), _client(request))
-    if params.get("q") in (None, "", []):
-        raise missing("q")
+    service.access.check(params.get("api_key"), request.client.host if request.client else "unknown")
+    if params.get(text) in (None, "", []):
+        raise missing(text)
+    return service, params
+
+
+async def translate(request: Request) -> JSONResponse:
+    service, params = await admitted(request, "q")
     for name in ("source", "target"):
         if not params.get(name) or not isinstance(params[name], str):
             raise missing(name)
@@ -167,11 +174,7 @@ async def translate(request: Request) -> JSONResponse:
 
 
 async def detect(request: Request) -> JSONResponse:
-    service: Service = request.app.state.service
-    params = await read_params(request, service.options.max_body_bytes)
-    service.access.check(params.get("api_key"), _client(request))
-    if params.get("q") in (None, "", []):
-        raise missing("q")
+    service, params = await admitted(request, "q")
     text_items(params["q"])
     return JSONResponse([{"confidence": 100.0, "language": service.detect()}])
 
@@ -197,12 +200,8 @@ async def frontend_settings(request: Request) -> JSONResponse:
 
 async def native_translate(request: Request) -> JSONResponse:
     """mt's own endpoint: scores, n-best lists and, when asked, the cross-attention."""
-    service: Service = request.app.state.service
     start = time.perf_counter()
-    params = await read_params(request, service.options.max_body_bytes)
-    service.access.check(params.get("api_key"), _client(request))
-    if params.get("src") in (None, "", []):
-        raise missing("src")
+    service, params = await admitted(request, "src")
     texts, _ = text_items(params["src"], "src")
     if len(texts) > service.options.batch_limit or sum(map(len, texts)) > service.options.char_limit:
         raise ApiError(400, f"Invalid request: over {service.options.batch_limit} sentences or "
@@ -246,10 +245,6 @@ async def health(request: Request) -> JSONResponse:
 
 async def index(request: Request) -> HTMLResponse:
     return HTMLResponse(resources.files("machine_translation.serve").joinpath("static/index.html").read_text("utf-8"))
-
-
-def _client(request: Request) -> str:
-    return request.client.host if request.client else "unknown"
 
 
 # -- errors ------------------------------------------------------------------------------------
