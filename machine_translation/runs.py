@@ -238,7 +238,7 @@ def _train_run(opts: RunOptions, info: DistInfo, device: torch.device) -> dict:
         logging.getLogger("machine_translation").setLevel(logging.WARNING)
     set_threads(device, opts.threads)
     torch.manual_seed(opts.train.seed)
-    check_precision(opts.train.precision, device, TRAIN_PRECISIONS)  # an impossible choice fails before any work
+    check_precision(opts.train.precision, device, TRAIN_PRECISIONS, warn=False)  # fails before any work
     if not opts.resume and opts.init_from is None:
         resolve_config(opts, opts.vocab_size, None)  # a bad preset or model flag fails before any work is done
     if info.is_main:

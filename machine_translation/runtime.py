@@ -4,6 +4,7 @@ Both training and inference use these, so they live here rather than in either p
 """
 from __future__ import annotations
 
+import functools
 import logging
 import os
 
@@ -55,6 +56,7 @@ PRECISIONS = ("fp32", "bf16", "int8")  # inference
 TRAIN_PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 
 
+@functools.cache  # the CPU does not change while we run
 def cpu_flags() -> frozenset[str]:
     """The CPU's feature flags as the OS reports them (Linux /proc/cpuinfo; empty elsewhere)."""
     try:
@@ -82,10 +84,11 @@ def native_bf16(device: torch.device) -> bool:
 AUTO_BF16_ON_CPU = False
 
 
-def check_precision(precision: str, device: torch.device, choices: tuple[str, ...] = PRECISIONS) -> str:
+def check_precision(precision: str, device: torch.device, choices: tuple[str, ...] = PRECISIONS,
+                    warn: bool = True) -> str:
     """The precision to run in, or a ConfigError naming the flag: int8 is CPU only (PyTorch's
     x86 int8 kernels), fp16 CUDA only; bf16 without native support runs, with a warning that
-    it will be slow. `auto` (training): bf16 where it is native (on CPU only once measured,
+    it will be slow (`warn=False`: an early check before the one that runs it). `auto` (training): bf16 where it is native (on CPU only once measured,
     AUTO_BF16_ON_CPU), fp32 elsewhere."""
     if precision not in choices:
         raise ConfigError(f"--precision {precision!r}: choose one of {', '.join(choices)}")
@@ -97,7 +100,7 @@ def check_precision(precision: str, device: torch.device, choices: tuple[str, ..
                           "or --precision bf16 on this device")
     if precision == "fp16" and device.type != "cuda":
         raise ConfigError(f"--precision fp16 needs CUDA, not {device.type}: use bf16 or fp32")
-    if precision == "bf16" and not native_bf16(device):
+    if precision == "bf16" and warn and not native_bf16(device):
         logging.getLogger(__name__).warning(
             "this %s has no native bfloat16 (AVX-512 BF16 or AMX): bf16 will run, slowly; fp32 is faster here",
             device.type.upper())

@@ -67,7 +67,7 @@ class Translator:
         """Load a translation model directory (checked to be one, and of `pair` when given)."""
         dev = pick_device(device)
         if precision is not None:
-            check_precision(precision, dev)  # before loading: a bad choice costs nothing
+            check_precision(precision, dev, warn=False)  # before loading: a bad choice costs nothing
         return cls(load_pretrained(directory, dev, task="mt", pair=pair), dev, workers, precision)
 
     def _use_precision(self, precision: str | None) -> str:

@@ -222,7 +222,7 @@ def test_concurrent_clients_get_their_own_translations_batched_equals_alone(clie
 def test_the_batcher_respects_its_limits(learned):
     from machine_translation.serve.batcher import Batcher, Item
     opts = ServeOptions(max_batch_sentences=3, max_batch_tokens=20)
-    b = Batcher("m", None, len, opts)
+    b = Batcher("m", None, opts)
     a, other = SearchOptions(beam=4), SearchOptions(beam=2)
     b._pending = [Item(t, n, o, None, None, 0.0) for t, n, o in
                   [("a", 5, a), ("b", 5, other), ("c", 5, a), ("d", 8, a), ("e", 2, a), ("f", 2, a)]]

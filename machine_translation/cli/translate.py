@@ -121,19 +121,18 @@ def translate(
     if attention is not None and (len(lines) != 1 or not lines[0].strip()):
         raise ConfigError(f"--attention draws one sentence, and {len(lines)} lines were given: translate one "
                           "non-empty sentence with it")
+    if attention is not None and attention.is_dir():
+        raise ConfigError(f"--attention {attention} is a directory: name a PNG file")
     translator = load_translator(model, pair, device, threads, workers, precision)
     opts = translator.defaults.updated(beam=beam, length_penalty=length_penalty, max_len_a=max_len_a,
                                        max_len_b=max_len_b, n_best=n_best, batch_size=batch_size,
                                        repeat_guard=repeat_guard, normalize_case=normalize_case)
+    results = translator.translations(lines, opts)
     if attention is not None:
         from machine_translation.plot import plot_attention
-        best = translator.translations(lines, opts)[0][0]
-        if attention.is_dir():
-            raise ConfigError(f"--attention {attention} is a directory: name a PNG file")
-        plot_attention(translator.alignment(best), attention)
+        plot_attention(translator.alignment(results[0][0]), attention)
     if n_best == 1:
-        write_output(translator.translate(lines, opts), output)
+        write_output([n_best_list[0].text for n_best_list in results], output)
         return
-    out = [f"{i}\t{score:.4f}\t{text}" for i, hyps in enumerate(translator.translate_scored(lines, opts))
-           for text, score in hyps]
-    write_output(out, output)
+    write_output([f"{i}\t{t.score:.4f}\t{t.text}" for i, n_best_list in enumerate(results) for t in n_best_list],
+                 output)

@@ -79,21 +79,20 @@ class Service:
                                 "pass source")
         return self.sources[0]
 
-    def check_lines(self, model: ServedModel, lines: list[str]) -> None:
-        for line in lines:
-            n = model.count_tokens(line)
+    async def run(self, model: ServedModel, sentences: list[str], options, request: Request) -> list:
+        """Translations (n-best lists) of non-empty sentences through the model's batcher: a
+        400 for a line longer than the model's positions (never truncated), 503 when the
+        queue is full or the request times out; a client that goes away has its queued
+        sentences dropped."""
+        if not sentences:
+            return []
+        lengths = [model.count_tokens(s) for s in sentences]  # for this check and the batcher's token budget
+        for line, n in zip(sentences, lengths):
             if n > model.max_tokens:
                 raise ApiError(400, f"Invalid request: a line of {len(line)} characters is {n} tokens long, over this "
                                     f"model's limit of {model.max_tokens}: split it into sentences")
-
-    async def run(self, model: ServedModel, sentences: list[str], options, request: Request) -> list:
-        """Translations (n-best lists) of non-empty sentences through the model's batcher, or
-        503 when the queue is full or the request times out; a client that goes away has
-        its queued sentences dropped."""
-        if not sentences:
-            return []
         try:
-            items = model.batcher.submit(sentences, options)
+            items = model.batcher.submit(sentences, lengths, options)
         except QueueFull:
             raise ApiError(503, "The server is busy: the translation queue is full, retry later",
                            {"Retry-After": "1"}) from None
@@ -153,7 +152,6 @@ async def translate(request: Request) -> JSONResponse:
     pieces = [markup.split(t) if fmt == "html" else None for t in texts]
     segments = [markup.texts(p) if p is not None else t.split("\n") for t, p in zip(texts, pieces)]
     todo = sorted({s.strip() for segs in segments for s in segs if s.strip()})
-    service.check_lines(model, todo)
     defaults = model.translator.defaults
     options = defaults.updated(n_best=1 + alternatives, beam=max(defaults.beam, 1 + alternatives))
     done = dict(zip(todo, await service.run(model, todo, options, request)))
@@ -218,7 +216,6 @@ async def native_translate(request: Request) -> JSONResponse:
     if not isinstance(attention, bool):
         raise ApiError(400, "Invalid request: attention must be true or false")
     todo = [t for t in texts if t.strip()]
-    service.check_lines(model, todo)
     options = model.translator.defaults.updated(beam=beam, n_best=n_best)
     done = iter(await service.run(model, todo, options, request))
     out = []

@@ -49,13 +49,12 @@ def _deliver(future: asyncio.Future, result=None, error: BaseException | None = 
 
 
 class Batcher:
-    """One per served model. `translate(sentences)` is any batch translation that keeps each
-    sentence independent of its batch mates: (texts, SearchOptions) -> one result per text."""
+    """One per served model. `translate` is any batch translation that keeps each sentence
+    independent of its batch mates: (texts, SearchOptions) -> one result per text."""
 
-    def __init__(self, name: str, translate, count_tokens, options: ServeOptions, workers: int = 1):
+    def __init__(self, name: str, translate, options: ServeOptions, workers: int = 1):
         self.name = name
         self._translate = translate
-        self._count_tokens = count_tokens
         self.options = options
         self.workers = workers
         self._pending: list[Item] = []
@@ -80,11 +79,12 @@ class Batcher:
         with self._cond:
             return len(self._pending)
 
-    def submit(self, texts: list[str], options: SearchOptions) -> list[Item]:
-        """Queue the sentences of one request (all or none); await `asyncio.gather(*(i.future ...))`."""
+    def submit(self, texts: list[str], lengths: list[int], options: SearchOptions) -> list[Item]:
+        """Queue the sentences of one request (all or none), with their encoded lengths (EOS
+        included); await `asyncio.gather(*(i.future ...))`."""
         loop = asyncio.get_running_loop()
         now = time.monotonic()
-        items = [Item(t, self._count_tokens(t), options, loop.create_future(), loop, now) for t in texts]
+        items = [Item(t, n, options, loop.create_future(), loop, now) for t, n in zip(texts, lengths)]
         with self._cond:
             if self._stopping:
                 raise QueueFull("the server is stopping")

@@ -37,9 +37,9 @@ def load_models(directories: list[Path], device: str | None, precision: str | No
         pairs[pair] = directory
         source, target = pair.split("-", 1)
         name = Path(directory).resolve().name
-        model = ServedModel(name, source, target, translator, None, translator.loaded.config.max_positions - 1)
-        model.batcher = Batcher(name, translator.translations, model.count_tokens, options, translator.workers)
-        models.append(model)
+        batcher = Batcher(name, translator.translations, options, translator.workers)
+        models.append(ServedModel(name, source, target, translator, batcher,
+                                  translator.loaded.config.max_positions - 1))
     return models
 
 
