@@ -185,7 +185,7 @@ def test_a_model_directory_without_checkpoints_is_never_replaced(model_dir, tmp_
 def test_an_unexpected_error_is_one_line_naming_the_traceback_file(model_dir, tmp_path, monkeypatch):
     from machine_translation import translate
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
-    monkeypatch.setattr(translate.Translator, "translate", lambda *a, **k: 1 / 0)
+    monkeypatch.setattr(translate.Translator, "translations", lambda *a, **k: 1 / 0)  # what the CLI calls
     r = runner.invoke(app, ["translate", "--model", str(model_dir), "x"])
     assert_one_line(r, "this is a bug in mt", code=1)
     logs = list((tmp_path / "mt" / "crashes").iterdir())
