@@ -6,6 +6,11 @@ cross-attention projects its queries (`q_proj`) apart from the encoder's keys/va
 own keys/values are returned so that it can cache them too. The module keeps no state between
 calls.
 
+On a CPU in bfloat16 or float16 the attention is written out (scores, softmax in float32,
+weighted sum) instead of calling PyTorch's fused CPU kernel, which is several times slower
+in reduced precision at translation's lengths (measured in docs/benchmarks.md section 1e);
+float32 and GPUs keep `F.scaled_dot_product_attention`.
+
 Model directories written before the fused layout hold `q_proj` and `kv_proj` for
 self-attention as well; they are joined into `qkv_proj` when loaded (`_load_from_state_dict`),
 so old models translate exactly as before.
@@ -52,9 +57,11 @@ class MultiHeadAttention(nn.Module):
         """q: (B, H, Tq, Dh); key, value: (B, H, Tk, Dh); attn_mask: bool, True = may attend,
         broadcastable to (B, H, Tq, Tk). Returns (B, Tq, D) after the output projection."""
         B, H, Tq, Dh = q.shape
-        out = F.scaled_dot_product_attention(
-            q, key, value, attn_mask=attn_mask, dropout_p=self.dropout if self.training else 0.0
-        )  # (B, H, Tq, Dh)
+        dropout = self.dropout if self.training else 0.0
+        if q.device.type == "cpu" and q.dtype != torch.float32:
+            out = _written_out_attention(q, key, value, attn_mask, dropout)  # (B, H, Tq, Dh)
+        else:
+            out = F.scaled_dot_product_attention(q, key, value, attn_mask=attn_mask, dropout_p=dropout)
         return self.out_proj(out.transpose(1, 2).reshape(B, Tq, H * Dh))
 
     def forward(self, query: Tensor, key: Tensor, value: Tensor, attn_mask: Tensor | None) -> Tensor:
@@ -74,3 +81,15 @@ class MultiHeadAttention(nn.Module):
                 q, kv = state_dict.pop(prefix + "q_proj." + name), state_dict.pop(prefix + "kv_proj." + name)
                 state_dict[prefix + "qkv_proj." + name] = torch.cat([q, kv], dim=0)
         super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
+
+
+def _written_out_attention(q: Tensor, key: Tensor, value: Tensor, attn_mask: Tensor | None, dropout: float) -> Tensor:
+    """softmax(q k^T / sqrt(Dh)) v with the softmax in float32: what the fused kernel computes.
+    q: (B, H, Tq, Dh); key, value: (B, H, Tk, Dh); attn_mask: True = may attend."""
+    scores = (q @ key.transpose(-2, -1)) * q.size(-1) ** -0.5  # (B, H, Tq, Tk)
+    if attn_mask is not None:
+        scores = scores.masked_fill(~attn_mask, float("-inf"))  # no row is fully masked (masks.py)
+    weights = torch.softmax(scores.float(), dim=-1)  # (B, H, Tq, Tk)
+    if dropout:
+        weights = F.dropout(weights, dropout)
+    return weights.to(q.dtype) @ value  # (B, H, Tq, Dh)
