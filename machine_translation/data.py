@@ -142,30 +142,60 @@ def batch_encode(tok, texts: list[str]) -> list[list[int]]:
     return tok.encode_batch(texts) if hasattr(tok, "encode_batch") else [tok.encode(t) for t in texts]
 
 
-def token_batches(lengths: np.ndarray, batch_tokens: int, seed: int, epoch: int, multiple: int = 8) -> list[np.ndarray]:
-    """Indices grouped into batches of similar length, each with at most `batch_tokens`
-    padded tokens and a multiple of `multiple` sentences (as fairseq's
-    required-batch-size-multiple; a batch of very long sentences may exceed the budget to
-    reach it). The same (seed, epoch) always gives the same batches in the same order,
-    and under torchrun every rank gets a slice of each (up to `multiple` processes).
-    NumPy throughout: millions of examples cost a few arrays, not millions of Python ints.
+BUCKET_WIDTH = 2  # padded lengths are multiples of 2: 27 shapes on Multi30k for 2% more PAD than exact lengths
 
-    lengths: (N,) the padded length each example needs (max of source and target + 1).
-    """
-    lengths = np.asarray(lengths, dtype=np.int64)
+
+@dataclass(frozen=True)
+class Batch:
+    """The examples of one batch and the length both its sides are padded to."""
+
+    length: int  # L: source + EOS and BOS + target are padded to (B, L)
+    indices: np.ndarray  # (B,) example indices
+
+
+def bucket_bounds(lengths: np.ndarray, multiple: int = 8, width: int = BUCKET_WIDTH) -> np.ndarray:
+    """The padded lengths batches are drawn at: the multiples of `width` that cover `lengths`,
+    a bound holding fewer than `multiple` examples merged into the next longer one (the
+    longest few into the bound below them, padded up), so every bucket fills a batch of
+    `multiple` sentences. Depends on the lengths only: a run uses the same shapes every epoch."""
+    counts = np.bincount((np.asarray(lengths) + width - 1) // width)  # counts[i]: examples padded to i*width
+    kept, carry = [], 0
+    for i in np.flatnonzero(counts):
+        carry += int(counts[i])
+        if carry >= multiple:
+            kept.append(int(i))
+            carry = 0
+    if carry or not kept:  # the longest examples, too few for a bucket of their own
+        kept[-1:] = [int(np.flatnonzero(counts)[-1])]
+    return np.array(kept, dtype=np.int64) * width
+
+
+def token_batches(lengths: np.ndarray, batch_tokens: int, seed: int, epoch: int, multiple: int = 8,
+                  width: int = BUCKET_WIDTH) -> list[Batch]:
+    """The batches of one epoch. Every example goes to the smallest bucket bound L that holds
+    it (`bucket_bounds`); a bucket's examples are shuffled and cut into batches of the same
+    number of sentences, as many as fit `batch_tokens` padded tokens at length L, rounded
+    down to a multiple of `multiple` (fairseq's required-batch-size-multiple; a bucket of very
+    long sentences may exceed the budget to reach it). So the batches of a run come in a small
+    fixed set of shapes (B, L), and shape-specialised kernels are built once, not per batch.
+    The same (seed, epoch) gives the same batches in the same order; under torchrun every
+    rank takes a slice of each (up to `multiple` processes).
+
+    Memory is a few bytes a pair: the lengths, and one shuffled index array per bucket.
+    lengths: (N,) the padded length each example needs (max of source and target + 1)."""
+    lengths = np.asarray(lengths)
     rng = np.random.default_rng([seed, epoch])
-    order = np.lexsort((rng.random(len(lengths)), lengths))  # (N,) by length, ties in random order
-    sorted_len = lengths[order]
-    bounds, start, n = [], 0, len(order)
-    while start < n:
-        window = sorted_len[start : start + max(multiple, batch_tokens // sorted_len[start])]
-        fits = int(np.count_nonzero(window * np.arange(1, len(window) + 1) <= batch_tokens))  # a prefix: lengths rise
-        size = max(multiple, fits - fits % multiple)
-        if n - (start + size) < multiple:  # no undersized batch at the end
-            size = n - start
-        start += size
-        bounds.append(start)
-    batches = np.split(order, bounds[:-1])
+    index_dtype = np.uint32 if len(lengths) < 2**32 else np.int64
+    batches, low = [], 0
+    for bound in bucket_bounds(lengths, multiple, width).tolist():
+        members = np.flatnonzero((lengths > low) & (lengths <= bound)).astype(index_dtype)  # (n,)
+        low = bound
+        rng.shuffle(members)
+        rows = max(multiple, batch_tokens // bound // multiple * multiple)
+        cuts = list(range(rows, len(members), rows))
+        if cuts and len(members) - cuts[-1] < multiple:  # no undersized batch: the rest joins the last one
+            cuts.pop()
+        batches += [Batch(bound, part) for part in np.split(members, cuts)]
     return [batches[i] for i in rng.permutation(len(batches))]
 
 
@@ -178,12 +208,17 @@ def ragged(seqs: list[list[int]]) -> Ragged:
     return offsets, np.fromiter((i for ids in seqs for i in ids), dtype=np.int64, count=int(offsets[-1]))
 
 
-def pad_ragged(rows: Ragged, pad_id: int, before: int | None = None, after: int | None = None) -> Tensor:
-    """Right-padded (B, L) ids of ragged rows, with an optional token before and after each row."""
+def pad_ragged(rows: Ragged, pad_id: int, before: int | None = None, after: int | None = None,
+               length: int | None = None) -> Tensor:
+    """Right-padded (B, L) ids of ragged rows, with an optional token before and after each row;
+    L is the longest row (with those tokens), or `length` when given (a bucket's bound)."""
     offsets, values = rows
     lengths = np.diff(offsets)  # (B,)
     shift = int(before is not None)
-    out = np.full((len(lengths), int(lengths.max()) + shift + int(after is not None)), pad_id, dtype=np.int64)
+    longest = int(lengths.max()) + shift + int(after is not None)
+    if length is not None and length < longest:
+        raise ValueError(f"a row of {longest} tokens does not fit the padded length {length}")
+    out = np.full((len(lengths), length or longest), pad_id, dtype=np.int64)
     position = np.arange(out.shape[1])[None, :] - shift  # (1, L)
     out[(position >= 0) & (position < lengths[:, None])] = values[offsets[0] : offsets[-1]]
     if before is not None:
@@ -198,12 +233,14 @@ def pad_batch(seqs: list[list[int]], pad_id: int) -> Tensor:
     return pad_ragged(ragged(seqs), pad_id)
 
 
-def collate(src: Ragged, tgt: Ragged, pad_id: int, bos_id: int,
-            eos_id: int) -> tuple[tuple[Tensor, Tensor, Tensor], int, int]:
+def collate(src: Ragged, tgt: Ragged, pad_id: int, bos_id: int, eos_id: int,
+            length: int | None = None) -> tuple[tuple[Tensor, Tensor, Tensor], int, int]:
     """Source ids + EOS (B, S); decoder input `<bos> y` (B, T); labels `y <eos>` (B, T); and
-    the real source+target and target token counts (PAD excluded)."""
-    tensors = (pad_ragged(src, pad_id, after=eos_id), pad_ragged(tgt, pad_id, before=bos_id),
-               pad_ragged(tgt, pad_id, after=eos_id))
+    the real source+target and target token counts (PAD excluded). S and T are the longest
+    rows, or both `length` when given."""
+    tensors = (pad_ragged(src, pad_id, after=eos_id, length=length),
+               pad_ragged(tgt, pad_id, before=bos_id, length=length),
+               pad_ragged(tgt, pad_id, after=eos_id, length=length))
     n_rows = len(src[0]) - 1
     n_targets = int(tgt[0][-1] - tgt[0][0]) + n_rows
     return tensors, int(src[0][-1] - src[0][0]) + n_rows + n_targets, n_targets

@@ -35,9 +35,7 @@ class PairStore:
 
     def __init__(self, table: pa.Table):
         self.table = table
-        src_len = pc.list_value_length(table["src"]).to_numpy()  # (N,)
-        tgt_len = pc.list_value_length(table["tgt"]).to_numpy()  # (N,)
-        self.lengths = np.maximum(src_len, tgt_len).astype(np.int64) + 1  # (N,) padded length with BOS/EOS
+        self.lengths = _padded_lengths(table)  # (N,) uint32: 4 bytes a pair, the only per-pair array in memory
 
     def __len__(self) -> int:
         return self.table.num_rows
@@ -73,11 +71,11 @@ class PairStore:
         schema = _schema(tokenizer.vocab_size)
         return cls(pa.Table.from_batches(list(_encode(pairs, tokenizer, max_tokens, what, schema)), schema))
 
-    def collate(self, indices: np.ndarray, pad: int, bos: int,
-                eos: int) -> tuple[tuple[Tensor, Tensor, Tensor], int, int]:
+    def collate(self, indices: np.ndarray, pad: int, bos: int, eos: int,
+                length: int | None = None) -> tuple[tuple[Tensor, Tensor, Tensor], int, int]:
         """`data.collate` of the pairs at `indices`, gathered from the table with one take."""
         rows = self.table.take(pa.array(indices))
-        return collate(_ragged(rows["src"]), _ragged(rows["tgt"]), pad, bos, eos)
+        return collate(_ragged(rows["src"]), _ragged(rows["tgt"]), pad, bos, eos, length)
 
 
 def token_dtype(vocab_size: int) -> type:
@@ -153,6 +151,19 @@ def _encode(pairs: Iterable[tuple[str, str]], tokenizer, max_tokens: int, what: 
         logger.info("%s: skipped %d pairs longer than %d tokens", what, long, max_tokens)
     if not kept:
         raise DataError(f"{what}: no usable sentence pairs (empty, or every pair longer than {max_tokens} tokens)")
+
+
+def _padded_lengths(table: pa.Table) -> np.ndarray:
+    """max(source, target) + 1 of every pair (the padded length with BOS/EOS), one record
+    batch at a time, so no full-length temporary is made: (N,) uint32."""
+    out = np.empty(table.num_rows, dtype=np.uint32)
+    start = 0
+    for batch in table.to_batches():
+        src = pc.list_value_length(batch.column("src")).to_numpy(zero_copy_only=False)  # (n,)
+        tgt = pc.list_value_length(batch.column("tgt")).to_numpy(zero_copy_only=False)  # (n,)
+        np.add(np.maximum(src, tgt), 1, out=out[start : start + len(src)], casting="unsafe")
+        start += len(src)
+    return out
 
 
 def _ragged(column: pa.ChunkedArray) -> Ragged:

@@ -12,7 +12,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from machine_translation.checkpoint import LoadedModel
-from machine_translation.data import token_batches
+from machine_translation.data import BUCKET_WIDTH, Batch, token_batches
 from machine_translation.errors import DataError
 from machine_translation.evaluate import corpus_bleu
 from machine_translation.options import SearchOptions
@@ -70,15 +70,17 @@ class TranslationTask:
         return self._steps_per_epoch
 
     def batching(self) -> dict:
-        return {"seed": self.seed, "batch_tokens": self.batch_tokens}
+        return {"seed": self.seed, "batch_tokens": self.batch_tokens, "bucket_width": BUCKET_WIDTH}
 
-    def _batch(self, store: PairStore, indices) -> TranslationBatch:
-        tensors, n_tokens, n_targets = store.collate(indices, self.pad, self.bos, self.eos)
+    def _batch(self, store: PairStore, batch: Batch, shard: tuple[int, int] = (0, 1)) -> TranslationBatch:
+        rank, world = shard
+        tensors, n_tokens, n_targets = store.collate(batch.indices[rank::world], self.pad, self.bos, self.eos,
+                                                     batch.length)
         return TranslationBatch(*(x.to(self.device) for x in tensors), n_tokens, n_targets)
 
     def batches(self, epoch: int, start: int) -> Iterator[TranslationBatch]:
-        for indices in token_batches(self.train.lengths, self.batch_tokens, self.seed, epoch)[start:]:
-            yield self._batch(self.train, indices[self.rank :: self.world])
+        for batch in token_batches(self.train.lengths, self.batch_tokens, self.seed, epoch)[start:]:
+            yield self._batch(self.train, batch, (self.rank, self.world))  # this rank's slice of it
 
     def loss_sum(self, model: nn.Module, batch: TranslationBatch) -> Tensor:
         logits = model(batch.src_ids, batch.tgt_input_ids)  # (B, T, V)

@@ -5,10 +5,11 @@ import gzip
 import http.server
 import threading
 
+import numpy as np
 import pytest
 
 from machine_translation import corpora
-from machine_translation.data import parse_data_spec, read_split, token_batches
+from machine_translation.data import BUCKET_WIDTH, bucket_bounds, parse_data_spec, read_split, token_batches
 from machine_translation.errors import DataError
 
 
@@ -92,14 +93,34 @@ def test_bad_specs(tmp_path):
 
 
 def test_token_batches_respect_the_budget_and_repeat():
-    lengths = [3, 50, 7, 7, 20, 12, 3, 49, 8] * 20
-    as_lists = lambda batches: [b.tolist() for b in batches]  # noqa: E731
+    lengths = np.array([3, 50, 7, 7, 20, 12, 3, 49, 8] * 20)
+    as_lists = lambda batches: [(b.length, b.indices.tolist()) for b in batches]  # noqa: E731
     a = as_lists(token_batches(lengths, 120, seed=1, epoch=0))
     assert a == as_lists(token_batches(lengths, 120, seed=1, epoch=0))
     assert a != as_lists(token_batches(lengths, 120, seed=1, epoch=1))
-    assert sorted(i for b in a for i in b) == list(range(len(lengths)))
-    assert sum(len(b) % 8 != 0 for b in a) <= 1  # only the merged remainder is off the multiple
-    over = [b for b in a if max(lengths[i] for i in b) * len(b) > 120]
-    assert all(len(b) < 16 for b in over)  # over budget only to reach the minimum of 8 sentences
+    assert sorted(i for _, b in a for i in b) == list(range(len(lengths)))
+    assert all(len(b) % 8 == 0 or len(b) > 8 for _, b in a)  # at least 8 sentences; a bucket's rest joins a batch
+    over = [(L, b) for L, b in a if L * len(b) > 120]
+    assert all(len(b) < 16 for _, b in over)  # over budget only to reach the minimum of 8 sentences
     big = token_batches(lengths, 4000, seed=1, epoch=0)
-    assert all(max(lengths[i] for i in b) * len(b) <= 4000 for b in big)
+    assert all(b.length * len(b.indices) <= 4000 for b in big)
+
+
+def test_batches_come_in_a_few_fixed_shapes_each_example_in_its_smallest_bucket():
+    rng = np.random.default_rng(0)
+    lengths = np.concatenate([rng.integers(4, 40, 5000), [97, 120]])  # two outliers, too few for a bucket
+    bounds = bucket_bounds(lengths)
+    assert bounds.tolist() == sorted(bounds.tolist()) and bounds[-1] == 120
+    assert all(b % BUCKET_WIDTH == 0 for b in bounds)
+    shapes = set()
+    for epoch in range(3):
+        batches = token_batches(lengths, 1000, seed=5, epoch=epoch)
+        assert sorted(i for b in batches for i in b.indices) == list(range(len(lengths)))
+        for b in batches:
+            smallest = bounds[np.searchsorted(bounds, lengths[b.indices])]  # (B,) the bound each example needs
+            assert (smallest == b.length).all()
+        shapes |= {(len(b.indices), b.length) for b in batches}
+    # one full shape per bucket plus at most one remainder shape: the same set every epoch
+    assert len(shapes) <= 2 * len(bounds)
+    assert len({b for _, b in shapes}) == len(bounds) <= (40 // BUCKET_WIDTH) + 1
+    assert 97 in lengths and 120 in bounds and 98 not in bounds  # the two outliers share the last bucket

@@ -59,10 +59,11 @@ def test_store_on_disk_equals_the_list_reference(tmp_path, tok):
     tgt_ids = [tok.encode(t) for _, t in kept]
     assert store.lengths.tolist() == [max(len(s), len(t)) + 1 for s, t in zip(src_ids, tgt_ids)]
     for batch in token_batches(store.lengths, 200, seed=3, epoch=1)[:20]:
-        tensors, n_tokens, n_targets = store.collate(batch, pad=0, bos=2, eos=3)
-        expected = collate_pairs([src_ids[i] for i in batch], [tgt_ids[i] for i in batch], 0, 2, 3)
-        for got, want in zip(tensors, expected):
-            assert got.dtype == want.dtype and got.equal(want)
+        tensors, n_tokens, n_targets = store.collate(batch.indices, pad=0, bos=2, eos=3, length=batch.length)
+        expected = collate_pairs([src_ids[i] for i in batch.indices], [tgt_ids[i] for i in batch.indices], 0, 2, 3)
+        for got, want in zip(tensors, expected):  # the same ids, then PAD up to the bucket's length
+            assert got.shape == (len(batch.indices), batch.length) and got.dtype == want.dtype
+            assert got[:, : want.size(1)].equal(want) and (got[:, want.size(1) :] == 0).all()
         assert n_targets == int((expected[2] != 0).sum())
         assert n_tokens == n_targets + int((expected[0] != 0).sum())
 
