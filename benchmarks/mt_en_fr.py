@@ -6,7 +6,10 @@ in one run on this machine (nothing else running).
    budget; both scored with sacreBLEU on test_2016_flickr and test_2017_flickr (greedy and
    beam 4), cased BLEU/chrF/TER and lowercased BLEU.
 2. Training tokens/s (real source + target tokens, PAD not counted, the same batches): the
-   median over the logged windows of each run.
+   median over the logged windows of each run. `--mt-precisions fp32 bf16` trains mt once
+   per training precision (the first is the run the peer copies; the others go to
+   `mt-PRECISION`), each for the same budget, and scores each. `--peer-minutes` gives the
+   peer its own budget (its tokens/s needs minutes, its BLEU the full budget).
 3. Translation speed on test_2016_flickr, batch 64, greedy and beam 4: mt (each of
    --precisions, one process x 2 threads and 2 processes x 1 thread), the peer's `generate`,
    and CTranslate2 (float32 and int8, 1x2 and 2x1) on the converted peer, medians of --repeats.
@@ -151,12 +154,12 @@ def speed(mt_dir: Path, peer_dir: Path, work: Path, data_dir, repeats: int, prec
     return results
 
 
-def plot(mt_dir: Path, peer_dir: Path, path: Path) -> None:
+def plot(runs: dict[str, Path], path: Path) -> None:
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(11, 4))
-    for name, d in (("mt", mt_dir), ("Marian peer", peer_dir)):
+    for name, d in runs.items():
         if not (d / "train_log.jsonl").exists():  # e.g. --skip peer
             continue
         records = [json.loads(line) for line in (d / "train_log.jsonl").read_text().splitlines()]
@@ -182,27 +185,34 @@ def main() -> None:
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--skip", nargs="*", default=[], choices=["mt", "peer", "speed"])
     p.add_argument("--precisions", nargs="*", default=["fp32", "bf16", "int8"], help="mt's rows in the speed part")
+    p.add_argument("--mt-precisions", nargs="+", default=["fp32"], help="mt train --precision of each mt run")
+    p.add_argument("--peer-minutes", type=float, default=None, help="the peer's budget (default: --minutes)")
     args, extra = p.parse_known_args()
     mt_dir, peer_dir = args.out / "mt", args.out / "peer"
     results_path = args.out / "results.json"
     results = json.loads(results_path.read_text()) if results_path.exists() else {}
     args.out.mkdir(parents=True, exist_ok=True)
+    mt_dirs = {"mt": mt_dir, **{f"mt-{p}": args.out / f"mt-{p}" for p in args.mt_precisions[1:]}}
     if "mt" not in args.skip:
-        results["mt_train_wall_s"] = round(run_mt(mt_dir, args.minutes, args.batch_tokens, extra), 1)
-        results["mt_scores"] = score_mt(mt_dir)
+        for (name, d), precision in zip(mt_dirs.items(), args.mt_precisions):
+            wall = run_mt(d, args.minutes, args.batch_tokens, [*extra, "--precision", precision])
+            results[f"{name}_train_wall_s"] = round(wall, 1)
+            results[f"{name}_precision"] = precision
+            results[f"{name}_scores"] = score_mt(d)
     if "peer" not in args.skip:
-        wall, _ = train_peer(mt_dir, peer_dir, args.minutes, args.batch_tokens, args.data_dir)
+        wall, _ = train_peer(mt_dir, peer_dir, args.peer_minutes or args.minutes, args.batch_tokens, args.data_dir)
         results["peer_train_wall_s"] = round(wall, 1)
         from machine_translation.checkpoint import load_pretrained
         results["peer_scores"] = score_peer(peer_dir, load_pretrained(mt_dir).tgt_tokenizer, args.data_dir)
-    for name, d in (("mt", mt_dir), ("peer", peer_dir)):
+    for name, d in (*mt_dirs.items(), ("peer", peer_dir)):
         if (d / "train_log.jsonl").exists():
             rates = [json.loads(x)["tokens_per_s"] for x in (d / "train_log.jsonl").read_text().splitlines()
                      if '"train"' in x]
             results[f"{name}_train_tokens_per_s_median"] = round(statistics.median(rates[1:] or rates), 0)
     if "speed" not in args.skip:
         results["speed"] = speed(mt_dir, peer_dir, args.out, args.data_dir, args.repeats, args.precisions)
-    plot(mt_dir, peer_dir, args.out / "training_curve.png")
+    plot({**{n.replace("-", " "): d for n, d in mt_dirs.items()}, "Marian peer": peer_dir},
+         args.out / "training_curve.png")
     import os
     import platform
     from machine_translation.runtime import cpu_flags
