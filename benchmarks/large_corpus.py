@@ -9,7 +9,7 @@ store and batching are), while this script polls the process's memory every 0.1 
 - peak anonymous RSS: the process's own heap (Python objects, tensors, arrays).
 
     python benchmarks/large_corpus.py --work /tmp/mt-large [--sizes 30000 300000 3000000]
-        [--baseline REV --baseline-sizes 30000 300000]
+        [--baseline REV --baseline-sizes 30000 300000] [MT TRAIN FLAGS, e.g. --precision fp32]
 
 `--baseline REV` runs the same measurement with the code of a git revision (checked out
 into a worktree) for comparison, e.g. the last commit that read corpora into lists.
@@ -58,10 +58,10 @@ def status(pid: int) -> dict[str, int]:
     return {k: int(fields[k].split()[0]) for k in ("VmRSS", "RssAnon", "RssFile") if k in fields}
 
 
-def measure(src: Path, tgt: Path, out: Path, steps: int, code: Path) -> dict:
+def measure(src: Path, tgt: Path, out: Path, steps: int, code: Path, extra: list[str]) -> dict:
     cmd = [sys.executable, "-m", "machine_translation", "train", "--src", str(src), "--tgt", str(tgt),
            "--out", str(out), "--overwrite", "--preset", "tiny", "--max-steps", str(steps), "--eval-every",
-           str(steps), "--json"]
+           str(steps), "--json", *extra]
     env = {**os.environ, "PYTHONPATH": f"{code}{os.pathsep}{code / 'tokenizers'}"}
     start = time.time()
     proc = subprocess.Popen(cmd, cwd=code, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
@@ -86,7 +86,7 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=50)
     parser.add_argument("--baseline", help="a git revision to measure too, for comparison")
     parser.add_argument("--baseline-sizes", type=int, nargs="+", default=[30_000, 300_000])
-    args = parser.parse_args()
+    args, extra = parser.parse_known_args()  # the rest goes to mt train, e.g. --precision fp32
     args.work.mkdir(parents=True, exist_ok=True)
     runs = [("current", REPO, n) for n in args.sizes]
     if args.baseline:
@@ -98,7 +98,7 @@ def main() -> None:
     results = []
     for label, code, n in runs:
         src, tgt = synthesise(args.work, n)
-        r = {"code": label, "pairs": n, **measure(src, tgt, args.work / f"run-{label}-{n}", args.steps, code)}
+        r = {"code": label, "pairs": n, **measure(src, tgt, args.work / f"run-{label}-{n}", args.steps, code, extra)}
         print(json.dumps(r), file=sys.stderr)
         results.append(r)
     print(json.dumps(results))

@@ -24,7 +24,8 @@ from machine_translation.data import (
 from machine_translation.errors import ConfigError, ModelDirError
 from machine_translation.files import write_atomic
 from machine_translation.model import ModelConfig, build_model
-from machine_translation.runtime import TRAIN_PRECISIONS, check_precision, pick_device, set_threads
+from machine_translation.runtime import (TRAIN_PRECISIONS, check_precision, pick_device, release_freed_memory,
+                                        set_threads)
 from machine_translation.options import SamplingOptions, SearchOptions
 from machine_translation.store import PairStore, open_tokens, write_token_files
 from machine_translation.tasks import LanguageModelTask, TranslationTask
@@ -141,6 +142,7 @@ def setup_model(opts: RunOptions, device: torch.device, train_tokenizer, info: D
         if info.is_main:
             tokenizer = train_tokenizer()
             tokenizer.save(opts.out)
+            release_freed_memory()  # the tokenizer's sample, no longer needed
         barrier(info)
         if not info.is_main:
             tokenizer = load_tokenizer(opts.out)
