@@ -120,10 +120,10 @@ def test_a_language_model_is_not_quantized(tmp_path):
 def test_the_precision_helper_follows_the_hardware(monkeypatch, caplog):
     cpu, cuda, mps = torch.device("cpu"), torch.device("cuda"), torch.device("mps")
     monkeypatch.setattr(runtime, "cpu_flags", lambda: frozenset({"avx2", "avx512_bf16"}))
-    assert runtime.check_precision("auto", cpu, runtime.TRAIN_PRECISIONS) == "fp32"  # until measured
-    monkeypatch.setattr(runtime, "AUTO_BF16_ON_CPU", True)
     assert runtime.check_precision("auto", cpu, runtime.TRAIN_PRECISIONS) == "bf16"
     assert runtime.check_precision("bf16", cpu) == "bf16" and not caplog.records
+    monkeypatch.setattr(runtime, "cpu_flags", lambda: frozenset({"avx2", "amx_bf16"}))
+    assert runtime.check_precision("auto", cpu, runtime.TRAIN_PRECISIONS) == "bf16"
     monkeypatch.setattr(runtime, "cpu_flags", lambda: frozenset({"avx2"}))
     assert runtime.check_precision("auto", cpu, runtime.TRAIN_PRECISIONS) == "fp32"
     assert runtime.check_precision("bf16", cpu) == "bf16"  # runs, with a warning

@@ -10,6 +10,7 @@ import pytest
 import torch
 from torch import nn
 
+from machine_translation import runtime
 from machine_translation.model import build_model
 from machine_translation.options import TrainConfig
 from machine_translation.training import (
@@ -148,14 +149,15 @@ def test_five_non_finite_steps_in_a_row_stop_with_the_last_good_checkpoint(tmp_p
     assert trainer.state.skipped_steps == 5
 
 
-def test_bf16_runs_the_step_under_bfloat16_autocast(tmp_path):
-    on = ToyTask()
-    toy_trainer(tmp_path / "on", on, max_steps=2, precision="bf16").run()
-    assert on.autocast == [True, True] and set(on.dtypes) == {torch.bfloat16}
-    for precision in ("auto", "fp32"):  # auto on CPU: float32 (until bf16's BLEU cost is measured)
-        off = ToyTask()
-        toy_trainer(tmp_path / precision, off, max_steps=2, precision=precision).run()
-        assert off.autocast == [False, False] and set(off.dtypes) == {torch.float32}
+@pytest.mark.parametrize("flags, auto", [({"avx512_bf16"}, "bf16"), ({"amx_bf16"}, "bf16"), ({"avx2"}, "fp32")])
+def test_bf16_runs_the_step_under_bfloat16_autocast(tmp_path, monkeypatch, flags, auto):
+    monkeypatch.setattr(runtime, "cpu_flags", lambda: frozenset(flags))  # auto follows the CPU
+    for precision in ("bf16", "fp32", "auto"):
+        task = ToyTask()
+        toy_trainer(tmp_path / precision, task, max_steps=2, precision=precision).run()
+        bf16 = (precision if precision != "auto" else auto) == "bf16"
+        assert task.autocast == [bf16, bf16]
+        assert set(task.dtypes) == {torch.bfloat16 if bf16 else torch.float32}
 
 
 def test_impossible_training_precisions_are_refused(tmp_path):

@@ -79,7 +79,8 @@ def train(
     device: Optional[str] = typer.Option(None, help="cpu, cuda, mps (default: auto-detected)."),
     threads: Optional[int] = typer.Option(None, min=1, help="CPU threads (default: one per core)."),
     precision: str = typer.Option(TrainConfig.precision, help="auto, fp32, bf16 or fp16 (CUDA): autocast over "
-                                  "float32 weights; auto = bf16 on CUDA with bf16, fp32 elsewhere for now."),
+                                  "float32 weights; auto = bf16 where it is native (AVX-512 BF16 or AMX "
+                                  "CPUs, CUDA, mps), else fp32."),
     bf16: Optional[bool] = typer.Option(None, "--bf16/--no-bf16", help="Aliases of --precision bf16 and fp32."),
     json_out: bool = typer.Option(False, "--json", help="Print the summary as one JSON object."),
     tokenizer: str = typer.Option(R.tokenizer, help="--task lm: char or sentencepiece."),
