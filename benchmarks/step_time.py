@@ -4,6 +4,7 @@ change buys on this machine before a full benchmark.
 
     python benchmarks/step_time.py --task mt --batch 128 --length 30 --modes fp32 bf16
     python benchmarks/step_time.py --task lm --batch 24 --length 64 --modes fp32 bf16 compile
+    python benchmarks/step_time.py --batch 200 --length 20 --modes bf16 --steps 5 --profile
 """
 from __future__ import annotations
 
@@ -17,7 +18,8 @@ from machine_translation.model import ModelConfig, build_model
 from machine_translation.tasks import sequence_loss
 
 
-def step_ms(task: str, preset: str, vocab: int, batch: int, length: int, mode: str, steps: int) -> tuple[float, float]:
+def step_ms(task: str, preset: str, vocab: int, batch: int, length: int, mode: str, steps: int,
+            profile: bool = False) -> tuple[float, float]:
     """(seconds of the first step, which includes compiling; median ms of the next `steps`)."""
     torch.manual_seed(0)
     model = build_model(ModelConfig.from_preset(preset, task, vocab))
@@ -38,6 +40,12 @@ def step_ms(task: str, preset: str, vocab: int, batch: int, length: int, mode: s
     first = time.perf_counter() - t
     for _ in range(3):
         step()
+    if profile:  # where the time of `steps` steps goes, by operator
+        from torch.profiler import profile as torch_profile
+        with torch_profile() as prof:
+            for _ in range(steps):
+                step()
+        print(prof.key_averages().table(sort_by="self_cpu_time_total", row_limit=15))
     times = []
     for _ in range(steps):
         t = time.perf_counter()
@@ -56,11 +64,13 @@ def main() -> None:
     p.add_argument("--modes", nargs="+", default=["fp32", "bf16"], choices=["fp32", "bf16", "compile"])
     p.add_argument("--steps", type=int, default=20)
     p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--profile", action="store_true", help="also print torch.profiler's operator table")
     args = p.parse_args()
     torch.set_num_threads(args.threads)
     vocab = args.vocab or (8000 if args.task == "mt" else 69)
     for mode in args.modes:
-        first, ms = step_ms(args.task, args.preset, vocab, args.batch, args.length, mode, args.steps)
+        first, ms = step_ms(args.task, args.preset, vocab, args.batch, args.length, mode, args.steps,
+                            args.profile)
         print(f"{args.task} {args.preset} batch {args.batch}x{args.length} {mode}: first step {first:.1f} s, "
               f"median {ms:.1f} ms/step")
 
