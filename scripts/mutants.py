@@ -60,6 +60,13 @@ MUTANTS = [
     Mutant("no-non-finite-guard",
            "machine_translation/training.py", "if not (math.isfinite(total) and torch.isfinite(grad_norm)):",
            "if False:", ("tests/test_training.py",)),
+    Mutant("bf16-attention-ignores-the-mask",  # the written-out path attends to PAD and the future
+           "encoder_transformer/attention.py", "    if attn_mask is not None:\n        scores = scores.masked_fill(",
+           "    if False:\n        scores = scores.masked_fill(", ("tests/test_encoder_transformer.py",)),
+    Mutant("buckets-pad-to-a-longer-bound",  # examples land one bucket too high: wasted PAD, shapes shift
+           "machine_translation/data.py", "members = np.flatnonzero((lengths > low) & (lengths <= bound))",
+           "members = np.flatnonzero((lengths >= low) & (lengths < bound))",
+           ("tests/test_data.py",)),
     Mutant("bf16-autocast-disabled",
            "machine_translation/training.py", "enabled=self.autocast_dtype is not None):",
            "enabled=False):", ("tests/test_training.py",)),
