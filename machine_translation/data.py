@@ -159,14 +159,15 @@ def bucket_bounds(lengths: np.ndarray, multiple: int = 8, width: int = BUCKET_WI
     longest few into the bound below them, padded up), so every bucket fills a batch of
     `multiple` sentences. Depends on the lengths only: a run uses the same shapes every epoch."""
     counts = np.bincount((np.asarray(lengths) + width - 1) // width)  # counts[i]: examples padded to i*width
+    present = np.flatnonzero(counts).tolist()
     kept, carry = [], 0
-    for i in np.flatnonzero(counts):
+    for i in present:
         carry += int(counts[i])
         if carry >= multiple:
-            kept.append(int(i))
+            kept.append(i)
             carry = 0
     if carry or not kept:  # the longest examples, too few for a bucket of their own
-        kept[-1:] = [int(np.flatnonzero(counts)[-1])]
+        kept[-1:] = [present[-1]]
     return np.array(kept, dtype=np.int64) * width
 
 

@@ -183,10 +183,10 @@ class Trainer:
         if training.get("model_config") != self.model_config_dict:
             raise TrainingError(f"{path} was trained with another model config than {self.run_dir}/config.json")
         saved, now = training.get("batching", {}), self.task.batching()  # (no entry: a checkpoint of older mt)
-        if saved and saved.get("bucket_width") != now.get("bucket_width"):
+        if saved and set(saved) != set(now):  # an mt that drew its batches another way (e.g. before buckets)
             logger.warning("%s was written by an mt that formed its batches differently: the run continues, "
                            "on batches of the same sentences drawn the new way", path)
-        for key in sorted((set(saved) & set(now)) - {"bucket_width"}):
+        for key in sorted(set(saved) & set(now)):
             if saved[key] != now[key]:
                 flag = "--" + key.replace("_", "-")
                 raise TrainingError(f"{flag} {now[key]} differs from the run's {saved[key]}: a resumed run must see "
