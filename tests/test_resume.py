@@ -254,6 +254,21 @@ def test_resuming_a_run_from_before_fused_attention_is_refused_in_one_line(corpu
     assert "Traceback" not in result.stderr and len(result.stderr.strip().splitlines()) == 1, result.stderr
 
 
+def test_a_run_from_before_buckets_resumes_with_a_warning(corpus, reference_run, tmp_path):
+    import shutil
+    out = tmp_path / "run"
+    shutil.copytree(reference_run, out)
+    latest = checkpoint_dirs(out)[-1] / "training_state.pt"
+    state = torch.load(latest, weights_only=True)
+    del state["batching"]["bucket_width"]  # as the mt before length buckets wrote it
+    torch.save(state, latest)
+    proc = start(corpus, out, "--resume", "--max-steps", str(STEPS + 2))
+    _, stderr = proc.communicate(timeout=120)
+    assert proc.returncode == 0, stderr
+    assert "formed its batches differently" in stderr
+    assert max(losses(out)) == STEPS + 2
+
+
 def test_bf16_resume_matches_an_uninterrupted_bf16_run_and_a_change_of_precision_warns(corpus, tmp_path):
     """Two identical bf16 runs on these CPU kernels match bit for bit, so the tolerance a
     resumed bf16 run is held to is that: exact equality."""
