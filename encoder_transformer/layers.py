@@ -81,6 +81,22 @@ class Embeddings(nn.Module):
         return self.dropout(x)
 
 
+def normal_init(module: nn.Module, std: float) -> None:
+    """Marian's (and BART's) initialisation: every Linear and Embedding weight drawn from
+    N(0, std), biases and the PAD embedding 0. LayerNorms keep gain 1, bias 0."""
+    for m in module.modules():
+        if isinstance(m, nn.Linear):
+            nn.init.normal_(m.weight, std=std)
+            if m.bias is not None:
+                nn.init.zeros_(m.bias)
+    for m in module.modules():  # after the Linears: a tied output layer shares the embedding's weight
+        if isinstance(m, nn.Embedding):
+            nn.init.normal_(m.weight, std=std)
+            if m.padding_idx is not None:
+                with torch.no_grad():
+                    m.weight[m.padding_idx].zero_()
+
+
 class Residual(nn.Module):
     """Residual connection with LayerNorm before the sublayer (pre-norm) or after the sum (post-norm).
 

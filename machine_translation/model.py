@@ -11,7 +11,7 @@ from dataclasses import asdict, dataclass, fields
 from torch import Tensor, nn
 
 from decoder import GPT, KVCache, TransformerDecoder
-from encoder_transformer import LayerConfig, TransformerConfig, TransformerEncoder, masks
+from encoder_transformer import LayerConfig, TransformerConfig, TransformerEncoder, masks, normal_init
 from machine_translation.errors import ConfigError
 from machine_translation.fields import type_errors
 
@@ -45,12 +45,17 @@ class ModelConfig(LayerConfig):
     n_decoder_layers: int = 3
     src_vocab_size: int | None = None  # None: one joint vocabulary for source and target
     share_embeddings: bool = True  # tie the encoder's embedding too (joint vocabulary only)
+    # None: PyTorch's default initialisation (embeddings N(0, 1/d_model)); a value: Marian's
+    # N(0, init_std) for every weight matrix and embedding. Only a new run reads it.
+    init_std: float | None = None
 
     def __post_init__(self) -> None:
         if self.task not in TASKS:
             raise ConfigError(f"task must be one of {TASKS}, got {self.task!r}")
         if self.task == "lm" and self.n_encoder_layers:
             object.__setattr__(self, "n_encoder_layers", 0)
+        if self.init_std is not None and self.init_std <= 0:
+            raise ConfigError(f"init_std must be positive, got {self.init_std}")
         if self.share_embeddings and self.src_vocab_size not in (None, self.vocab_size):
             raise ConfigError("share_embeddings needs a joint vocabulary: set share_embeddings false")
         try:
@@ -129,6 +134,7 @@ class Seq2SeqTransformer(nn.Module):
 
 def build_model(config: ModelConfig) -> nn.Module:
     """The one place that picks the architecture for a config."""
-    if config.task == "lm":
-        return GPT(config.stack_config(config.n_decoder_layers))
-    return Seq2SeqTransformer(config)
+    model = GPT(config.stack_config(config.n_decoder_layers)) if config.task == "lm" else Seq2SeqTransformer(config)
+    if config.init_std is not None:
+        normal_init(model, config.init_std)
+    return model

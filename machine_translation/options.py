@@ -28,6 +28,9 @@ class TrainConfig:
     min_lr_ratio: float = 0.05
     warmup_steps: int = 300
     weight_decay: float = 0.01
+    # The tied embedding (also the output layer) has no weight decay unless this is set, as in
+    # fairseq; Hugging Face's Marian decays it (its name, `shared`, is not matched as an embedding).
+    decay_embeddings: bool = False
     beta2: float = 0.98
     label_smoothing: float = 0.1
     clip_norm: float = 1.0

@@ -91,10 +91,11 @@ def learning_rate(cfg: TrainConfig, state: TrainState, steps_per_epoch: int) -> 
 
 
 def make_optimizer(model: nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:
-    """AdamW; no weight decay on biases, LayerNorm gains and embeddings."""
+    """AdamW; no weight decay on biases and LayerNorm gains, nor on embeddings unless
+    `cfg.decay_embeddings`."""
     decay, no_decay = [], []
-    for name, p in model.named_parameters():
-        (decay if p.dim() >= 2 and "embed" not in name else no_decay).append(p)
+    for name, p in model.named_parameters():  # a tied Parameter is listed once
+        (decay if p.dim() >= 2 and (cfg.decay_embeddings or "embed" not in name) else no_decay).append(p)
     groups = [{"params": decay, "weight_decay": cfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
     return torch.optim.AdamW(groups, lr=cfg.lr, betas=(0.9, cfg.beta2), eps=1e-9)
 
@@ -180,7 +181,8 @@ class Trainer:
 
     def resume(self) -> Path:
         path, training = ckpt.load_training_checkpoint(self.run_dir, self.model, self.device)
-        if training.get("model_config") != self.model_config_dict:
+        saved_config = training.get("model_config", {})  # lacks the keys added to mt after it was written
+        if {**self.model_config_dict, **saved_config} != self.model_config_dict:
             raise TrainingError(f"{path} was trained with another model config than {self.run_dir}/config.json")
         saved, now = training.get("batching", {}), self.task.batching()  # (no entry: a checkpoint of older mt)
         if saved and set(saved) != set(now):  # an mt that drew its batches another way (e.g. before buckets)
@@ -196,6 +198,10 @@ class Trainer:
             logger.warning("the run was trained with --precision %s and continues in %s: the weights and the "
                            "optimizer state are float32, so this works, but the steps are not bit-identical to "
                            "an uninterrupted run", before, self.precision)
+        saved_decay = training.get("train_config", {}).get("decay_embeddings", False)
+        if saved_decay != self.cfg.decay_embeddings:  # the optimizer's parameter groups would not match
+            flag = "--decay-embeddings" if saved_decay else "--no-decay-embeddings"
+            raise TrainingError(f"the run was started with {flag}: pass it to resume it (or start a new run)")
         if ckpt.unfused_attention(path):
             raise TrainingError(f"{path} was written by an older mt (separate self-attention projections): its "
                                 f"optimizer state does not fit this version; continue with `mt train --init-from "

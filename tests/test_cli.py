@@ -154,6 +154,7 @@ def test_resume_continues_the_step_count(trained, tmp_path, slice_files):
     (["--resume", "--seed", "7"], "--seed 7 differs from the run's 1234"),
     (["--resume", "--batch-tokens", "999"], "--batch-tokens 999 differs from the run's 1500: a resumed run must see"),
     ([], "already holds a run: continue it with --resume, or replace it with --overwrite"),
+    (["--resume", "--decay-embeddings"], "the run was started with --no-decay-embeddings: pass it to resume it"),
 ])
 def test_train_refusals(trained, slice_files, args, message):
     out, _ = trained
@@ -241,6 +242,17 @@ def test_bf16_autocast_trains_on_cpu(tmp_path, slice_files):
     losses = [json.loads(x)["loss"] for x in (tmp_path / "o" / "train_log.jsonl").read_text().splitlines()
               if '"train"' in x]
     assert len(losses) == 3 and all(0 < x < 20 for x in losses)
+
+
+def test_bad_recipe_values_are_one_line_before_any_work(tmp_path, slice_files):
+    src, tgt, _, _ = slice_files
+    for flags, text in ((["--init-std", "0"], "init_std must be positive"),
+                        (["--weight-decay", "-1"], "--weight-decay"),
+                        (["--dropout", "1.5"], "dropout must be in [0, 1)"),
+                        (["--norm", "middle"], "--norm 'middle': choose pre or post")):
+        r = mt("train", "--src", src, "--tgt", tgt, "--out", tmp_path / "o", "--max-steps", 3, *flags, *TINY)
+        assert r.exit_code == 2 and text in r.output and len(r.output.strip().splitlines()) == 1, r.output
+        assert not (tmp_path / "o").exists()
 
 
 def test_impossible_training_precisions_are_one_line_before_any_work(tmp_path, slice_files):

@@ -60,6 +60,32 @@ def test_no_weight_decay_on_biases_norms_and_embeddings():
     assert len(decayed) + len(exempt) == len(list(model.parameters()))  # every parameter, once (tied: once)
 
 
+def test_decay_embeddings_moves_the_tied_embedding_and_nothing_else():
+    model = build_model(tiny_config())
+    names = {id(p): n for n, p in model.named_parameters()}
+
+    def decayed(cfg):
+        return {names[id(p)] for p in make_optimizer(model, cfg).param_groups[0]["params"]}
+
+    before = decayed(TrainConfig(max_steps=1))
+    after = decayed(TrainConfig(max_steps=1, decay_embeddings=True))
+    assert after - before == {"encoder.embed.token.weight"}  # the one tied Parameter, under its first name
+
+
+def test_init_std_draws_every_matrix_from_one_normal():
+    torch.manual_seed(0)
+    model = build_model(tiny_config(d_model=64, d_ff=128, init_std=0.02))
+    for name, p in model.named_parameters():
+        if name.endswith("bias"):
+            assert torch.all(p == 0) if "norm" not in name else True, name
+        elif p.dim() == 2:
+            rows = p[1:] if "embed.token" in name else p  # the PAD row is 0
+            assert rows.std().item() == pytest.approx(0.02, rel=0.15), name
+    assert torch.all(model.encoder.embed.token.weight[0] == 0)
+    default = build_model(tiny_config(d_model=64, d_ff=128))
+    assert default.encoder.blocks[0].ff.up.bias.abs().sum() > 0  # without it: PyTorch's default init
+
+
 # -- the loop, driven by a small task whose batches, losses and scores a test controls -----
 
 

@@ -57,6 +57,8 @@ def train(
                                      "under torchrun)."),
     grad_accum: int = typer.Option(T.grad_accum, min=1, help="Batches per optimizer step."),
     clip_norm: float = typer.Option(T.clip_norm, help="Gradient norm clipping."),
+    weight_decay: float = typer.Option(T.weight_decay, min=0.0, help="AdamW weight decay of the weight matrices."),
+    decay_embeddings: bool = typer.Option(T.decay_embeddings, help="Weight decay on the (tied) embedding too."),
     max_len: int = typer.Option(R.max_len, min=1, help="Skip pairs with a side longer than this (tokens)."),
     tokenizer_sample: int = typer.Option(R.tokenizer_sample, min=1, help="Train the joint SentencePiece model "
                                          "on a uniform sample of this many pairs (all of them if fewer)."),
@@ -72,6 +74,8 @@ def train(
                                                        "preset's)."),
     max_positions: Optional[int] = typer.Option(None, help="Override the preset's max positions."),
     positional: Optional[str] = typer.Option(None, help="sinusoidal or learned."),
+    init_std: Optional[float] = typer.Option(None, help="Initialise every weight matrix and embedding from "
+                                             "N(0, STD), biases 0, as Marian does (default: the preset's).", min=0.0),
     norm: Optional[str] = typer.Option(None, help="pre (default) or post LayerNorm placement."),
     resume: bool = typer.Option(False, help="Continue the run in --out from its latest checkpoint."),
     overwrite: bool = typer.Option(False, help="Replace an existing run in --out."),
@@ -106,7 +110,7 @@ def train(
     overrides = {k: v for k, v in dict(
         d_model=d_model, n_heads=n_heads, n_encoder_layers=n_encoder_layers, n_decoder_layers=n_decoder_layers,
         d_ff=d_ff, dropout=dropout, attention_dropout=attention_dropout, activation_dropout=activation_dropout,
-        max_positions=max_positions, positional=positional,
+        max_positions=max_positions, positional=positional, init_std=init_std,
         norm_first=None if norm is None else norm == "pre").items() if v is not None}
     for flag, value in (("--max-minutes", max_minutes), ("--epochs", epochs)):
         if value is not None and value <= 0:
@@ -114,8 +118,10 @@ def train(
     if max_steps is None and max_minutes is None and epochs is None:
         max_minutes = DEFAULT_MAX_MINUTES
     cfg = TrainConfig(lr=lr, warmup_steps=warmup_steps, label_smoothing=label_smoothing, clip_norm=clip_norm,
+                      weight_decay=weight_decay, decay_embeddings=decay_embeddings,
                       grad_accum=grad_accum, max_steps=max_steps, max_minutes=max_minutes, epochs=epochs,
-                      eval_every=eval_every, save_every=save_every, keep_last=keep_last, average_last=average_last, patience=patience, log_every=log_every,
+                      eval_every=eval_every, save_every=save_every, keep_last=keep_last, average_last=average_last,
+                      patience=patience, log_every=log_every,
                       seed=seed, precision=precision_flag(precision, bf16))
     spec = parse_data_spec(data, src, tgt, pair, task)
     default_out = DEFAULT_MODELS / (pair if task == "mt" else f"lm-{Path(spec.name).stem or 'text'}")
