@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import shutil
 import subprocess
 import sys
 import time
@@ -40,21 +41,31 @@ VARIANTS: dict[str, list[str]] = {
 def run(name: str, flags: list[str], out: Path, steps: int, threads: int, extra: list[str]) -> subprocess.Popen:
     log = open(out / f"{name}.log", "w")
     cmd = ["mt", "train", "--pair", "en-fr", "--preset", "small", "--max-steps", str(steps), "--eval-every",
-           str(steps), "--save-every", str(steps), "--average-last", "0", "--threads", str(threads),
-           "--out", str(out / name), "--overwrite", *flags, *extra]
+           str(steps), "--average-last", "0", "--threads", str(threads), "--out", str(out / name), "--overwrite",
+           *flags, *extra]
     print(" ".join(cmd), file=sys.stderr)
     return subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=log)
 
 
-def score(model: Path, threads: int) -> dict:
-    result = {}
-    for beam in (1, 4):
-        r = subprocess.run(["mt", "evaluate", "--model", str(model), "--split", "val", "--beam", str(beam),
-                            "--threads", str(threads), "--json"], check=True, capture_output=True, text=True)
-        result[f"val_beam{beam}"] = json.loads(r.stdout)["bleu"]
+def val_bleu(model: Path, beam: int, threads: int) -> float:
+    r = subprocess.run(["mt", "evaluate", "--model", str(model), "--split", "val", "--beam", str(beam),
+                        "--threads", str(threads), "--json"], check=True, capture_output=True, text=True)
+    return json.loads(r.stdout)["bleu"]
+
+
+def score(model: Path, threads: int, average: list[int]) -> dict:
+    """Full-val BLEU of the last model (greedy, beam 4) and, for each K of `average`, beam 4 of
+    the mean of the last K periodic checkpoints."""
+    result = {f"val_beam{beam}": val_bleu(model, beam, threads) for beam in (1, 4)}
     log = [json.loads(line) for line in (model / "train_log.jsonl").read_text().splitlines()]
     evals = [r for r in log if "val_loss" in r]
     result["val_loss"] = evals[-1]["val_loss"] if evals else None
+    for k in average:
+        avg = model.parent / f"{model.name}-avg{k}"
+        shutil.rmtree(avg, ignore_errors=True)  # this script's own scratch output
+        subprocess.run(["mt", "average-checkpoints", "--model", str(model), "--last", str(k), "--out", str(avg)],
+                       check=True, capture_output=True)
+        result[f"avg{k}_val_beam4"] = val_bleu(avg, 4, threads)
     return result
 
 
@@ -65,10 +76,13 @@ def main() -> None:
     p.add_argument("--variants", nargs="+", default=["base", "post-norm"], choices=sorted(VARIANTS))
     p.add_argument("--parallel", type=int, default=1, help="variants trained at once (threads split between them)")
     p.add_argument("--seed", type=int, default=1234)
+    p.add_argument("--save-every", type=int, default=100)
+    p.add_argument("--average", type=int, nargs="*", default=[], help="also score the mean of the last K checkpoints")
     args = p.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
     threads = max(1, 2 // args.parallel)
-    extra = ["--seed", str(args.seed)]
+    keep = max([4, *args.average])
+    extra = ["--seed", str(args.seed), "--save-every", str(args.save_every), "--keep-last", str(keep)]
     results_file = args.out / "results.json"
     results = json.loads(results_file.read_text()) if results_file.exists() else {}
     todo = list(args.variants)
@@ -81,17 +95,18 @@ def main() -> None:
                 print(f"{name}: mt train failed, see {args.out / name}.log", file=sys.stderr)
                 continue
             results[name] = {"flags": VARIANTS[name], "steps": args.steps, "seed": args.seed,
-                             **score(args.out / name, threads)}
+                             **score(args.out / name, threads, args.average)}
             results[name]["minutes_wall"] = round((time.time() - start) / 60, 1)
             results_file.write_text(json.dumps(results, indent=2))
             print(json.dumps({name: results[name]}), flush=True)
     base = results.get("base", {}).get("val_beam4")
-    print("| variant | flags | val greedy | val beam 4 | delta beam 4 | val loss |")
-    print("|---|---|---|---|---|---|")
+    print("| variant | flags | steps | val greedy | val beam 4 | delta beam 4 | val loss | averages (beam 4) |")
+    print("|---|---|---|---|---|---|---|---|")
     for name, r in results.items():
         delta = f"{r['val_beam4'] - base:+.2f}" if base is not None else ""
-        print(f"| {name} | `{' '.join(r['flags'])}` | {r['val_beam1']:.2f} | {r['val_beam4']:.2f} | {delta} | "
-              f"{r['val_loss']:.3f} |")
+        averages = ", ".join(f"last {k[3:-10]}: {v:.2f}" for k, v in r.items() if k.startswith("avg"))
+        print(f"| {name} | `{' '.join(r['flags'])}` | {r['steps']} | {r['val_beam1']:.2f} | {r['val_beam4']:.2f} | "
+              f"{delta} | {r['val_loss']:.3f} | {averages} |")
 
 
 if __name__ == "__main__":

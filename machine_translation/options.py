@@ -33,6 +33,9 @@ class TrainConfig:
     decay_embeddings: bool = False
     beta2: float = 0.98
     label_smoothing: float = 0.1
+    # Subword regularisation: each training sentence is segmented anew by sampling from the
+    # SentencePiece model, sharpened by this alpha (0: off; validation is never sampled).
+    subword_alpha: float = 0.0
     clip_norm: float = 1.0
     grad_accum: int = 1
     max_steps: int | None = None

@@ -188,7 +188,8 @@ def mt_task(opts: RunOptions, device: torch.device, info: DistInfo) -> tuple[Set
     val = PairStore.from_pairs(zip(val_src, val_tgt), tok, max_len, "val")
     loaded = ckpt.LoadedModel(setup.model, config, tok, tok, opts.pair, {}, opts.out)
     task = TranslationTask(loaded, train, val, (val_src, val_tgt), opts.batch_tokens, opts.train.seed,
-                           opts.train.label_smoothing, device, shard=(info.rank, info.world_size))
+                           opts.train.label_smoothing, device, shard=(info.rank, info.world_size),
+                           subword_alpha=opts.train.subword_alpha, max_len=max_len)
     return setup, task
 
 

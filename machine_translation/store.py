@@ -71,11 +71,15 @@ class PairStore:
         schema = _schema(tokenizer.vocab_size)
         return cls(pa.Table.from_batches(list(_encode(pairs, tokenizer, max_tokens, what, schema)), schema))
 
+    def rows(self, indices: np.ndarray) -> tuple[Ragged, Ragged]:
+        """The source and target ids of the pairs at `indices`, gathered with one take."""
+        rows = self.table.take(pa.array(indices))
+        return _ragged(rows["src"]), _ragged(rows["tgt"])
+
     def collate(self, indices: np.ndarray, pad: int, bos: int, eos: int,
                 length: int | None = None) -> tuple[tuple[Tensor, Tensor, Tensor], int, int]:
-        """`data.collate` of the pairs at `indices`, gathered from the table with one take."""
-        rows = self.table.take(pa.array(indices))
-        return collate(_ragged(rows["src"]), _ragged(rows["tgt"]), pad, bos, eos, length)
+        """`data.collate` of the pairs at `indices`."""
+        return collate(*self.rows(indices), pad, bos, eos, length)
 
 
 def token_dtype(vocab_size: int) -> type:

@@ -12,8 +12,8 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from machine_translation.checkpoint import LoadedModel
-from machine_translation.data import BUCKET_WIDTH, Batch, token_batches
-from machine_translation.errors import DataError
+from machine_translation.data import BUCKET_WIDTH, Batch, Ragged, collate, ragged, token_batches
+from machine_translation.errors import ConfigError, DataError
 from machine_translation.evaluate import corpus_bleu
 from machine_translation.options import SearchOptions
 from machine_translation.store import PairStore
@@ -47,17 +47,37 @@ class LMBatch:
     n_targets: int
 
 
+def resegment(rows: Ragged, tokenizer, alpha: float, seeds: np.ndarray, max_len: int) -> Ragged:
+    """Subword regularisation of stored rows: each row's text segmented anew by sampling
+    (`seeds`: one per row); a sample longer than `max_len` keeps the stored segmentation."""
+    offsets, values = rows
+    out = []
+    for k, seed in enumerate(seeds):
+        ids = values[offsets[k] : offsets[k + 1]].tolist()
+        sampled = tokenizer.sample_encode(tokenizer.decode(ids), alpha, int(seed))
+        out.append(sampled if 0 < len(sampled) <= max_len else ids)
+    return ragged(out)
+
+
 class TranslationTask:
     """Teacher forcing on the pairs of a token store: length-bucketed token-budget batches,
-    drawn from (seed, epoch) so a resumed run sees the same batches."""
+    drawn from (seed, epoch) so a resumed run sees the same batches. With `subword_alpha`,
+    every training sentence is segmented anew from a seed of (seed, epoch, batch, row)."""
 
     def __init__(self, loaded: LoadedModel, train: PairStore, val: PairStore, val_texts: tuple[list[str], list[str]],
                  batch_tokens: int, seed: int, label_smoothing: float, device: torch.device,
-                 val_bleu_sentences: int = 400, shard: tuple[int, int] = (0, 1)):
+                 val_bleu_sentences: int = 400, shard: tuple[int, int] = (0, 1), subword_alpha: float = 0.0,
+                 max_len: int | None = None):
         self.loaded, self.device = loaded, device
         self.rank, self.world = shard  # under torchrun, each rank takes its slice of every global batch
         self.train, self.val = train, val
         self.batch_tokens, self.seed, self.label_smoothing = batch_tokens, seed, label_smoothing
+        self.subword_alpha = subword_alpha
+        self.max_len = max_len or loaded.config.max_positions - 1
+        if subword_alpha and not all(getattr(t, "can_sample", False) for t in (loaded.src_tokenizer,
+                                                                               loaded.tgt_tokenizer)):
+            raise ConfigError("--subword-alpha samples segmentations, which needs a unigram SentencePiece model; "
+                              "this run's tokenizer has none")
         self.pad = loaded.config.pad_id
         self.bos, self.eos = loaded.tgt_tokenizer.bos_id, loaded.tgt_tokenizer.eos_id
         self._steps_per_epoch = len(token_batches(train.lengths, batch_tokens, seed, 0))
@@ -70,17 +90,29 @@ class TranslationTask:
         return self._steps_per_epoch
 
     def batching(self) -> dict:
-        return {"seed": self.seed, "batch_tokens": self.batch_tokens, "bucket_width": BUCKET_WIDTH}
+        return {"seed": self.seed, "batch_tokens": self.batch_tokens, "bucket_width": BUCKET_WIDTH,
+                "subword_alpha": self.subword_alpha}
 
-    def _batch(self, store: PairStore, batch: Batch, shard: tuple[int, int] = (0, 1)) -> TranslationBatch:
+    def _batch(self, store: PairStore, batch: Batch, shard: tuple[int, int] = (0, 1),
+               sample: tuple[int, int] | None = None) -> TranslationBatch:
+        """This rank's slice of `batch`; `sample` = (epoch, batch number) resegments it."""
         rank, world = shard
-        tensors, n_tokens, n_targets = store.collate(batch.indices[rank::world], self.pad, self.bos, self.eos,
-                                                     batch.length)
+        src, tgt = store.rows(batch.indices[rank::world])
+        length = batch.length
+        if sample is not None and self.subword_alpha:
+            seeds = np.random.SeedSequence([self.seed, *sample]).generate_state(2 * len(batch.indices))
+            seeds = seeds.reshape(-1, 2)[rank::world]  # (rows of this rank, 2): one per row and side
+            src = resegment(src, self.loaded.src_tokenizer, self.subword_alpha, seeds[:, 0], self.max_len)
+            tgt = resegment(tgt, self.loaded.tgt_tokenizer, self.subword_alpha, seeds[:, 1], self.max_len)
+            longest = int(max(np.diff(src[0]).max(), np.diff(tgt[0]).max())) + 1  # with EOS / BOS
+            length = max(length, -(-longest // BUCKET_WIDTH) * BUCKET_WIDTH)  # samples run longer: next bound
+        tensors, n_tokens, n_targets = collate(src, tgt, self.pad, self.bos, self.eos, length)
         return TranslationBatch(*(x.to(self.device) for x in tensors), n_tokens, n_targets)
 
     def batches(self, epoch: int, start: int) -> Iterator[TranslationBatch]:
-        for batch in token_batches(self.train.lengths, self.batch_tokens, self.seed, epoch)[start:]:
-            yield self._batch(self.train, batch, (self.rank, self.world))  # this rank's slice of it
+        for i, batch in enumerate(token_batches(self.train.lengths, self.batch_tokens, self.seed, epoch)[start:],
+                                  start):
+            yield self._batch(self.train, batch, (self.rank, self.world), (epoch, i))  # this rank's slice of it
 
     def loss_sum(self, model: nn.Module, batch: TranslationBatch) -> Tensor:
         logits = model(batch.src_ids, batch.tgt_input_ids)  # (B, T, V)

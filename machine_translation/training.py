@@ -185,6 +185,8 @@ class Trainer:
         if {**self.model_config_dict, **saved_config} != self.model_config_dict:
             raise TrainingError(f"{path} was trained with another model config than {self.run_dir}/config.json")
         saved, now = training.get("batching", {}), self.task.batching()  # (no entry: a checkpoint of older mt)
+        # A setting added to mt later and off now (0, False) is what an older checkpoint did.
+        saved = {**{k: v for k, v in now.items() if not v and k not in saved}, **saved} if saved else saved
         if saved and set(saved) != set(now):  # an mt that drew its batches another way (e.g. before buckets)
             logger.warning("%s was written by an mt that formed its batches differently: the run continues, "
                            "on batches of the same sentences drawn the new way", path)

@@ -78,6 +78,32 @@ def test_a_signal_saves_and_resume_continues_exactly(corpus, reference, tmp_path
         assert got[step] == reference[step], (step, got[step], reference[step])
 
 
+def test_subword_sampling_changes_the_batches_and_resumes_exactly(corpus, reference, tmp_path):
+    alpha = ["--subword-alpha", "0.3", "--max-steps", "24"]
+    whole = tmp_path / "whole"
+    proc = start(corpus, whole, *alpha)
+    _, err = proc.communicate(timeout=300)
+    assert proc.returncode == 0, err
+    sampled = losses(whole)
+    assert sampled[1] != reference[1]  # step 1: the same initial model on the same pairs, segmented anew
+    out = tmp_path / "run"
+    proc = start(corpus, out, *alpha)
+    wait_for_step(out, 8, proc)
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130, err
+    stopped_at = max(losses(out))
+    refused = start(corpus, out, "--resume", "--max-steps", "24")  # without the flag: other batches
+    _, err = refused.communicate(timeout=120)
+    assert refused.returncode == 2 and "--subword-alpha 0.0 differs from the run's 0.3" in err, err
+    resumed = start(corpus, out, "--resume", *alpha)
+    _, err = resumed.communicate(timeout=300)
+    assert resumed.returncode == 0, err
+    got = losses(out)
+    assert stopped_at < 24 and sorted(got) == list(range(1, 25))
+    assert all(got[s] == sampled[s] for s in range(stopped_at + 1, 25)), (got, sampled)
+
+
 def test_kill_9_at_random_moments(corpus, tmp_path):
     steps = ["--max-steps", "120"]
     ref = start(corpus, tmp_path / "ref", *steps)

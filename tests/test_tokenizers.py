@@ -33,6 +33,23 @@ def test_sentencepiece_round_trip(model_type):
     assert tok.decode(tok.encode("Ça coûte 3 €, ô ñ")) == "Ça coûte 3 €, ô ñ"  # unseen chars: byte fallback
 
 
+def test_sampled_segmentations_repeat_by_seed_and_spell_the_same_text(spm_tok):
+    from machine_translation.data import ragged
+    from machine_translation.tasks import resegment
+    draws = {tuple(spm_tok.sample_encode(SAMPLE, 0.1, seed)) for seed in range(8)}
+    assert len(draws) > 2  # seeds draw different segmentations
+    assert all(spm_tok.decode(list(d)) == SAMPLE for d in draws)
+    assert spm_tok.sample_encode(SAMPLE, 0.1, 3) == spm_tok.sample_encode(SAMPLE, 0.1, 3)
+    rows = ragged([spm_tok.encode(SAMPLE), spm_tok.encode("Un chat.")])
+    seeds = [5, 6]
+    again = resegment(rows, spm_tok, 0.1, seeds, max_len=100)
+    assert all((a == b).all() for a, b in zip(resegment(rows, spm_tok, 0.1, seeds, max_len=100), again))
+    short = resegment(rows, spm_tok, 0.1, seeds, max_len=len(spm_tok.encode(SAMPLE)))  # a longer draw: kept
+    offsets, values = short
+    assert values[offsets[0]:offsets[1]].tolist() in (spm_tok.encode(SAMPLE), spm_tok.sample_encode(SAMPLE, 0.1, 5))
+    assert spm_tok.can_sample and not SentencePieceTokenizer.train(FRENCH, vocab_size=400, model_type="bpe").can_sample
+
+
 def test_special_ids_are_fixed(spm_tok):
     for tok in (spm_tok, CharTokenizer.train(FRENCH)):
         assert (tok.pad_id, tok.unk_id, tok.bos_id, tok.eos_id) == (PAD_ID, UNK_ID, BOS_ID, EOS_ID) == (0, 1, 2, 3)

@@ -53,6 +53,9 @@ def train(
     lr: float = typer.Option(T.lr, help="Peak learning rate (pre-norm trains stably this high)."),
     warmup_steps: int = typer.Option(T.warmup_steps, min=0, help="Linear warmup steps."),
     label_smoothing: float = typer.Option(T.label_smoothing, min=0.0, max=1.0),
+    subword_alpha: float = typer.Option(T.subword_alpha, min=0.0, help="Subword regularisation: segment each "
+                                        "training sentence anew, sampled from the SentencePiece model with this "
+                                        "alpha (smaller: more varied; 0: off). Never at validation."),
     batch_tokens: int = typer.Option(R.batch_tokens, min=1, help="Padded tokens per batch (the global batch "
                                      "under torchrun)."),
     grad_accum: int = typer.Option(T.grad_accum, min=1, help="Batches per optimizer step."),
@@ -105,6 +108,9 @@ def train(
         raise ConfigError("--resume continues a run and --overwrite replaces it: choose one")
     if resume and init_from:
         raise ConfigError("--resume continues a run; --init-from starts a new one from a model: choose one")
+    if subword_alpha and task != "mt":
+        raise ConfigError("--subword-alpha samples SentencePiece segmentations of sentence pairs: it is for "
+                          "--task mt")
     if norm not in (None, "pre", "post"):
         raise ConfigError(f"--norm {norm!r}: choose pre or post")
     overrides = {k: v for k, v in dict(
@@ -118,7 +124,7 @@ def train(
     if max_steps is None and max_minutes is None and epochs is None:
         max_minutes = DEFAULT_MAX_MINUTES
     cfg = TrainConfig(lr=lr, warmup_steps=warmup_steps, label_smoothing=label_smoothing, clip_norm=clip_norm,
-                      weight_decay=weight_decay, decay_embeddings=decay_embeddings,
+                      weight_decay=weight_decay, decay_embeddings=decay_embeddings, subword_alpha=subword_alpha,
                       grad_accum=grad_accum, max_steps=max_steps, max_minutes=max_minutes, epochs=epochs,
                       eval_every=eval_every, save_every=save_every, keep_last=keep_last, average_last=average_last,
                       patience=patience, log_every=log_every,

@@ -9,6 +9,7 @@ import io
 from collections.abc import Iterable
 from pathlib import Path
 
+import numpy as np
 import sentencepiece as spm
 
 from mt_tokenizers.base import (
@@ -25,6 +26,7 @@ class SentencePieceTokenizer:
     def __init__(self, model_proto: bytes):
         self._proto = model_proto
         self._sp = spm.SentencePieceProcessor(model_proto=model_proto)
+        self._piece_scores: np.ndarray | None = None  # (V,), made by the first sample_encode
         pieces = [self._sp.id_to_piece(i) for i in range(4)]
         if pieces != list(SPECIAL_TOKENS):
             raise TokenizerError(f"SentencePiece model has special pieces {pieces}, expected {list(SPECIAL_TOKENS)}")
@@ -76,6 +78,29 @@ class SentencePieceTokenizer:
 
     def decode(self, ids: list[int]) -> str:
         return self._sp.decode([i for i in ids if i >= 4])
+
+    @property
+    def can_sample(self) -> bool:
+        """Whether `sample_encode` works: unigram models list n-best segmentations, BPE ones do not."""
+        try:
+            self._sp.nbest_encode("a", nbest_size=2)
+        except RuntimeError:
+            return False
+        return True
+
+    def sample_encode(self, text: str, alpha: float, seed: int, nbest: int = 64) -> list[int]:
+        """One segmentation of `text` drawn from its `nbest` most likely ones with probability
+        proportional to P(segmentation) ** alpha: subword regularisation by l-best sampling
+        (Kudo 2018). The draw is numpy's, from `seed`, so it repeats in any process;
+        SentencePiece's own sampler does not (its generator differs between processes)."""
+        candidates = self._sp.nbest_encode(text, nbest_size=nbest)
+        if len(candidates) < 2:
+            return candidates[0] if candidates else []
+        if self._piece_scores is None:  # log-probability of each piece under the unigram model
+            self._piece_scores = np.array([self._sp.get_score(i) for i in range(self.vocab_size)])
+        log_p = alpha * np.array([self._piece_scores[c].sum() for c in candidates])  # (n,)
+        p = np.exp(log_p - log_p.max())
+        return candidates[np.random.default_rng(seed).choice(len(candidates), p=p / p.sum())]
 
     def id_to_piece(self, i: int) -> str:
         return self._sp.id_to_piece(i)
