@@ -47,6 +47,12 @@ class LMBatch:
     n_targets: int
 
 
+# Validation BLEU (greedy) is computed on up to this many val sentences: all of Multi30k's
+# 1,014. A 400-sentence sample picked another checkpoint than the whole set in a 30-minute run
+# (benchmarks/selection_noise.py, docs/benchmarks.md); the whole set costs about 2% of training.
+VAL_BLEU_SENTENCES = 1500
+
+
 def resegment(rows: Ragged, tokenizer, alpha: float, seeds: np.ndarray, max_len: int) -> Ragged:
     """Subword regularisation of stored rows: each row's text segmented anew by sampling
     (`seeds`: one per row); a sample longer than `max_len` keeps the stored segmentation."""
@@ -66,8 +72,8 @@ class TranslationTask:
 
     def __init__(self, loaded: LoadedModel, train: PairStore, val: PairStore, val_texts: tuple[list[str], list[str]],
                  batch_tokens: int, seed: int, label_smoothing: float, device: torch.device,
-                 val_bleu_sentences: int = 400, shard: tuple[int, int] = (0, 1), subword_alpha: float = 0.0,
-                 max_len: int | None = None):
+                 val_bleu_sentences: int = VAL_BLEU_SENTENCES, shard: tuple[int, int] = (0, 1),
+                 subword_alpha: float = 0.0, max_len: int | None = None):
         self.loaded, self.device = loaded, device
         self.rank, self.world = shard  # under torchrun, each rank takes its slice of every global batch
         self.train, self.val = train, val
