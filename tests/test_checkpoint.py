@@ -33,6 +33,23 @@ def test_round_trip_keeps_weights_and_tying(saved):
     assert loaded.src_tokenizer is loaded.tgt_tokenizer
 
 
+def test_an_old_config_json_keeps_the_old_architecture(saved):
+    """Keys added to the model config over time are absent from older model directories; the
+    defaults they load with are the old behaviour (pre-norm, no attention or activation
+    dropout, PyTorch's init), whatever the presets now choose."""
+    from machine_translation.model import PRESETS
+    directory, model = saved
+    data = json.loads((directory / "config.json").read_text())
+    for key in ("norm_first", "attention_dropout", "activation_dropout", "init_std"):
+        del data["model"][key]
+    (directory / "config.json").write_text(json.dumps(data))
+    loaded = load_pretrained(directory)
+    assert loaded.config.norm_first and loaded.config.init_std is None and loaded.config.attention_dropout == 0
+    src, tgt = torch.tensor([[5, 6, 3]]), torch.tensor([[2, 7, 8]])
+    torch.testing.assert_close(loaded.model(src, tgt), model(src, tgt), rtol=0, atol=0)
+    assert PRESETS["mt"]["small"]["norm_first"] is False  # the default of new runs (docs/benchmarks.md, 1f)
+
+
 def test_separate_vocabularies_round_trip(tmp_path):
     from machine_translation.model import build_model
     src_tok, tgt_tok = CharTokenizer.train(TEXT[:1]), CharTokenizer.train(TEXT[1:])

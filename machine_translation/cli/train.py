@@ -50,7 +50,7 @@ def train(
                                      "better (0: off)."),
     log_every: int = typer.Option(T.log_every, min=1, help="Log training loss every N steps."),
     patience: Optional[int] = typer.Option(None, min=1, help="Stop after N validations without a BLEU gain."),
-    lr: float = typer.Option(T.lr, help="Peak learning rate (pre-norm trains stably this high)."),
+    lr: float = typer.Option(T.lr, help="Peak learning rate."),
     warmup_steps: int = typer.Option(T.warmup_steps, min=0, help="Linear warmup steps."),
     label_smoothing: float = typer.Option(T.label_smoothing, min=0.0, max=1.0),
     subword_alpha: float = typer.Option(T.subword_alpha, min=0.0, help="Subword regularisation: segment each "
@@ -79,7 +79,8 @@ def train(
     positional: Optional[str] = typer.Option(None, help="sinusoidal or learned."),
     init_std: Optional[float] = typer.Option(None, help="Initialise every weight matrix and embedding from "
                                              "N(0, STD), biases 0, as Marian does (default: the preset's).", min=0.0),
-    norm: Optional[str] = typer.Option(None, help="pre (default) or post LayerNorm placement."),
+    norm: Optional[str] = typer.Option(None, help="pre or post LayerNorm placement (default: the preset's; the "
+                                       "small translation preset is post-norm)."),
     resume: bool = typer.Option(False, help="Continue the run in --out from its latest checkpoint."),
     overwrite: bool = typer.Option(False, help="Replace an existing run in --out."),
     init_from: Optional[Path] = typer.Option(None, help="Fine-tune from this model directory (fresh optimizer)."),
