@@ -1,5 +1,5 @@
-"""Translation of input cased unlike the corpus: clean, ALL-CAPS and Title-Case copies of a
-Multi30k test set, with the repetition guard off and on, and case normalisation. Reports lowercased BLEU (sacreBLEU,
+"""Translation of input cased unlike the corpus: clean, ALL-CAPS, Title-Case and lowercase
+copies of a Multi30k test set, and copies without the final full stop or with extra spaces, with the repetition guard off and on, and case normalisation. Reports lowercased BLEU (sacreBLEU,
 13a) and the count of degenerate outputs (a character 5 times, or a piece of 2+ characters
 4 times, in a row, spaces between allowed).
 
@@ -23,6 +23,8 @@ def main() -> None:
     ap.add_argument("--split", default="test_2016_flickr")
     ap.add_argument("--beam", type=int, default=4)
     ap.add_argument("--data-dir", default=os.environ.get("MT_DATA_DIR", str(Path(__file__).resolve().parents[2] / "shared" / "data")))
+    ap.add_argument("--only-defaults", action="store_true", help="every input with the guard and case handling "
+                    "on (a new model's defaults), and clean input with both off")
     args = ap.parse_args()
 
     import sacrebleu
@@ -36,10 +38,14 @@ def main() -> None:
 
     src, ref = lines("en"), lines("fr")
     translator = Translator.from_pretrained(args.model)
-    variants = {"clean": src, "ALL CAPS": [s.upper() for s in src], "Title Case": [s.title() for s in src]}
+    variants = {"clean": src, "ALL CAPS": [s.upper() for s in src], "Title Case": [s.title() for s in src],
+                "lowercase": [s.lower() for s in src], "no final stop": [s.rstrip(" .") for s in src],
+                "extra spaces": ["  " + "   ".join(s.split()) + " " for s in src]}
     rows = []
     for guard, case in ((False, False), (True, False), (True, True)):
         for name, sources in variants.items():
+            if args.only_defaults and (guard, case) != (True, True) and (name, guard) != ("clean", False):
+                continue
             hyps = translator.translate(sources, SearchOptions(beam=args.beam, repeat_guard=guard, normalize_case=case))
             bleu = sacrebleu.corpus_bleu(hyps, [ref], lowercase=True).score
             rows.append({"input": name, "repeat_guard": guard, "normalize_case": case, "bleu_lc": round(bleu, 2),

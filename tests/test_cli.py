@@ -249,7 +249,9 @@ def test_bad_recipe_values_are_one_line_before_any_work(tmp_path, slice_files):
     for flags, text in ((["--init-std", "0"], "init_std must be positive"),
                         (["--weight-decay", "-1"], "--weight-decay"),
                         (["--dropout", "1.5"], "dropout must be in [0, 1)"),
-                        (["--norm", "middle"], "--norm 'middle': choose pre or post")):
+                        (["--norm", "middle"], "--norm 'middle': choose pre or post"),
+                        (["--subword-alpha", "-0.1"], "--subword-alpha"),
+                        (["--task", "lm", "--subword-alpha", "0.1"], "it is for --task mt")):
         r = mt("train", "--src", src, "--tgt", tgt, "--out", tmp_path / "o", "--max-steps", 3, *flags, *TINY)
         assert r.exit_code == 2 and text in r.output and len(r.output.strip().splitlines()) == 1, r.output
         assert not (tmp_path / "o").exists()
