@@ -82,6 +82,8 @@ def main() -> None:
     p.add_argument("--seed", type=int, default=1234)
     p.add_argument("--save-every", type=int, default=100)
     p.add_argument("--average", type=int, nargs="*", default=[], help="also score the mean of the last K checkpoints")
+    p.add_argument("--on-top-of", default="", help="flags every variant adds to the defaults, e.g. "
+                   "'--norm post --init-std 0.02' (recorded with each result, named 'FLAGS + VARIANT')")
     args = p.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
     threads = max(1, 2 // args.parallel)
@@ -89,17 +91,20 @@ def main() -> None:
     extra = ["--seed", str(args.seed), "--save-every", str(args.save_every), "--keep-last", str(keep)]
     results_file = args.out / "results.json"
     results = json.loads(results_file.read_text()) if results_file.exists() else {}
-    todo = list(args.variants)
+    common = args.on_top_of.split()
+    flags = {(f"{args.on_top_of} + {v}" if common else v): common + VARIANTS[v] for v in args.variants}
+    todo = list(flags)
     while todo:
         group, todo = todo[: args.parallel], todo[args.parallel:]
         start = time.time()
-        procs = {name: run(name, VARIANTS[name], args.out, args.steps, threads, extra) for name in group}
+        dirs = {name: name.replace(" ", "").replace("+", "_") for name in group}
+        procs = {name: run(dirs[name], flags[name], args.out, args.steps, threads, extra) for name in group}
         for name, proc in procs.items():
             if proc.wait() != 0:
-                print(f"{name}: mt train failed, see {args.out / name}.log", file=sys.stderr)
+                print(f"{name}: mt train failed, see {args.out / dirs[name]}.log", file=sys.stderr)
                 continue
-            results[name] = {"flags": VARIANTS[name], "steps": args.steps, "seed": args.seed,
-                             **score(args.out / name, threads, args.average)}
+            results[name] = {"flags": flags[name], "steps": args.steps, "seed": args.seed,
+                             **score(args.out / dirs[name], threads, args.average)}
             results[name]["minutes_wall"] = round((time.time() - start) / 60, 1)
             results_file.write_text(json.dumps(results, indent=2))
             print(json.dumps({name: results[name]}), flush=True)

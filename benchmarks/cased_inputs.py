@@ -25,6 +25,7 @@ def main() -> None:
     ap.add_argument("--data-dir", default=os.environ.get("MT_DATA_DIR", str(Path(__file__).resolve().parents[2] / "shared" / "data")))
     ap.add_argument("--only-defaults", action="store_true", help="every input with the guard and case handling "
                     "on (a new model's defaults), and clean input with both off")
+    ap.add_argument("--inputs", nargs="*", help="only these inputs (e.g. 'no final stop')")
     args = ap.parse_args()
 
     import sacrebleu
@@ -45,6 +46,8 @@ def main() -> None:
     for guard, case in ((False, False), (True, False), (True, True)):
         for name, sources in variants.items():
             if args.only_defaults and (guard, case) != (True, True) and (name, guard) != ("clean", False):
+                continue
+            if args.inputs and name not in args.inputs:
                 continue
             hyps = translator.translate(sources, SearchOptions(beam=args.beam, repeat_guard=guard, normalize_case=case))
             # Without a final stop in, none comes out (the reader's expectation): the references
