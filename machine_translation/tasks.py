@@ -53,14 +53,15 @@ class LMBatch:
 VAL_BLEU_SENTENCES = 1500
 
 
-def resegment(rows: Ragged, tokenizer, alpha: float, seeds: np.ndarray, max_len: int) -> Ragged:
+def resegment(rows: Ragged, tokenizer, alpha: float, draws: np.ndarray, max_len: int) -> Ragged:
     """Subword regularisation of stored rows: each row's text segmented anew by sampling
-    (`seeds`: one per row); a sample longer than `max_len` keeps the stored segmentation."""
+    (`draws`: one uniform in [0, 1) per row); a sample longer than `max_len` keeps the stored
+    segmentation."""
     offsets, values = rows
     out = []
-    for k, seed in enumerate(seeds):
+    for k, u in enumerate(draws):
         ids = values[offsets[k] : offsets[k + 1]].tolist()
-        sampled = tokenizer.sample_encode(tokenizer.decode(ids), alpha, int(seed))
+        sampled = tokenizer.sample_encode(tokenizer.decode(ids), alpha, float(u))
         out.append(sampled if 0 < len(sampled) <= max_len else ids)
     return ragged(out)
 
@@ -106,10 +107,10 @@ class TranslationTask:
         src, tgt = store.rows(batch.indices[rank::world])
         length = batch.length
         if sample is not None and self.subword_alpha:
-            seeds = np.random.SeedSequence([self.seed, *sample]).generate_state(2 * len(batch.indices))
-            seeds = seeds.reshape(-1, 2)[rank::world]  # (rows of this rank, 2): one per row and side
-            src = resegment(src, self.loaded.src_tokenizer, self.subword_alpha, seeds[:, 0], self.max_len)
-            tgt = resegment(tgt, self.loaded.tgt_tokenizer, self.subword_alpha, seeds[:, 1], self.max_len)
+            bits = np.random.SeedSequence([self.seed, *sample]).generate_state(2 * len(batch.indices))
+            draws = ((bits + 0.5) / 2**32).reshape(-1, 2)[rank::world]  # (rows of this rank, 2): uniforms
+            src = resegment(src, self.loaded.src_tokenizer, self.subword_alpha, draws[:, 0], self.max_len)
+            tgt = resegment(tgt, self.loaded.tgt_tokenizer, self.subword_alpha, draws[:, 1], self.max_len)
             longest = int(max(np.diff(src[0]).max(), np.diff(tgt[0]).max())) + 1  # with EOS / BOS
             length = max(length, -(-longest // BUCKET_WIDTH) * BUCKET_WIDTH)  # samples run longer: next bound
         tensors, n_tokens, n_targets = collate(src, tgt, self.pad, self.bos, self.eos, length)

@@ -36,17 +36,18 @@ def test_sentencepiece_round_trip(model_type):
 def test_sampled_segmentations_repeat_by_seed_and_spell_the_same_text(spm_tok):
     from machine_translation.data import ragged
     from machine_translation.tasks import resegment
-    draws = {tuple(spm_tok.sample_encode(SAMPLE, 0.1, seed)) for seed in range(8)}
-    assert len(draws) > 2  # seeds draw different segmentations
+    draws = {tuple(spm_tok.sample_encode(SAMPLE, 0.1, u)) for u in (0.05, 0.2, 0.4, 0.6, 0.8, 0.95)}
+    assert len(draws) > 2  # different draws, different segmentations
     assert all(spm_tok.decode(list(d)) == SAMPLE for d in draws)
-    assert spm_tok.sample_encode(SAMPLE, 0.1, 3) == spm_tok.sample_encode(SAMPLE, 0.1, 3)
+    assert spm_tok.sample_encode(SAMPLE, 0.1, 0.3) == spm_tok.sample_encode(SAMPLE, 0.1, 0.3)
+    assert spm_tok.sample_encode(SAMPLE, 100.0, 0.99) == spm_tok.encode(SAMPLE)  # a sharp alpha: the best one
     rows = ragged([spm_tok.encode(SAMPLE), spm_tok.encode("Un chat.")])
-    seeds = [5, 6]
-    again = resegment(rows, spm_tok, 0.1, seeds, max_len=100)
-    assert all((a == b).all() for a, b in zip(resegment(rows, spm_tok, 0.1, seeds, max_len=100), again))
-    short = resegment(rows, spm_tok, 0.1, seeds, max_len=len(spm_tok.encode(SAMPLE)))  # a longer draw: kept
+    u = [0.7, 0.3]
+    again = resegment(rows, spm_tok, 0.1, u, max_len=100)
+    assert all((a == b).all() for a, b in zip(resegment(rows, spm_tok, 0.1, u, max_len=100), again))
+    short = resegment(rows, spm_tok, 0.1, u, max_len=len(spm_tok.encode(SAMPLE)))  # a longer draw: kept
     offsets, values = short
-    assert values[offsets[0]:offsets[1]].tolist() in (spm_tok.encode(SAMPLE), spm_tok.sample_encode(SAMPLE, 0.1, 5))
+    assert values[offsets[0]:offsets[1]].tolist() in (spm_tok.encode(SAMPLE), spm_tok.sample_encode(SAMPLE, 0.1, 0.7))
     assert spm_tok.can_sample and not SentencePieceTokenizer.train(FRENCH, vocab_size=400, model_type="bpe").can_sample
 
 

@@ -88,19 +88,22 @@ class SentencePieceTokenizer:
             return False
         return True
 
-    def sample_encode(self, text: str, alpha: float, seed: int, nbest: int = 64) -> list[int]:
+    def sample_encode(self, text: str, alpha: float, u: float, nbest: int = 64) -> list[int]:
         """One segmentation of `text` drawn from its `nbest` most likely ones with probability
         proportional to P(segmentation) ** alpha: subword regularisation by l-best sampling
-        (Kudo 2018). The draw is numpy's, from `seed`, so it repeats in any process;
-        SentencePiece's own sampler does not (its generator differs between processes)."""
+        (Kudo 2018). `u` in [0, 1) is the caller's uniform draw (the inverse CDF is taken at
+        it), so a draw repeats in any process; SentencePiece's own sampler does not (its
+        generator differs between processes for the same seed)."""
         candidates = self._sp.nbest_encode(text, nbest_size=nbest)
         if len(candidates) < 2:
             return candidates[0] if candidates else []
         if self._piece_scores is None:  # log-probability of each piece under the unigram model
             self._piece_scores = np.array([self._sp.get_score(i) for i in range(self.vocab_size)])
-        log_p = alpha * np.array([self._piece_scores[c].sum() for c in candidates])  # (n,)
-        p = np.exp(log_p - log_p.max())
-        return candidates[np.random.default_rng(seed).choice(len(candidates), p=p / p.sum())]
+        lengths = np.fromiter(map(len, candidates), dtype=np.int64, count=len(candidates))
+        ids = np.fromiter((i for c in candidates for i in c), dtype=np.int64, count=int(lengths.sum()))
+        log_p = alpha * np.add.reduceat(self._piece_scores[ids], np.cumsum(lengths) - lengths)  # (n,)
+        cdf = np.cumsum(np.exp(log_p - log_p.max()))
+        return candidates[min(int(np.searchsorted(cdf, u * cdf[-1], side="right")), len(candidates) - 1)]
 
     def id_to_piece(self, i: int) -> str:
         return self._sp.id_to_piece(i)
