@@ -26,8 +26,8 @@ class LayerConfig:
     max_positions: int = 256
     positional: str = "sinusoidal"  # or "learned"
     # Pre-norm unless a preset says otherwise (and for config files written before the
-    # choice existed): it trains stably at any depth and learning rate. mt's small translation
-    # preset is post-norm (the 2017 paper, Marian), which measured better for 3+3 layers.
+    # choice existed): it trains stably at any depth, learning rate and warmup. Post-norm (the
+    # 2017 paper, Marian) is an option (`--norm post`).
     norm_first: bool = True
     pad_id: int = 0
 
