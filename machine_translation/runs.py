@@ -26,10 +26,9 @@ from machine_translation.files import write_atomic
 from machine_translation.model import ModelConfig, build_model
 from machine_translation.runtime import (TRAIN_PRECISIONS, check_precision, pick_device, release_freed_memory,
                                         set_threads)
-from machine_translation.options import SamplingOptions, SearchOptions
+from machine_translation.options import POST_NORM_WARMUP, RunOptions, SamplingOptions, SearchOptions
 from machine_translation.store import PairStore, open_tokens, write_token_files
 from machine_translation.tasks import LanguageModelTask, TranslationTask
-from machine_translation.options import RunOptions
 from machine_translation.plot import CURVE_FILE, plot_run
 from machine_translation.training import Trainer, TrainState
 from mt_tokenizers import CharTokenizer, SentencePieceTokenizer, load_tokenizer
@@ -248,6 +247,10 @@ def _train_run(opts: RunOptions, info: DistInfo, device: torch.device) -> dict:
         prepare_out_dir(opts)
     barrier(info)
     setup, task = (mt_task if opts.task == "mt" else lm_task)(opts, device, info)
+    if not setup.config.norm_first and setup.loaded_from is None and opts.train.warmup_steps < POST_NORM_WARMUP:
+        logger.warning("--warmup-steps %d is short for a post-norm model: it can collapse (every sentence "
+                       "translated alike); use --warmup-steps %d or more, or --norm pre",
+                       opts.train.warmup_steps, POST_NORM_WARMUP)
     if not opts.resume and info.is_main:
         ckpt.save_pretrained(opts.out, setup.model, setup.config, setup.tokenizer, setup.tokenizer,
                              opts.pair if opts.task == "mt" else None, new_model_search(opts.task))

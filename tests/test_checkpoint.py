@@ -37,6 +37,7 @@ def test_an_old_config_json_keeps_the_old_architecture(saved):
     """Keys added to the model config over time are absent from older model directories; the
     defaults they load with are the old behaviour (pre-norm, no attention or activation
     dropout, PyTorch's init), whatever the presets now choose."""
+    from machine_translation.model import PRESETS
     directory, model = saved
     data = json.loads((directory / "config.json").read_text())
     for key in ("norm_first", "attention_dropout", "activation_dropout", "init_std"):
@@ -46,6 +47,8 @@ def test_an_old_config_json_keeps_the_old_architecture(saved):
     assert loaded.config.norm_first and loaded.config.init_std is None and loaded.config.attention_dropout == 0
     src, tgt = torch.tensor([[5, 6, 3]]), torch.tensor([[2, 7, 8]])
     torch.testing.assert_close(loaded.model(src, tgt), model(src, tgt), rtol=0, atol=0)
+    assert PRESETS["mt"]["small"]["norm_first"] is False  # the defaults of new runs (docs/benchmarks.md, 1f)
+    assert PRESETS["mt"]["small"]["init_std"] == 0.02
 
 
 def test_separate_vocabularies_round_trip(tmp_path):

@@ -79,7 +79,8 @@ def train(
     positional: Optional[str] = typer.Option(None, help="sinusoidal or learned."),
     init_std: Optional[float] = typer.Option(None, help="Initialise every weight matrix and embedding from "
                                              "N(0, STD), biases 0, as Marian does (default: the preset's).", min=0.0),
-    norm: Optional[str] = typer.Option(None, help="pre or post LayerNorm placement (default: the preset's, pre)."),
+    norm: Optional[str] = typer.Option(None, help="pre or post LayerNorm placement (default: the preset's; the "
+                                       "small translation preset is post-norm)."),
     resume: bool = typer.Option(False, help="Continue the run in --out from its latest checkpoint."),
     overwrite: bool = typer.Option(False, help="Replace an existing run in --out."),
     init_from: Optional[Path] = typer.Option(None, help="Fine-tune from this model directory (fresh optimizer)."),
