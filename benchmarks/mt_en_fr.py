@@ -164,11 +164,15 @@ def plot(runs: dict[str, Path], path: Path) -> None:
             continue
         records = [json.loads(line) for line in (d / "train_log.jsonl").read_text().splitlines()]
         train = [r for r in records if r["type"] == "train"]
-        evals = [r for r in records if r["type"] == "eval"]
-        ax1.plot([r["elapsed"] / 60 for r in train], [r["loss"] for r in train], label=name)
+        evals = [r for r in records if r["type"] == "eval" and not r.get("averaged_checkpoints")]
+        averaged = [r for r in records if r["type"] == "eval" and r.get("averaged_checkpoints")]
+        line, = ax1.plot([r["elapsed"] / 60 for r in train], [r["loss"] for r in train], label=name)
         ax2.plot([r["elapsed"] / 60 for r in evals], [r["val_bleu"] for r in evals], marker="o", label=name)
+        for r in averaged:  # the end-of-run average of the last K checkpoints, kept only if better
+            ax2.plot([r["elapsed"] / 60], [r["val_bleu"]], "*", ms=10, color=line.get_color(),
+                     label=f"{name}: average of its last {r['averaged_checkpoints']}")
     ax1.set(xlabel="minutes", ylabel="training loss (label-smoothed)", title="Training loss")
-    ax2.set(xlabel="minutes", ylabel="val BLEU (greedy, 400-sentence sample)", title="Validation BLEU")
+    ax2.set(xlabel="minutes", ylabel="val BLEU (greedy, whole val split)", title="Validation BLEU")
     for ax in (ax1, ax2):
         ax.grid(alpha=0.3)
         ax.legend()
