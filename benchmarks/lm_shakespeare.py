@@ -28,13 +28,16 @@ def train(out: Path, extra: list[str]) -> tuple[float, list[dict]]:
     start = time.time()
     subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL)
     records = [json.loads(line) for line in (out / "train_log.jsonl").read_text().splitlines()]
-    return start, [r for r in records if r["type"] == "eval"]
+    # validations of the run's models; the end-of-run average of the last checkpoints is kept
+    # only if better, and is not a point of the training curve
+    return start, [r for r in records if r["type"] == "eval" and not r.get("averaged_checkpoints")]
 
 
 def generation_speed(out: Path, tokens: int = 500, repeats: int = 3) -> dict:
     import torch
 
     from machine_translation.checkpoint import load_pretrained
+    from machine_translation.options import SamplingOptions
     from machine_translation.search import sample
     torch.set_num_threads(2)
     loaded = load_pretrained(out)
@@ -45,7 +48,8 @@ def generation_speed(out: Path, tokens: int = 500, repeats: int = 3) -> dict:
         for r in range(repeats):
             g = torch.Generator().manual_seed(r)
             t = time.perf_counter()
-            n = sum(1 for _ in sample(loaded.model, prompt, tokens, g, 0.8, 200, None, None, use_cache))
+            options = SamplingOptions(temperature=0.8, top_k=200, max_new_tokens=tokens)
+            n = sum(1 for _ in sample(loaded.model, prompt, g, options, None, use_cache))
             rates.append(n / (time.perf_counter() - t))
         result["cached" if use_cache else "uncached"] = statistics.median(rates)
     return result
