@@ -189,7 +189,8 @@ def main() -> None:
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--skip", nargs="*", default=[], choices=["mt", "peer", "speed"])
     p.add_argument("--precisions", nargs="*", default=["fp32", "bf16", "int8"], help="mt's rows in the speed part")
-    p.add_argument("--mt-precisions", nargs="+", default=["fp32"], help="mt train --precision of each mt run")
+    p.add_argument("--mt-precisions", nargs="+", default=["auto"],
+                   help="mt train --precision of each mt run (default: auto, mt's own default)")
     p.add_argument("--peer-minutes", type=float, default=None, help="the peer's budget (default: --minutes)")
     args, extra = p.parse_known_args()
     mt_dir, peer_dir = args.out / "mt", args.out / "peer"
