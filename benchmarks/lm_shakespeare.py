@@ -27,10 +27,9 @@ def train(out: Path, extra: list[str]) -> tuple[float, list[dict]]:
     cmd = ["mt", "train", "--task", "lm", "--data", "tinyshakespeare", "--preset", "small", "--out", str(out), *extra]
     start = time.time()
     subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL)
-    records = [json.loads(line) for line in (out / "train_log.jsonl").read_text().splitlines()]
-    # validations of the run's models; the end-of-run average of the last checkpoints is kept
-    # only if better, and is not a point of the training curve
-    return start, [r for r in records if r["type"] == "eval" and not r.get("averaged_checkpoints")]
+    from machine_translation.plot import read_log
+    _, val, _ = read_log(out)  # the run's validations; the end-of-run checkpoint average is apart
+    return start, list(val.values())
 
 
 def generation_speed(out: Path, tokens: int = 500, repeats: int = 3) -> dict:

@@ -28,6 +28,8 @@ from pathlib import Path
 
 import torch
 
+from machine_translation.plot import read_log  # a run's train, validation and averaged records
+
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import peer  # noqa: E402
 
@@ -162,10 +164,7 @@ def plot(runs: dict[str, Path], path: Path) -> None:
     for name, d in runs.items():
         if not (d / "train_log.jsonl").exists():  # e.g. --skip peer
             continue
-        records = [json.loads(line) for line in (d / "train_log.jsonl").read_text().splitlines()]
-        train = [r for r in records if r["type"] == "train"]
-        evals = [r for r in records if r["type"] == "eval" and not r.get("averaged_checkpoints")]
-        averaged = [r for r in records if r["type"] == "eval" and r.get("averaged_checkpoints")]
+        train, evals, averaged = (list(records.values()) for records in read_log(d))
         line, = ax1.plot([r["elapsed"] / 60 for r in train], [r["loss"] for r in train], label=name)
         ax2.plot([r["elapsed"] / 60 for r in evals], [r["val_bleu"] for r in evals], marker="o", label=name)
         for r in averaged:  # the end-of-run average of the last K checkpoints, kept only if better
@@ -211,8 +210,7 @@ def main() -> None:
         results["peer_scores"] = score_peer(peer_dir, load_pretrained(mt_dir).tgt_tokenizer, args.data_dir)
     for name, d in (*mt_dirs.items(), ("peer", peer_dir)):
         if (d / "train_log.jsonl").exists():
-            rates = [json.loads(x)["tokens_per_s"] for x in (d / "train_log.jsonl").read_text().splitlines()
-                     if '"train"' in x]
+            rates = [r["tokens_per_s"] for r in read_log(d)[0].values()]  # the logged training windows
             results[f"{name}_train_tokens_per_s_median"] = round(statistics.median(rates[1:] or rates), 0)
     if "speed" not in args.skip:
         results["speed"] = speed(mt_dir, peer_dir, args.out, args.data_dir, args.repeats, args.precisions)
