@@ -73,16 +73,39 @@ TRAIN_PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 
 
 @functools.cache  # the CPU does not change while we run
-def cpu_flags() -> frozenset[str]:
-    """The CPU's feature flags as the OS reports them (Linux /proc/cpuinfo; empty elsewhere)."""
+def _cpuinfo() -> dict[str, str]:
+    """The first CPU's fields as the OS reports them (Linux /proc/cpuinfo; empty elsewhere)."""
+    fields: dict[str, str] = {}
     try:
         with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as f:
             for line in f:
-                if line.startswith(("flags", "Features")):
-                    return frozenset(line.split(":", 1)[1].split())
+                if not line.strip():
+                    break  # the end of the first CPU's block
+                name, _, value = line.partition(":")
+                fields.setdefault(name.strip(), value.strip())
     except OSError:
         pass
-    return frozenset()
+    return fields
+
+
+def cpu_flags() -> frozenset[str]:
+    """The CPU's feature flags (x86 `flags`, Arm `Features`; empty where the OS does not say)."""
+    info = _cpuinfo()
+    return frozenset((info.get("flags") or info.get("Features") or "").split())
+
+
+def cpu_vendor() -> str:
+    """`GenuineIntel`, `AuthenticAMD`, ... (empty where the OS does not say)."""
+    return _cpuinfo().get("vendor_id", "")
+
+
+def onednn_fp32_is_faster(device: torch.device) -> bool:
+    """Whether float32 inference should multiply with oneDNN rather than PyTorch's default
+    BLAS (Intel MKL): on AMD CPUs MKL's float32 GEMM was 1.2-2x slower than oneDNN's at
+    translation's sizes (docs/benchmarks.md section 1c). CTranslate2 makes the same choice: MKL
+    on Intel CPUs only. Elsewhere (Intel, Arm, GPUs) the default stays."""
+    return (device.type == "cpu" and cpu_vendor() == "AuthenticAMD" and torch.backends.mkldnn.is_available()
+            and hasattr(torch.ops.mkldnn, "_reorder_linear_weight"))  # the private op `precision.OneDnnLinear` uses
 
 
 def native_bf16(device: torch.device) -> bool:

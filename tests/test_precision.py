@@ -133,3 +133,39 @@ def test_the_precision_helper_follows_the_hardware(monkeypatch, caplog):
             runtime.check_precision(precision, device, runtime.PRECISIONS + ("fp16",))
     with pytest.raises(ConfigError, match="choose one of"):
         runtime.check_precision("auto", cpu)  # inference has no auto
+
+
+def test_onednn_linears_compute_the_same_model(learned, sentences):
+    """Float32 on AMD CPUs multiplies with oneDNN (`runtime.onednn_fp32_is_faster`); forced
+    here on any CPU: the same parameters, the same logits up to floating-point order, the
+    same translations, batch equal to single, and gradients still flow in training."""
+    from machine_translation.checkpoint import load_pretrained
+    from machine_translation.precision import OneDnnLinear, use_onednn
+    cpu = torch.device("cpu")
+    plain = Translator(load_pretrained(learned[0], cpu, task="mt"), cpu)  # a training run's validation: never swapped
+    assert not any(isinstance(m, OneDnnLinear) for m in plain.model.modules())
+    tr = Translator(load_pretrained(learned[0], cpu, task="mt"), cpu)
+    use_onednn(tr.model)
+    decoder = tr.model.decoder
+    assert isinstance(decoder.lm_head, OneDnnLinear) and decoder.lm_head.weight is decoder.embed.token.weight
+    assert tr.model.state_dict().keys() == plain.model.state_dict().keys()
+
+    src, tgt = torch.randint(4, 200, (3, 9)), torch.randint(4, 200, (3, 7))
+    with torch.inference_mode():
+        assert torch.allclose(tr.model(src, tgt), plain.model(src, tgt), atol=1e-4)
+    options = SearchOptions(beam=4)
+    out, expected = tr.translate(sentences, options), plain.translate(sentences, options)
+    assert sum(a == b for a, b in zip(out, expected)) >= 0.9 * len(sentences), list(zip(out, expected))
+    assert out[:6] == [tr.translate([s], options)[0] for s in sentences[:6]]
+
+    tr.model.train()
+    tr.model(src, tgt).sum().backward()  # with gradients wanted it is F.linear
+    assert decoder.lm_head.weight.grad is not None and decoder.blocks[0].ff.up.weight.grad.abs().sum() > 0
+
+
+def test_onednn_is_chosen_for_float32_on_amd_cpus_only(monkeypatch):
+    cpu = torch.device("cpu")
+    for vendor, chosen in (("AuthenticAMD", torch.backends.mkldnn.is_available()), ("GenuineIntel", False), ("", False)):
+        monkeypatch.setattr(runtime, "_cpuinfo", lambda: {"vendor_id": vendor} if vendor else {})
+        assert runtime.onednn_fp32_is_faster(cpu) == chosen
+        assert not runtime.onednn_fp32_is_faster(torch.device("cuda"))
