@@ -117,7 +117,11 @@ def median_speed(fn, sentences, tok, repeats: int) -> dict:
 
 
 def speed(mt_dir: Path, peer_dir: Path, work: Path, data_dir, repeats: int, precisions: list[str]) -> dict:
-    import ctranslate2
+    """mt's and the peer's `generate` rows first, then CTranslate2's: once CTranslate2
+    translators exist in a process, their thread pools slow PyTorch's multi-threaded work in
+    it (measured: mt fp32 1 x 2 beam 4 fell from 116 to 69 sentences/s, so the rows before
+    2026-11-24 evening understate mt's 1 x 2 figures; its 2 x 1 workers are processes of
+    their own and were not affected)."""
     from transformers import MarianMTModel
 
     from machine_translation.data import parse_data_spec, read_split
@@ -139,6 +143,10 @@ def speed(mt_dir: Path, peer_dir: Path, work: Path, data_dir, repeats: int, prec
             systems[f"mt{suffix}-2x1/beam{beam}"] = lambda s, o=options, t=translator2: t.translate(s, o)
     for beam in (1, 4):
         systems[f"peer-generate/beam{beam}"] = lambda s, b=beam: peer.generate(hf, tok, s, b, hf.config.pad_token_id)
+    results = time_systems(systems, src, tok, repeats)
+
+    import ctranslate2
+    systems = {}
     for quant in ("float32", "int8"):
         ct2_dir = work / f"ct2-{quant}"
         peer.convert_to_ctranslate2(peer_dir, ct2_dir, tok, None if quant == "float32" else quant)
@@ -148,6 +156,10 @@ def speed(mt_dir: Path, peer_dir: Path, work: Path, data_dir, repeats: int, prec
             for beam in (1, 4):
                 systems[f"ct2-{quant}-{inter}x{intra}/beam{beam}"] = (
                     lambda s, t=t, b=beam: peer.ct2_translate(t, tok, s, b))
+    return {**results, **time_systems(systems, src, tok, repeats)}
+
+
+def time_systems(systems: dict, src: list[str], tok, repeats: int) -> dict:
     results = {}
     for name, fn in systems.items():
         fn(src[:200])  # warm-up (and start worker processes)
