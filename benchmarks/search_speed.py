@@ -26,16 +26,17 @@ def main() -> None:
     p.add_argument("--model", required=True)
     p.add_argument("--sentences", type=int, default=320)
     p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--workers", type=int, default=1, help="processes of one thread each (`mt translate --workers`)")
     p.add_argument("--precision", default=None, help="fp32, bf16 or int8 (default: the model's)")
     args = p.parse_args()
     torch.set_num_threads(args.threads)
     src, _ = read_split(parse_data_spec("multi30k"), "test_2016_flickr", "en-fr", os.environ.get("MT_DATA_DIR"))
     src = src[: args.sentences]
-    translator = Translator.from_pretrained(args.model, "cpu", precision=args.precision)
+    translator = Translator.from_pretrained(args.model, "cpu", workers=args.workers, precision=args.precision)
     result = {}
     for beam in (1, 4):
         options = SearchOptions(beam=beam, batch_size=64, repeat_guard=False)
-        translator.translate(src[:64], options)  # warm-up
+        translator.translate(src[:64 * args.workers], options)  # warm-up (and start the workers)
         start = time.perf_counter()
         translator.translate(src, options)
         result[f"beam{beam}_sentences_per_s"] = round(len(src) / (time.perf_counter() - start), 1)
