@@ -101,9 +101,10 @@ def cpu_vendor() -> str:
 
 def onednn_fp32_is_faster(device: torch.device) -> bool:
     """Whether float32 inference should multiply with oneDNN rather than PyTorch's default
-    BLAS (Intel MKL): on AMD CPUs MKL's float32 GEMM was 1.2-2x slower than oneDNN's at
-    translation's sizes (docs/benchmarks.md section 1c). CTranslate2 makes the same choice: MKL
-    on Intel CPUs only. Elsewhere (Intel, Arm, GPUs) the default stays."""
+    BLAS (Intel MKL): on an AMD EPYC, oneDNN with prepacked weights was 1.00-1.49x MKL's speed
+    per call at translation's sizes, and beam search 13-15% faster (docs/benchmarks.md section
+    1c). CTranslate2 makes the same choice: MKL on Intel CPUs only. Elsewhere (Intel, Arm,
+    GPUs) the default stays."""
     return (device.type == "cpu" and cpu_vendor() == "AuthenticAMD" and torch.backends.mkldnn.is_available()
             and hasattr(torch.ops.mkldnn, "_reorder_linear_weight"))  # the private op `precision.OneDnnLinear` uses
 
