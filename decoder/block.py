@@ -4,7 +4,8 @@ With `cross_attention=False` the same class is a GPT block; there is no second c
 """
 from __future__ import annotations
 
-import torch
+from collections.abc import Callable
+
 from torch import Tensor, nn
 
 from decoder.cache import KV
@@ -26,18 +27,19 @@ class DecoderBlock(nn.Module):
         self,
         x: Tensor,
         self_attn_mask: Tensor | None,
-        past_kv: KV | None = None,
+        extend_kv: Callable[[KV], KV] | None = None,
         cross_kv: KV | None = None,
         src_padding_mask: Tensor | None = None,
     ) -> tuple[Tensor, KV]:
-        """x: (B, T, D) new positions; past_kv: this layer's cached keys/values (B, H, Tpast, Dh);
+        """x: (B, T, D) new positions; extend_kv: appends this layer's new keys/values to its
+        cached ones, (B, H, T, Dh) -> (B, H, Tpast + T, Dh) (`KVCache.extend`; None: no cache);
         cross_kv: the encoder's projected keys/values (B / G, H, S, Dh), one row per source sentence
         shared by G consecutive rows of x (beam search's hypotheses), with src_padding_mask (B / G, 1, 1, S).
         Returns the new hidden states (B, T, D) and present_kv (B, H, Tpast + T, Dh)."""
         h = self.self_attn_res.norm_in(x)
         q, k, v = self.self_attn.project_qkv(h)  # (B, H, T, Dh) each
-        if past_kv is not None:
-            k, v = torch.cat([past_kv[0], k], dim=2), torch.cat([past_kv[1], v], dim=2)
+        if extend_kv is not None:
+            k, v = extend_kv((k, v))
         x = self.self_attn_res.add(x, self.self_attn.attend(q, k, v, self_attn_mask))
 
         if self.cross_attn is not None:

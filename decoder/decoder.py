@@ -6,6 +6,8 @@ new cache is returned; without one the whole sequence is processed (training).
 """
 from __future__ import annotations
 
+from functools import partial
+
 from torch import Tensor, nn
 
 from decoder.block import DecoderBlock
@@ -60,8 +62,8 @@ class TransformerDecoder(nn.Module):
         self_attn_mask = masks.decoder_self_mask(tgt_attention_mask, tgt_input_ids.size(1), n_past, x.device)
 
         present = []
-        for block, past_kv, cross_kv in zip(self.blocks, cache_in.self_kv, cache_in.cross_kv):
-            x, kv = block(x, self_attn_mask, past_kv, cross_kv, cache_in.src_padding_mask)
+        for i, (block, cross_kv) in enumerate(zip(self.blocks, cache_in.cross_kv)):
+            x, kv = block(x, self_attn_mask, partial(cache_in.extend, i), cross_kv, cache_in.src_padding_mask)
             present.append(kv)
         logits = self.lm_head(self.final_norm(x))  # (B, T, V)
 

@@ -15,7 +15,7 @@ else
   # 200 warmup steps (the post-norm preset collapsed with 100), one validation at the end, and
   # a checkpoint every 40 steps so that the run ends by trying the average of its last 4
   # checkpoints (kept if it validates better).
-  # Steps in 8 minutes depend on the CPU: about 460 on a Xeon with AMX, 230 on a 2-core EPYC.
+  # Steps in 8 minutes depend on the CPU: 465-531 on the 2-core machines of docs/benchmarks.md 1f.
   mt train --pair en-fr --preset small --max-minutes "$MINUTES" --warmup-steps 200 --eval-every 100000 \
     --save-every 40 --out "$OUT"
 fi

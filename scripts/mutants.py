@@ -39,7 +39,7 @@ class Mutant:
 
 MUTANTS = [
     Mutant("beam-no-self-reorder",  # while no sentence leaves, keep the self-attention cache in place
-           "decoder/cache.py", "return replace(self, self_kv=self_kv)",
+           "decoder/cache.py", "return replace(self, rows=rows)",
            "return self", ("tests/test_search_reference.py",)),
     Mutant("beam-reads-another-sentence-encoder",  # hypotheses grouped across sentences, not within
            "encoder_transformer/attention.py", "self.q_proj(query).reshape(B, G * Tq, D)",

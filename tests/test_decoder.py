@@ -111,9 +111,27 @@ def test_cache_reorder_selects_rows(seq2seq):
     _, cache = seq2seq.decode_step(torch.tensor([[2], [2]]), cache)
     swapped = cache.reorder(torch.tensor([1, 0, 1]), torch.tensor([1, 0, 1]))
     assert isinstance(swapped, KVCache) and swapped.length == 1
-    torch.testing.assert_close(swapped.self_kv[0][0][0], cache.self_kv[0][0][1])
+    torch.testing.assert_close(swapped.layer(0)[0][0], cache.layer(0)[0][1])
     torch.testing.assert_close(swapped.cross_kv[0][0][2], cache.cross_kv[0][0][1])
     torch.testing.assert_close(swapped.src_padding_mask[2], cache.src_padding_mask[1])
+
+
+def test_deferred_reorders_compose_and_decode_as_an_eager_copy(seq2seq):
+    """`reorder` only records rows; two reorders in a row and the next step's gather-and-append
+    must give what copying the rows at once gives."""
+    src, _ = src_tgt()
+    _, cache = seq2seq.decode_step(torch.tensor([[2], [2]]), seq2seq.start_cache(src))
+    _, cache = seq2seq.decode_step(torch.tensor([[5], [6]]), cache)
+    twice = cache.reorder(torch.tensor([1, 0, 1, 0])).reorder(torch.tensor([2, 1]))  # rows 1, 0
+    eager = KVCache(tuple(cache.layer(i) for i in range(len(cache.self_kv))), cache.cross_kv,
+                    cache.src_padding_mask).reorder(torch.tensor([1, 0]))
+    assert twice.length == eager.length == 2
+    torch.testing.assert_close(twice.layer(0)[0], cache.layer(0)[0].flip(0))
+    with torch.inference_mode():  # search's mode: the gather writes straight into the new cache
+        a, after = seq2seq.decode_step(torch.tensor([[7], [8]]), twice)
+    b, _ = seq2seq.decode_step(torch.tensor([[7], [8]]), eager)
+    torch.testing.assert_close(a, b)
+    assert after.rows is None and after.layer(0)[0].shape[2] == 3
 
 
 def test_hypotheses_share_their_sentence_encoder_rows(seq2seq):
