@@ -46,16 +46,12 @@ class KVCache:
         order (None: all of them, e.g. while beam search only reorders hypotheses within each
         sentence, which leaves the encoder's keys/values in place).
         """
-
-        def pick(kv: KV | None, index: Tensor) -> KV | None:
-            return None if kv is None else (kv[0].index_select(0, index), kv[1].index_select(0, index))
-
         rows = rows if self.rows is None else self.rows[rows]  # composed, not yet applied
         if sources is None:
             return replace(self, rows=rows)
         return KVCache(
             self.self_kv,
-            tuple(pick(kv, sources) for kv in self.cross_kv),
+            tuple(_pick(kv, sources) for kv in self.cross_kv),
             None if self.src_padding_mask is None else self.src_padding_mask.index_select(0, sources),
             rows,
         )
@@ -63,9 +59,7 @@ class KVCache:
     def layer(self, i: int) -> KV | None:
         """Layer i's decoded keys/values, one row per hypothesis: (N, H, T, Dh) each (a copy when reordered)."""
         kv = self.self_kv[i]
-        if kv is None or self.rows is None:
-            return kv
-        return kv[0].index_select(0, self.rows), kv[1].index_select(0, self.rows)
+        return kv if self.rows is None else _pick(kv, self.rows)
 
     def extend(self, i: int, new: KV) -> KV:
         """Layer i's keys/values with the new positions appended: (N, H, T + T_new, Dh) each,
@@ -74,6 +68,11 @@ class KVCache:
         if past is None:
             return new
         return _gather_append(past[0], new[0], self.rows), _gather_append(past[1], new[1], self.rows)
+
+
+def _pick(kv: KV | None, index: Tensor) -> KV | None:
+    """The rows `index` (along dim 0) of keys and values."""
+    return None if kv is None else (kv[0].index_select(0, index), kv[1].index_select(0, index))
 
 
 def _gather_append(past: Tensor, new: Tensor, rows: Tensor | None) -> Tensor:
