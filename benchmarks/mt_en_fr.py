@@ -28,6 +28,7 @@ from pathlib import Path
 
 import torch
 
+from machine_translation.options import RunOptions
 from machine_translation.plot import read_log  # a run's train, validation and averaged records
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -195,7 +196,7 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--out", type=Path, default=Path("/tmp/mt-bench"))
     p.add_argument("--minutes", type=float, default=30.0)
-    p.add_argument("--batch-tokens", type=int, default=4000)
+    p.add_argument("--batch-tokens", type=int, default=RunOptions.batch_tokens, help="default: mt train's")
     p.add_argument("--data-dir", default=None)
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--skip", nargs="*", default=[], choices=["mt", "peer", "speed"])
