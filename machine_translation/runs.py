@@ -101,7 +101,8 @@ def write_model_card(out: Path, title: str, data: str, preset: str, state: Train
              f"- steps: {state.step} (epoch {state.epoch})", f"- training time: {state.elapsed / 60:.1f} min"]
     if "val_bleu" in metrics:
         import sacrebleu
-        lines.append(f"- validation BLEU (greedy, val sample): {metrics['val_bleu']:.2f}, sacreBLEU signature: "
+        on = f"{metrics['val_bleu_sentences']} val sentences" if "val_bleu_sentences" in metrics else "val"
+        lines.append(f"- validation BLEU (greedy, {on}): {metrics['val_bleu']:.2f}, sacreBLEU signature: "
                      f"nrefs:1|case:mixed|eff:no|tok:13a|smooth:exp|version:{sacrebleu.__version__}")
     if "val_loss" in metrics:
         lines.append(f"- validation loss: {metrics['val_loss']:.4f}")

@@ -136,7 +136,7 @@ class TranslationTask:
         translator = Translator(self.loaded, self.device)  # the decoding path of `mt evaluate`
         hyps = translator.translate(self.bleu_src, SearchOptions(beam=1))
         bleu = corpus_bleu(hyps, self.bleu_ref)
-        return {"val_loss": total / count, "val_bleu": bleu, "score": bleu}
+        return {"val_loss": total / count, "val_bleu": bleu, "val_bleu_sentences": len(self.bleu_src), "score": bleu}
 
 
 class LanguageModelTask:

@@ -35,7 +35,8 @@ def test_train_writes_a_loadable_model_dir(trained):
     log = [json.loads(line) for line in (out / "train_log.jsonl").read_text().splitlines()]
     assert [r["step"] for r in log if r["type"] == "train"] == list(range(1, 41))
     assert {r["step"] for r in log if r["type"] == "eval"} == {20, 40}
-    assert "BLEU" in (out / "README.md").read_text()
+    n_val = {r["val_bleu_sentences"] for r in log if r["type"] == "eval"}
+    assert len(n_val) == 1 and f"validation BLEU (greedy, {n_val.pop()} val sentences)" in (out / "README.md").read_text()
 
 
 def test_the_learned_fixture_translates(learned, shared_data):
