@@ -77,7 +77,7 @@ class RunOptions:
     preset: str = "small"
     model_overrides: dict = field(default_factory=dict)  # only the flags the user gave
     vocab_size: int = 8000
-    batch_tokens: int = 2500  # than 4,000: +0.40/+0.69 val BLEU at 60 min (2 seeds), +6 at 14 (docs/benchmarks.md)
+    batch_tokens: int = 2500  # vs 4,000: +0.40/+0.69 val BLEU at 60 min (2 seeds), +6 at 14 (docs/benchmarks.md)
     max_len: int = 100  # pairs with a side longer than this (in tokens) are skipped
     tokenizer_sample: int = 200_000  # pairs the joint SentencePiece model is trained on (a uniform sample)
     train: TrainConfig = field(default_factory=lambda: TrainConfig(max_minutes=DEFAULT_MAX_MINUTES))
