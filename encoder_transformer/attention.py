@@ -22,6 +22,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from encoder_transformer.config import TransformerConfig
+from encoder_transformer.dropout import dropout
 
 
 class MultiHeadAttention(nn.Module):
@@ -57,11 +58,11 @@ class MultiHeadAttention(nn.Module):
         """q: (B, H, Tq, Dh); key, value: (B, H, Tk, Dh); attn_mask: bool, True = may attend,
         broadcastable to (B, H, Tq, Tk). Returns (B, Tq, D) after the output projection."""
         B, H, Tq, Dh = q.shape
-        dropout = self.dropout if self.training else 0.0
+        dropout_p = self.dropout if self.training else 0.0
         if q.device.type == "cpu" and q.dtype != torch.float32:
-            out = _written_out_attention(q, key, value, attn_mask, dropout)  # (B, H, Tq, Dh)
+            out = _written_out_attention(q, key, value, attn_mask, dropout_p)  # (B, H, Tq, Dh)
         else:
-            out = F.scaled_dot_product_attention(q, key, value, attn_mask=attn_mask, dropout_p=dropout)
+            out = F.scaled_dot_product_attention(q, key, value, attn_mask=attn_mask, dropout_p=dropout_p)
         return self.out_proj(out.transpose(1, 2).reshape(B, Tq, H * Dh))
 
     def forward(self, query: Tensor, key: Tensor, value: Tensor, attn_mask: Tensor | None) -> Tensor:
@@ -83,13 +84,12 @@ class MultiHeadAttention(nn.Module):
         super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
 
 
-def _written_out_attention(q: Tensor, key: Tensor, value: Tensor, attn_mask: Tensor | None, dropout: float) -> Tensor:
+def _written_out_attention(q: Tensor, key: Tensor, value: Tensor, attn_mask: Tensor | None, dropout_p: float) -> Tensor:
     """softmax(q k^T / sqrt(Dh)) v with the softmax in float32: what the fused kernel computes.
     q: (B, H, Tq, Dh); key, value: (B, H, Tk, Dh); attn_mask: True = may attend."""
     scores = (q @ key.transpose(-2, -1)) * q.size(-1) ** -0.5  # (B, H, Tq, Tk)
     if attn_mask is not None:
         scores = scores.masked_fill(~attn_mask, float("-inf"))  # no row is fully masked (masks.py)
     weights = torch.softmax(scores.float(), dim=-1)  # (B, H, Tq, Tk)
-    if dropout:
-        weights = F.dropout(weights, dropout)
+    weights = dropout(weights, dropout_p)
     return weights.to(q.dtype) @ value  # (B, H, Tq, Dh)

@@ -8,6 +8,7 @@ import torch
 from torch import Tensor, nn
 
 from encoder_transformer.config import TransformerConfig
+from encoder_transformer.dropout import Dropout
 
 
 class FeedForward(nn.Module):
@@ -17,7 +18,7 @@ class FeedForward(nn.Module):
         super().__init__()
         self.up = nn.Linear(config.d_model, config.d_ff)
         self.down = nn.Linear(config.d_ff, config.d_model)
-        self.dropout = nn.Dropout(config.activation_dropout)
+        self.dropout = Dropout(config.activation_dropout)
 
     def forward(self, x: Tensor) -> Tensor:  # (B, T, D) -> (B, T, D)
         return self.down(self.dropout(torch.relu(self.up(x))))
@@ -74,7 +75,7 @@ class Embeddings(nn.Module):
             self.token.weight[config.pad_id].zero_()
         self.position = PositionalEncoding(config)
         self.scale = math.sqrt(config.d_model)
-        self.dropout = nn.Dropout(config.dropout)
+        self.dropout = Dropout(config.dropout)
 
     def forward(self, input_ids: Tensor, start: int = 0) -> Tensor:  # (B, T) -> (B, T, D)
         x = self.token(input_ids) * self.scale + self.position(start, input_ids.size(1))
@@ -106,7 +107,7 @@ class Residual(nn.Module):
     def __init__(self, config: TransformerConfig):
         super().__init__()
         self.norm = nn.LayerNorm(config.d_model)
-        self.dropout = nn.Dropout(config.dropout)
+        self.dropout = Dropout(config.dropout)
         self.norm_first = config.norm_first
 
     def norm_in(self, x: Tensor) -> Tensor:
