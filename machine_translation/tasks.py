@@ -8,13 +8,13 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 
 from machine_translation.checkpoint import LoadedModel
 from machine_translation.data import BUCKET_WIDTH, Batch, Ragged, collate, ragged, token_batches
 from machine_translation.errors import ConfigError, DataError
 from machine_translation.evaluate import corpus_bleu
+from machine_translation.loss import label_smoothed_cross_entropy
 from machine_translation.options import SearchOptions
 from machine_translation.store import PairStore
 from machine_translation.translate import Translator
@@ -24,10 +24,8 @@ def sequence_loss(logits: Tensor, labels: Tensor, pad_id: int, label_smoothing: 
                   reduction: str = "mean") -> Tensor:
     """Cross-entropy over non-PAD target tokens: logits (B, T, V), labels (B, T)."""
     V = logits.size(-1)
-    return F.cross_entropy(
-        logits.reshape(-1, V).float(), labels.reshape(-1),  # (B*T, V), (B*T,)
-        ignore_index=pad_id, label_smoothing=label_smoothing, reduction=reduction,
-    )
+    return label_smoothed_cross_entropy(logits.reshape(-1, V).float(), labels.reshape(-1),  # (B*T, V), (B*T,)
+                                        pad_id, label_smoothing, reduction)
 
 
 @dataclass

@@ -23,7 +23,7 @@ ALLOWED = {
 }
 APP = REPO / "machine_translation"
 TRAINING_MODULES = {"machine_translation.training", "machine_translation.tasks", "machine_translation.runs",
-                    "machine_translation.store", "machine_translation.distributed"}
+                    "machine_translation.loss", "machine_translation.store", "machine_translation.distributed"}
 
 
 def imports(path: Path) -> set[str]:
