@@ -5,18 +5,20 @@ linear layers multiplied by oneDNN where that is the faster library.
   (`runtime.onednn_fp32_is_faster`): there every `nn.Linear` becomes a `OneDnnLinear`.
 - bf16: the whole model in bfloat16 (`model.to`), fast where the CPU has AVX-512 BF16 or AMX.
 - int8: every `nn.Linear` becomes an `Int8Linear`: int8 weights with one scale per output
-  channel (symmetric), and each input row quantized to int8 with its own scale when called
-  (dynamic quantization, as CTranslate2 does); the int8 x int8 -> int32 product is PyTorch's
-  `torch._int_mm` (oneDNN, VNNI/AMX where the CPU has them). Embeddings and LayerNorms stay
-  float32; the output projection, tied to the embedding in float32, gets its own int8 copy.
-  Because every row has its own scale and integer products are exact, a sentence translates
-  the same in any batch.
+  channel (symmetric), and each input row quantized with its own scale when called (dynamic
+  quantization, as CTranslate2 does). The integer product is PyTorch's `torch._int_mm` on
+  CPUs with VNNI or AMX, and oneDNN's u8 x s8 kernel on 7-bit activations on x86 CPUs
+  without them (`Int8Linear.use_u8_kernel`, chosen by `runtime.onednn_u8_int8`). Embeddings
+  and LayerNorms stay float32; the output projection, tied to the embedding in float32, gets
+  its own int8 copy. Because every row has its own scale and integer products are exact, a
+  sentence translates the same in any batch.
 
 PyTorch's `torch.ao.quantization.quantize_dynamic` was measured too: as fast, but it gives
 the whole batch one activation scale (a sentence's translation depends on its batch mates),
 and torch.ao is deprecated. `Int8Linear` holds plain tensors, so an int8 model directory
 (`mt quantize`) is an ordinary safetensors file that loads without running code.
-Which precision a device supports is decided in `runtime.check_precision`.
+Which precision a device supports is decided in `runtime.check_precision`; which kernels
+run it on this machine, in `use_fast_kernels`.
 """
 from __future__ import annotations
 
@@ -24,9 +26,22 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from machine_translation import runtime
+
+ROWS_HINT = 64  # the rows oneDNN's weight layouts are chosen for (any number runs): a batch of 64 sentences
+
 
 class Int8Linear(nn.Module):
-    """y = x W^T + b with W in int8 (per output channel scales) and x quantized per row."""
+    """y = x W^T + b with W in int8 (per output channel scales) and x quantized per row.
+
+    The int32 sums are exact in both kernels, so each row's result depends on that row alone:
+    - `torch._int_mm` of x in [-127, 127] (the default; fast on CPUs with VNNI or AMX);
+    - after `use_u8_kernel`, oneDNN's u8 x s8 product on a prepacked weight (`packed`, not
+      saved), for x86 CPUs without VNNI, where `_int_mm` is a reference loop. Their u8 x s8
+      instruction (vpmaddubsw) adds two products in int16 and saturates, so x is quantized to
+      [-63, 63] and stored plus 64 (0..127: 2 x 127 x 127 fits in int16), as fbgemm's
+      `reduce_range` does; the weights keep their 8 bits.
+    """
 
     def __init__(self, in_features: int, out_features: int, bias: bool = True):
         super().__init__()
@@ -34,6 +49,8 @@ class Int8Linear(nn.Module):
         self.register_buffer("weight", torch.zeros(out_features, in_features, dtype=torch.int8))  # (out, in)
         self.register_buffer("weight_scale", torch.ones(out_features))  # (out,)
         self.register_buffer("bias", torch.zeros(out_features) if bias else None)
+        self.packed: Tensor | None = None  # oneDNN's layout of `weight` for the u8 kernel
+        self.packed_zero_points: Tensor | None = None  # (out,) the weight's zero points, all 0 (symmetric)
 
     @classmethod
     def from_float(cls, linear: nn.Linear) -> Int8Linear:
@@ -46,19 +63,33 @@ class Int8Linear(nn.Module):
             layer.bias.copy_(linear.bias.detach().float())
         return layer.to(linear.weight.device)
 
+    def use_u8_kernel(self) -> None:
+        """Multiply with oneDNN's u8 x s8 kernel from now on (the weights are final: int8 is not trained)."""
+        self.packed = torch.ops.onednn.qlinear_prepack(self.weight, [ROWS_HINT, self.in_features])
+        self.packed_zero_points = torch.zeros(self.out_features, dtype=torch.long)
+
     def forward(self, x: Tensor) -> Tensor:  # (..., in) -> (..., out)
         shape = x.shape
         x = x.reshape(-1, self.in_features).float()  # (M, in)
-        x_scale = x.abs().amax(dim=1, keepdim=True).clamp(min=1e-12) / 127.0  # (M, 1)
-        xq = torch.round(x / x_scale).to(torch.int8)
-        y = torch._int_mm(xq, self.weight.t()).float()  # (M, out), exact int32 sums
-        y.mul_(x_scale).mul_(self.weight_scale)
-        if self.bias is not None:
-            y.add_(self.bias)
+        if self.packed is None:
+            x_scale = x.abs().amax(dim=1, keepdim=True).clamp(min=1e-12) / 127.0  # (M, 1)
+            xq = torch.round(x / x_scale).to(torch.int8)
+            y = torch._int_mm(xq, self.weight.t()).float()  # (M, out), exact int32 sums
+            y.mul_(x_scale).mul_(self.weight_scale)
+            if self.bias is not None:
+                y.add_(self.bias)
+        else:
+            x_scale = x.abs().amax(dim=1, keepdim=True).clamp_(min=1e-12).div_(63.0)  # (M, 1)
+            xu = torch.round(x / x_scale).add_(64).to(torch.uint8)  # (M, in) in 1..127
+            y = torch.ops.onednn.qlinear_pointwise(  # (M, out): exact int32 sums (zero point 64) x weight_scale
+                xu, 1.0, 64, self.packed, self.weight_scale, self.packed_zero_points, None, 1.0, 0, torch.float32,
+                "none", [], "")
+            y = y.mul_(x_scale) if self.bias is None else torch.addcmul(self.bias, y, x_scale)
         return y.reshape(*shape[:-1], self.out_features)
 
     def extra_repr(self) -> str:
-        return f"in_features={self.in_features}, out_features={self.out_features}, bias={self.bias is not None}"
+        kernel = "" if self.packed is None else ", kernel=onednn_u8"
+        return f"in_features={self.in_features}, out_features={self.out_features}, bias={self.bias is not None}{kernel}"
 
 
 class OneDnnLinear(nn.Module):
@@ -70,13 +101,11 @@ class OneDnnLinear(nn.Module):
     are unchanged, but `packed` is not updated if they change. With gradients wanted, or off
     the CPU, it is `F.linear` of the Parameters."""
 
-    ROWS_HINT = 64  # the rows oneDNN's layout is chosen for (any number runs): a batch of 64 sentences
-
     def __init__(self, linear: nn.Linear):
         super().__init__()
         self.in_features, self.out_features = linear.in_features, linear.out_features
         self.weight, self.bias = linear.weight, linear.bias
-        self.packed = torch.ops.mkldnn._reorder_linear_weight(linear.weight.detach(), self.ROWS_HINT)  # (out, in)
+        self.packed = torch.ops.mkldnn._reorder_linear_weight(linear.weight.detach(), ROWS_HINT)  # (out, in)
 
     def forward(self, x: Tensor) -> Tensor:  # (..., in) -> (..., out)
         if (x.device.type != "cpu" or x.dtype != torch.float32 or self.weight.dtype != torch.float32
@@ -108,6 +137,20 @@ def quantize_int8(model: nn.Module) -> nn.Module:
 def use_onednn(model: nn.Module) -> nn.Module:
     """Multiply every nn.Linear of a float32 inference model (in place) with oneDNN (`OneDnnLinear`)."""
     return _replace_linears(model, OneDnnLinear)
+
+
+def use_fast_kernels(model: nn.Module, precision: str, device: torch.device) -> nn.Module:
+    """An inference model (changed in place) multiplying with the kernels that are faster on
+    this machine than PyTorch's defaults: oneDNN for float32 on AMD CPUs
+    (`runtime.onednn_fp32_is_faster`), oneDNN's u8 kernel for int8 on x86 CPUs without VNNI
+    (`runtime.onednn_u8_int8`). Elsewhere it is unchanged."""
+    if precision == "fp32" and runtime.onednn_fp32_is_faster(device):
+        use_onednn(model)
+    if precision == "int8" and runtime.onednn_u8_int8(device):
+        for m in model.modules():
+            if isinstance(m, Int8Linear):
+                m.use_u8_kernel()
+    return model
 
 
 def to_precision(model: nn.Module, precision: str) -> nn.Module:

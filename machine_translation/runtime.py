@@ -109,6 +109,22 @@ def onednn_fp32_is_faster(device: torch.device) -> bool:
             and hasattr(torch.ops.mkldnn, "_reorder_linear_weight"))  # the private op `precision.OneDnnLinear` uses
 
 
+INT8_DOT_FLAGS = frozenset({"avx512_vnni", "avx_vnni", "amx_int8"})  # int8 dot products summed in int32
+
+
+def onednn_u8_int8(device: torch.device) -> bool:
+    """Whether int8 products should run in oneDNN's u8 x s8 kernel on 7-bit activations
+    (`precision.Int8Linear.use_u8_kernel`) rather than `torch._int_mm`'s s8 x s8: on x86 CPUs
+    without VNNI or AMX (AVX2 alone, or AVX-512 without VNNI). There `torch._int_mm` falls
+    back to a reference loop, 27x slower than float32 on an AVX2 AMD EPYC (docs/benchmarks.md
+    section 1c), while oneDNN's u8 x s8 kernel is faster than float32. The CPU's flags are
+    read at run time; the op's signature has been this one since torch 2.2."""
+    if device.type != "cpu" or not {"avx2", "avx512f"} & cpu_flags() or INT8_DOT_FLAGS & cpu_flags():
+        return False
+    op = getattr(torch.ops.onednn, "qlinear_pointwise", None) if torch.backends.mkldnn.is_available() else None
+    return op is not None and "output_dtype" in str(op.default._schema)
+
+
 def native_bf16(device: torch.device) -> bool:
     """Whether bfloat16 matrix multiplies run natively: AMX or AVX-512 BF16 on x86 CPUs, bf16
     support on CUDA; Apple mps supports bf16 from macOS 14 (untested here)."""

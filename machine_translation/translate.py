@@ -26,8 +26,8 @@ from machine_translation.alignment import Alignment, align
 from machine_translation.checkpoint import LoadedModel, load_pretrained
 from machine_translation.data import pad_batch
 from machine_translation.errors import ConfigError
-from machine_translation.precision import to_precision, use_onednn
-from machine_translation.runtime import check_precision, onednn_fp32_is_faster, pick_device
+from machine_translation.precision import to_precision, use_fast_kernels
+from machine_translation.runtime import check_precision, pick_device
 from machine_translation.options import SearchOptions
 from machine_translation.repetition import PieceTable, RepeatGuard
 from machine_translation.search import Hypothesis, beam_search, greedy_search
@@ -69,8 +69,7 @@ class Translator:
         if precision is not None:
             check_precision(precision, dev, warn=False)  # before loading: a bad choice costs nothing
         translator = cls(load_pretrained(directory, dev, task="mt", pair=pair), dev, workers, precision)
-        if translator.precision == "fp32" and onednn_fp32_is_faster(dev):
-            use_onednn(translator.model)  # a model of its own (not a training run's): changed in place
+        use_fast_kernels(translator.model, translator.precision, dev)  # a model of its own (not a training run's)
         return translator
 
     def _use_precision(self, precision: str | None) -> str:

@@ -45,9 +45,30 @@ def fp32_out(learned, sentences):
     return Translator.from_pretrained(learned[0], "cpu").translate(sentences, SearchOptions(beam=4))
 
 
-@pytest.mark.parametrize("precision", ["int8", "bf16"])
-def test_reduced_precision_translates_close_to_float32(learned, sentences, fp32_out, precision):
+# oneDNN's u8 int8 kernel runs on any x86 CPU (fast where it is chosen: x86 without VNNI), so
+# both int8 kernels are tested here whichever one this CPU picks.
+HAS_U8 = torch.backends.mkldnn.is_available() and hasattr(torch.ops.onednn, "qlinear_pointwise")
+NEEDS_U8 = pytest.mark.skipif(not HAS_U8, reason="this torch has no oneDNN u8 int8 kernel")
+
+
+def use_kernel(model, kernel):
+    """Put every Int8Linear of `model` on `kernel`: "s8" (`torch._int_mm`) or "u8" (oneDNN)."""
+    from machine_translation.precision import Int8Linear
+    for m in model.modules():
+        if isinstance(m, Int8Linear):
+            if kernel == "u8":
+                m.use_u8_kernel()
+            else:
+                m.packed = m.packed_zero_points = None
+    return model
+
+
+@pytest.mark.parametrize("precision, kernel", [("int8", "s8"), pytest.param("int8", "u8", marks=NEEDS_U8),
+                                               ("bf16", None)])
+def test_reduced_precision_translates_close_to_float32(learned, sentences, fp32_out, precision, kernel):
     tr = Translator.from_pretrained(learned[0], "cpu", precision=precision)
+    if kernel:
+        use_kernel(tr.model, kernel)
     assert tr.precision == precision
     out = tr.translate(sentences, SearchOptions(beam=4))
     # the same model: most sentences come out the same, the rest close (BLEU against fp32's output)
@@ -56,6 +77,28 @@ def test_reduced_precision_translates_close_to_float32(learned, sentences, fp32_
     assert sacrebleu.corpus_bleu(out, [fp32_out]).score > 70
     # batch equals single in this precision too
     assert out[:6] == [tr.translate([s], SearchOptions(beam=4))[0] for s in sentences[:6]]
+
+
+@pytest.mark.parametrize("kernel", ["s8", pytest.param("u8", marks=NEEDS_U8)])
+def test_int8_kernels_sum_exactly_and_each_row_alone(kernel):
+    """Both kernels give the exact integer sums of the per-row quantized inputs, also where
+    every product is at its largest (oneDNN's u8 x s8 instruction saturates 16-bit pair sums
+    unless the inputs have 7 bits), and a row's result does not depend on its batch mates."""
+    from machine_translation.precision import Int8Linear
+    torch.manual_seed(0)
+    linear = torch.nn.Linear(256, 300)
+    layer = use_kernel(Int8Linear.from_float(linear), kernel)
+    x = torch.randn(9, 256)
+    x[0] = torch.sign(linear.weight[0]).detach() * 5  # row 0 x weight row 0: every product at its largest
+    x[1] = 0  # an all-zero row
+    y = layer(x)  # (9, 300)
+    levels = 63 if kernel == "u8" else 127
+    x_scale = x.double().abs().amax(dim=1, keepdim=True).clamp(min=1e-12) / levels
+    exact = torch.round(x.double() / x_scale) @ layer.weight.double().t()  # integer sums, exact in float64
+    expected = exact * layer.weight_scale.double() * x_scale + layer.bias.double()
+    assert torch.allclose(y.double(), expected, rtol=1e-6, atol=1e-6)
+    assert all(torch.equal(y[i : i + 1], layer(x[i : i + 1])) for i in range(9))
+    assert (y - linear(x)).abs().max() < 0.05 * linear(x).abs().max()  # and close to the float layer
 
 
 def test_the_weights_are_really_in_that_precision(learned):
@@ -161,6 +204,21 @@ def test_onednn_linears_compute_the_same_model(learned, sentences):
     tr.model.train()
     tr.model(src, tgt).sum().backward()  # with gradients wanted it is F.linear
     assert decoder.lm_head.weight.grad is not None and decoder.blocks[0].ff.up.weight.grad.abs().sum() > 0
+
+
+def test_the_int8_kernel_follows_the_hardware(learned, monkeypatch):
+    """oneDNN's u8 kernel on x86 CPUs without VNNI or AMX, where `torch._int_mm` is a reference
+    loop; `torch._int_mm` elsewhere. Translators get it when they load."""
+    from machine_translation.precision import Int8Linear
+    cpu = torch.device("cpu")
+    for flags, chosen in (({"avx2", "fma"}, HAS_U8), ({"avx2", "avx512f"}, HAS_U8), ({"avx2", "avx512_vnni"}, False),
+                          ({"avx2", "avx_vnni"}, False), ({"avx2", "amx_int8"}, False), ({"asimd"}, False)):
+        monkeypatch.setattr(runtime, "cpu_flags", lambda f=frozenset(flags): f)
+        assert runtime.onednn_u8_int8(cpu) == chosen, flags
+        assert not runtime.onednn_u8_int8(torch.device("cuda"))
+        layers = [m for m in Translator.from_pretrained(learned[0], "cpu", precision="int8").model.modules()
+                  if isinstance(m, Int8Linear)]
+        assert layers and all((m.packed is not None) == chosen for m in layers), flags
 
 
 def test_onednn_is_chosen_for_float32_on_amd_cpus_only(monkeypatch):
