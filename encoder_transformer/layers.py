@@ -14,6 +14,10 @@ from encoder_transformer.dropout import Dropout
 class FeedForward(nn.Module):
     """Position-wise feed-forward: D -> d_ff -> D."""
 
+    # Linear children whose input is never negative (`down` reads ReLU's output): int8
+    # inference can then give all of a quantized input's bits to its magnitude.
+    nonnegative_inputs = ("down",)
+
     def __init__(self, config: TransformerConfig):
         super().__init__()
         self.up = nn.Linear(config.d_model, config.d_ff)

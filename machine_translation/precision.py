@@ -39,13 +39,16 @@ class Int8Linear(nn.Module):
     - after `use_u8_kernel`, oneDNN's u8 x s8 product on a prepacked weight (`packed`, not
       saved), for x86 CPUs without VNNI, where `_int_mm` is a reference loop. Their u8 x s8
       instruction (vpmaddubsw) adds two products in int16 and saturates, so x is quantized to
-      [-63, 63] and stored plus 64 (0..127: 2 x 127 x 127 fits in int16), as fbgemm's
-      `reduce_range` does; the weights keep their 8 bits.
+      0..127 (2 x 127 x 127 fits in int16), as fbgemm's `reduce_range` does: [-63, 63] stored
+      plus 64, or, where the model says the input is never negative (`nonnegative_input`, a
+      ReLU's output), 0..127 itself, which keeps 8-bit resolution on the widest input (d_ff).
+      The weights keep their 8 bits.
     """
 
-    def __init__(self, in_features: int, out_features: int, bias: bool = True):
+    def __init__(self, in_features: int, out_features: int, bias: bool = True, nonnegative_input: bool = False):
         super().__init__()
         self.in_features, self.out_features = in_features, out_features
+        self.nonnegative_input = nonnegative_input  # the model's structure, not a weight: not saved
         self.register_buffer("weight", torch.zeros(out_features, in_features, dtype=torch.int8))  # (out, in)
         self.register_buffer("weight_scale", torch.ones(out_features))  # (out,)
         self.register_buffer("bias", torch.zeros(out_features) if bias else None)
@@ -53,8 +56,8 @@ class Int8Linear(nn.Module):
         self.packed_zero_points: Tensor | None = None  # (out,) the weight's zero points, all 0 (symmetric)
 
     @classmethod
-    def from_float(cls, linear: nn.Linear) -> Int8Linear:
-        layer = cls(linear.in_features, linear.out_features, linear.bias is not None)
+    def from_float(cls, linear: nn.Linear, nonnegative_input: bool = False) -> Int8Linear:
+        layer = cls(linear.in_features, linear.out_features, linear.bias is not None, nonnegative_input)
         w = linear.weight.detach().float()
         scale = w.abs().amax(dim=1).clamp(min=1e-12) / 127.0  # (out,)
         layer.weight.copy_(torch.round(w / scale[:, None]).clamp(-127, 127).to(torch.int8))
@@ -79,17 +82,24 @@ class Int8Linear(nn.Module):
             if self.bias is not None:
                 y.add_(self.bias)
         else:
-            x_scale = x.abs().amax(dim=1, keepdim=True).clamp_(min=1e-12).div_(63.0)  # (M, 1)
-            xu = torch.round(x / x_scale).add_(64).to(torch.uint8)  # (M, in) in 1..127
-            y = torch.ops.onednn.qlinear_pointwise(  # (M, out): exact int32 sums (zero point 64) x weight_scale
-                xu, 1.0, 64, self.packed, self.weight_scale, self.packed_zero_points, None, 1.0, 0, torch.float32,
-                "none", [], "")
+            if self.nonnegative_input:
+                levels, zero_point = 127.0, 0
+                x_scale = x.amax(dim=1, keepdim=True).clamp_(min=1e-12).div_(levels)  # (M, 1)
+            else:
+                levels, zero_point = 63.0, 64
+                x_scale = x.abs().amax(dim=1, keepdim=True).clamp_(min=1e-12).div_(levels)  # (M, 1)
+            xu = torch.round(x / x_scale).add_(zero_point).to(torch.uint8)  # (M, in) in 0..127
+            y = torch.ops.onednn.qlinear_pointwise(  # (M, out): exact int32 sums (less the zero point) x weight_scale
+                xu, 1.0, zero_point, self.packed, self.weight_scale, self.packed_zero_points, None, 1.0, 0,
+                torch.float32, "none", [], "")
             y = y.mul_(x_scale) if self.bias is None else torch.addcmul(self.bias, y, x_scale)
         return y.reshape(*shape[:-1], self.out_features)
 
     def extra_repr(self) -> str:
         kernel = "" if self.packed is None else ", kernel=onednn_u8"
-        return f"in_features={self.in_features}, out_features={self.out_features}, bias={self.bias is not None}{kernel}"
+        sign = ", nonnegative_input=True" if self.nonnegative_input else ""
+        return (f"in_features={self.in_features}, out_features={self.out_features}, bias={self.bias is not None}"
+                f"{sign}{kernel}")
 
 
 class OneDnnLinear(nn.Module):
@@ -120,10 +130,11 @@ class OneDnnLinear(nn.Module):
 
 
 def _replace_linears(model: nn.Module, make) -> nn.Module:
-    """Replace every nn.Linear of `model` (in place) by make(linear)."""
+    """Replace every nn.Linear of `model` (in place) by make(linear, nonnegative_input), the
+    second saying whether its parent declares that input never negative (`nonnegative_inputs`)."""
     for name, child in model.named_children():
         if isinstance(child, nn.Linear):
-            setattr(model, name, make(child))
+            setattr(model, name, make(child, name in getattr(model, "nonnegative_inputs", ())))
         else:
             _replace_linears(child, make)
     return model
@@ -136,7 +147,7 @@ def quantize_int8(model: nn.Module) -> nn.Module:
 
 def use_onednn(model: nn.Module) -> nn.Module:
     """Multiply every nn.Linear of a float32 inference model (in place) with oneDNN (`OneDnnLinear`)."""
-    return _replace_linears(model, OneDnnLinear)
+    return _replace_linears(model, lambda linear, _: OneDnnLinear(linear))
 
 
 def use_fast_kernels(model: nn.Module, precision: str, device: torch.device) -> nn.Module:

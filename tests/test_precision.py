@@ -79,20 +79,24 @@ def test_reduced_precision_translates_close_to_float32(learned, sentences, fp32_
     assert out[:6] == [tr.translate([s], SearchOptions(beam=4))[0] for s in sentences[:6]]
 
 
-@pytest.mark.parametrize("kernel", ["s8", pytest.param("u8", marks=NEEDS_U8)])
-def test_int8_kernels_sum_exactly_and_each_row_alone(kernel):
+@pytest.mark.parametrize("kernel, nonnegative", [("s8", False), pytest.param("u8", False, marks=NEEDS_U8),
+                                                 pytest.param("u8", True, marks=NEEDS_U8)])
+def test_int8_kernels_sum_exactly_and_each_row_alone(kernel, nonnegative):
     """Both kernels give the exact integer sums of the per-row quantized inputs, also where
     every product is at its largest (oneDNN's u8 x s8 instruction saturates 16-bit pair sums
-    unless the inputs have 7 bits), and a row's result does not depend on its batch mates."""
+    unless the inputs have 7 bits), and a row's result does not depend on its batch mates.
+    A layer whose input is never negative (a ReLU's output) gives the u8 kernel 127 levels."""
     from machine_translation.precision import Int8Linear
     torch.manual_seed(0)
     linear = torch.nn.Linear(256, 300)
-    layer = use_kernel(Int8Linear.from_float(linear), kernel)
+    layer = use_kernel(Int8Linear.from_float(linear, nonnegative_input=nonnegative), kernel)
     x = torch.randn(9, 256)
     x[0] = torch.sign(linear.weight[0]).detach() * 5  # row 0 x weight row 0: every product at its largest
     x[1] = 0  # an all-zero row
+    if nonnegative:
+        x = x.relu()
     y = layer(x)  # (9, 300)
-    levels = 63 if kernel == "u8" else 127
+    levels = 63 if kernel == "u8" and not nonnegative else 127
     x_scale = x.double().abs().amax(dim=1, keepdim=True).clamp(min=1e-12) / levels
     exact = torch.round(x.double() / x_scale) @ layer.weight.double().t()  # integer sums, exact in float64
     expected = exact * layer.weight_scale.double() * x_scale + layer.bias.double()
@@ -106,6 +110,8 @@ def test_the_weights_are_really_in_that_precision(learned):
     names = {type(m).__name__ for m in int8.modules()}
     assert "Linear" not in names and "Int8Linear" in names
     assert {b.dtype for n, b in int8.named_buffers() if n.endswith(".weight")} == {torch.int8}
+    # the feed-forward's second layer reads ReLU's output, never negative; no other layer does
+    assert {n.split(".")[-1] for n, m in int8.named_modules() if getattr(m, "nonnegative_input", False)} == {"down"}
     bf16 = Translator.from_pretrained(learned[0], "cpu", precision="bf16").model
     assert {p.dtype for p in bf16.parameters()} == {torch.bfloat16}
 
