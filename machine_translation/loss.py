@@ -11,20 +11,32 @@ logit, and the backward pass writes the gradient directly,
 
 with w the row's weight (0 on PAD rows): four passes. The loss equals `F.cross_entropy`'s
 with `ignore_index` and `label_smoothing` (tests/test_loss.py holds both to it).
+
+No (N, V) tensor is allocated but the gradient, and with `reuse_logits` not even that: on the
+CPU every block over 32 MB is a fresh `mmap` that is page-faulted in on first touch (glibc),
+which cost more than the arithmetic on it. The logsumexp runs over blocks of `ROWS` rows (its
+temporaries stay in the heap and are reused), and the gradient may be written over the
+logits, which nothing needs after this node: three (N, V) allocations a step become one
+(docs/benchmarks.md section 1e).
 """
 from __future__ import annotations
 
 import torch
 from torch import Tensor
 
+ROWS = 256  # rows per logsumexp block: an (N, V) temporary becomes (ROWS, V), 8 MB at V = 8,000
+
 
 class _LabelSmoothedCrossEntropy(torch.autograd.Function):
     @staticmethod
-    def forward(ctx, logits: Tensor, labels: Tensor, ignore_index: int, eps: float, mean: bool) -> Tensor:
+    def forward(ctx, logits: Tensor, labels: Tensor, ignore_index: int, eps: float, mean: bool,
+                reuse_logits: bool) -> Tensor:
         # logits (N, V) float; labels (N,)
         valid = labels != ignore_index  # (N,)
         target = torch.where(valid, labels, 0)  # (N,): any index on ignored rows
-        lse = torch.logsumexp(logits, dim=-1)  # (N,)
+        lse = logits.new_empty(logits.size(0))  # (N,)
+        for start in range(0, logits.size(0), ROWS):
+            torch.logsumexp(logits[start : start + ROWS], dim=-1, out=lse[start : start + ROWS])
         row = lse - logits.gather(1, target[:, None]).squeeze(1)  # (N,) -log p(target)
         if eps:
             row = row * (1 - eps) + (lse - logits.mean(dim=-1)) * eps  # mean over v of -log p(v)
@@ -33,7 +45,7 @@ class _LabelSmoothedCrossEntropy(torch.autograd.Function):
         if mean:
             loss = loss / count
         ctx.save_for_backward(logits, lse, target, valid, count)
-        ctx.eps, ctx.mean = eps, mean
+        ctx.eps, ctx.mean, ctx.reuse_logits = eps, mean, reuse_logits
         return loss
 
     @staticmethod
@@ -41,18 +53,23 @@ class _LabelSmoothedCrossEntropy(torch.autograd.Function):
         logits, lse, target, valid, count = ctx.saved_tensors
         eps, V = ctx.eps, logits.size(-1)
         w = valid.to(logits.dtype) * (grad_loss / count if ctx.mean else grad_loss)  # (N,)
-        grad = torch.sub(logits, lse[:, None]).exp_()  # (N, V) softmax
+        # (N, V) softmax, in the logits' memory when allowed (a second backward through this node
+        # then fails on autograd's version check instead of reading the overwritten logits)
+        grad = (logits.sub_(lse[:, None]) if ctx.reuse_logits else torch.sub(logits, lse[:, None])).exp_()
         if eps:
             grad.sub_(eps / V)
         grad.mul_(w[:, None])
         grad.scatter_add_(1, target[:, None], (-(1 - eps) * w)[:, None])
-        return grad, None, None, None, None
+        return grad, None, None, None, None, None
 
 
 def label_smoothed_cross_entropy(logits: Tensor, labels: Tensor, ignore_index: int, label_smoothing: float = 0.0,
-                                 reduction: str = "mean") -> Tensor:
+                                 reduction: str = "mean", reuse_logits: bool = False) -> Tensor:
     """`F.cross_entropy(logits, labels, ignore_index=, label_smoothing=, reduction=)` for
-    logits (N, V) and labels (N,), with `reduction` "mean" (over the rows not ignored) or "sum"."""
+    logits (N, V) and labels (N,), with `reduction` "mean" (over the rows not ignored) or "sum".
+    `reuse_logits`: the backward pass writes the gradient over `logits` (read nothing from
+    them after `backward()`)."""
     if reduction not in ("mean", "sum"):
         raise ValueError(f"reduction {reduction!r}: mean or sum")
-    return _LabelSmoothedCrossEntropy.apply(logits, labels, ignore_index, float(label_smoothing), reduction == "mean")
+    return _LabelSmoothedCrossEntropy.apply(logits, labels, ignore_index, float(label_smoothing), reduction == "mean",
+                                            reuse_logits)

@@ -22,10 +22,11 @@ from machine_translation.translate import Translator
 
 def sequence_loss(logits: Tensor, labels: Tensor, pad_id: int, label_smoothing: float = 0.0,
                   reduction: str = "mean") -> Tensor:
-    """Cross-entropy over non-PAD target tokens: logits (B, T, V), labels (B, T)."""
+    """Cross-entropy over non-PAD target tokens: logits (B, T, V), labels (B, T). The logits are
+    a model's output for this loss: `backward()` reuses their memory for the gradient."""
     V = logits.size(-1)
     return label_smoothed_cross_entropy(logits.reshape(-1, V).float(), labels.reshape(-1),  # (B*T, V), (B*T,)
-                                        pad_id, label_smoothing, reduction)
+                                        pad_id, label_smoothing, reduction, reuse_logits=True)
 
 
 @dataclass
