@@ -82,12 +82,9 @@ class Int8Linear(nn.Module):
             if self.bias is not None:
                 y.add_(self.bias)
         else:
-            if self.nonnegative_input:
-                levels, zero_point = 127.0, 0
-                x_scale = x.amax(dim=1, keepdim=True).clamp_(min=1e-12).div_(levels)  # (M, 1)
-            else:
-                levels, zero_point = 63.0, 64
-                x_scale = x.abs().amax(dim=1, keepdim=True).clamp_(min=1e-12).div_(levels)  # (M, 1)
+            magnitude = x if self.nonnegative_input else x.abs()
+            levels, zero_point = (127.0, 0) if self.nonnegative_input else (63.0, 64)
+            x_scale = magnitude.amax(dim=1, keepdim=True).clamp_(min=1e-12).div_(levels)  # (M, 1)
             xu = torch.round(x / x_scale).add_(zero_point).to(torch.uint8)  # (M, in) in 0..127
             y = torch.ops.onednn.qlinear_pointwise(  # (M, out): exact int32 sums (less the zero point) x weight_scale
                 xu, 1.0, zero_point, self.packed, self.weight_scale, self.packed_zero_points, None, 1.0, 0,

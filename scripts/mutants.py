@@ -94,6 +94,11 @@ MUTANTS = [
     Mutant("int8-one-scale-per-batch",  # activations quantized with one scale for the whole batch
            "machine_translation/precision.py", "x_scale = x.abs().amax(dim=1, keepdim=True)",
            "x_scale = x.abs().amax().expand(x.size(0), 1)", ("tests/test_precision.py",)),
+    Mutant("int8-u8-one-scale-per-batch",  # the same in oneDNN's u8 kernel (x86 CPUs without VNNI)
+           "machine_translation/precision.py", "x_scale = magnitude.amax(dim=1, keepdim=True)",
+           "x_scale = magnitude.amax().repeat(x.size(0), 1)", ("tests/test_precision.py",)),
+    Mutant("int8-u8-saturates",  # 8-bit inputs to the u8 kernel: its 16-bit pair sums saturate without VNNI
+           "machine_translation/precision.py", "(63.0, 64)", "(127.0, 128)", ("tests/test_precision.py",)),
     Mutant("batcher-mixes-search-settings",  # sentences with different beams share a batch
            "machine_translation/serve/batcher.py", "if item.options == first.options and (fits or not batch):",
            "if (fits or not batch):", ("tests/test_serve.py",)),
