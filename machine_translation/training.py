@@ -1,7 +1,7 @@
 """The training loop shared by translation and language modelling.
 
 A `Task` supplies batches, the loss and validation; this module owns the rest: AdamW,
-warmup then cosine decay over whichever budget ends the run first (steps, epochs or
+warmup then cosine decay over the rest of whichever budget ends the run first (steps, epochs or
 minutes), gradient accumulation and clipping, skipping non-finite steps, periodic
 validation with early stopping, resumable checkpoints, the JSON-lines log, the progress
 bar, and a clean stop on SIGINT/SIGTERM. What to do with a new best model is the caller's
@@ -67,6 +67,7 @@ class TrainState:
     epoch: int = 0
     batch_in_epoch: int = 0  # data position: batches of this epoch already consumed
     elapsed: float = 0.0  # wall-clock seconds of training (validation included) over all sessions of the run
+    decay_from: float = 0.0  # the budget's progress when warmup ended: the cosine runs over the rest
     best_score: float = float("-inf")
     evals_without_gain: int = 0
     nonfinite_in_a_row: int = 0
@@ -75,8 +76,8 @@ class TrainState:
     history: list = field(default_factory=list)  # eval records
 
 
-def learning_rate(cfg: TrainConfig, state: TrainState, steps_per_epoch: int) -> float:
-    """Linear warmup, then cosine decay to min_lr_ratio over the progress of the budget."""
+def budget_progress(cfg: TrainConfig, state: TrainState, steps_per_epoch: int) -> float:
+    """How much of the budget that ends first is spent, 0..1 (steps, epochs or minutes)."""
     progress = 0.0
     if cfg.max_steps:
         progress = max(progress, state.step / cfg.max_steps)
@@ -84,10 +85,21 @@ def learning_rate(cfg: TrainConfig, state: TrainState, steps_per_epoch: int) -> 
         progress = max(progress, state.step / (cfg.epochs * steps_per_epoch))
     if cfg.max_minutes:
         progress = max(progress, state.elapsed / (60 * cfg.max_minutes))
-    progress = min(progress, 1.0)
-    warm = min(1.0, (state.step + 1) / max(1, cfg.warmup_steps))
+    return min(progress, 1.0)
+
+
+def learning_rate(cfg: TrainConfig, state: TrainState, steps_per_epoch: int) -> float:
+    """Linear warmup to the peak, then cosine decay to min_lr_ratio over the rest of the budget.
+
+    The decay starts where warmup ended (`state.decay_from`), so the run reaches its peak
+    however large a share of a time budget warmup takes on a slow machine."""
+    if state.step < cfg.warmup_steps:
+        return cfg.lr * (state.step + 1) / cfg.warmup_steps
+    rest = 1.0 - state.decay_from
+    progress = (budget_progress(cfg, state, steps_per_epoch) - state.decay_from) / rest if rest > 0 else 1.0
+    progress = min(max(progress, 0.0), 1.0)
     decay = cfg.min_lr_ratio + (1 - cfg.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * progress))
-    return cfg.lr * warm * decay
+    return cfg.lr * decay
 
 
 def make_optimizer(model: nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:
@@ -349,6 +361,8 @@ class Trainer:
                     if loss is None:
                         continue
                     s.step += 1
+                    if s.step == c.warmup_steps:
+                        s.decay_from = budget_progress(c, s, self.task.steps_per_epoch())
                     bar.update(1)
                     self._log_step(loss, clock, bar)
                     if s.step % c.eval_every == 0:

@@ -67,6 +67,13 @@ MUTANTS = [
            "machine_translation/data.py", "members = np.flatnonzero((lengths > low) & (lengths <= bound))",
            "members = np.flatnonzero((lengths >= low) & (lengths < bound))",
            ("tests/test_data.py",)),
+    Mutant("cosine-decays-during-warmup",  # the decay counted from the start: a slow run never reaches its peak
+           "machine_translation/training.py",
+           "progress = (budget_progress(cfg, state, steps_per_epoch) - state.decay_from) / rest if rest > 0 else 1.0",
+           "progress = budget_progress(cfg, state, steps_per_epoch)", ("tests/test_training.py",)),
+    Mutant("warmup-end-not-recorded",
+           "machine_translation/training.py", "s.decay_from = budget_progress(c, s, self.task.steps_per_epoch())",
+           "pass", ("tests/test_training.py",)),
     Mutant("bf16-autocast-disabled",
            "machine_translation/training.py", "enabled=self.autocast_dtype is not None):",
            "enabled=False):", ("tests/test_training.py",)),

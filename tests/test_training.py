@@ -46,6 +46,24 @@ def test_the_budget_that_ends_first_drives_the_decay():
         TrainConfig()
 
 
+def test_the_cosine_starts_at_the_peak_where_warmup_ended():
+    # a slow machine: warmup took 60% of a 10-minute budget; the decay runs over the other 40%
+    cfg = TrainConfig(lr=1e-3, warmup_steps=200, max_minutes=10, min_lr_ratio=0.05)
+    state = TrainState(step=199, elapsed=355, decay_from=0.0)
+    assert learning_rate(cfg, state, 100) == pytest.approx(1e-3)  # the last warmup step: the peak, not decayed
+    assert learning_rate(cfg, TrainState(step=200, elapsed=360, decay_from=0.6), 100) == pytest.approx(1e-3)
+    halfway = TrainState(step=300, elapsed=480, decay_from=0.6)  # half of the 40% left
+    assert learning_rate(cfg, halfway, 100) == pytest.approx(1e-3 * (0.05 + 0.95 * 0.5))
+    assert learning_rate(cfg, TrainState(step=400, elapsed=600, decay_from=0.6), 100) == pytest.approx(5e-5)
+
+
+def test_the_trainer_records_where_warmup_ended(tmp_path):
+    state = toy_trainer(tmp_path / "s", ToyTask(), max_steps=10, warmup_steps=3).run()
+    assert state.decay_from == pytest.approx(0.3)  # 3 of 10 steps
+    state = toy_trainer(tmp_path / "e", ToyTask(steps_per_epoch=4), epochs=2, warmup_steps=2).run()
+    assert state.decay_from == pytest.approx(0.25)  # 2 of 8 steps
+
+
 def test_no_weight_decay_on_biases_norms_and_embeddings():
     model = build_model(tiny_config())
     opt = make_optimizer(model, TrainConfig(weight_decay=0.1, max_steps=1))
