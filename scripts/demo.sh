@@ -17,11 +17,12 @@ else
   # checkpoints (kept if it validates better). No dropout: the preset's 0.2 is for the default
   # 60 minutes; in the two epochs of 8 minutes dropout only slows learning (0.1 against none:
   # val 39.56 against 44.17 in 14 minutes on one thread each, docs/benchmarks.md 1f).
-  # Batches of 1,500 tokens (mt train's default is 2,500): in 8 minutes the number of updates
-  # is what counts. On a CPU training in float32 at ~300 steps in 8 minutes, +4.1 val BLEU
-  # (39.38 against 35.30); on an Intel Xeon making ~550 steps, +0.38 (docs/benchmarks.md 1f).
+  # Batches of 1,000 tokens (mt train's default is 2,500): in 8 minutes the number of updates
+  # is what counts. On a CPU training in float32 at ~300 steps of 2,500 tokens in 8 minutes, val
+  # 35.30 with 2,500, 39.38 with 1,500, 42.32 with 1,000; on an Intel Xeon making ~550 steps,
+  # 1,500 read +0.38 over 2,500 (docs/benchmarks.md 1f).
   mt train --pair en-fr --preset small --max-minutes "$MINUTES" --warmup-steps 200 --eval-every 100000 \
-    --save-every 40 --dropout 0 --batch-tokens 1500 --out "$OUT"
+    --save-every 40 --dropout 0 --batch-tokens 1000 --out "$OUT"
 fi
 
 echo "== translating" >&2
