@@ -6,6 +6,10 @@ cache)`; they own the `KVCache` and keep it aligned with their hypotheses throug
 `cache.reorder`. Sampling takes a `GPT`, whose window of `max_positions` it slides.
 
 The settings of each (`SearchOptions`, `SamplingOptions`) and their defaults are in `options`.
+
+Both pick their candidates with `blocked_topk`: on a CPU, `torch.topk` and
+`torch.max` over a row of 8,000 log-probabilities cost several times a vectorised `amax`
+pass over the same row (docs/benchmarks.md section 1c).
 """
 from __future__ import annotations
 
@@ -50,7 +54,8 @@ def greedy_search(model: StepModel, cache: KVCache, max_len: Tensor, bos_id: int
     while alive.numel() > 0:
         logits, cache = model.decode_step(tokens, cache)  # (N, 1, V)
         logp = torch.log_softmax(logits[:, -1].float(), dim=-1)  # (N, V)
-        best_logp, best = (logp if guard is None else guard.ban(logp)).max(dim=-1)  # (N,)
+        best_logp, best = blocked_topk(logp if guard is None else guard.ban(logp), 1)  # (N, 1) each
+        best_logp, best = best_logp[:, 0], best[:, 0]  # (N,)
         step += 1
         force_end = max_len[alive] <= step
         best = torch.where(force_end, torch.full_like(best, eos_id), best)
@@ -85,15 +90,19 @@ class _Beams:
 
 
 def _expand(beams: _Beams, logp: Tensor, k: int) -> tuple[Tensor, Tensor, Tensor]:
-    """Top 2K continuations of each sentence: scores, parent rows (into N), tokens; each (n, 2K)."""
+    """Top 2K continuations of each sentence: scores, parent rows (into N), tokens; each (n, 2K).
+    A sentence's best 2K lie among the best 2K of each of its rows, so those are found first
+    (N, 2K), then the sentence's among its R x 2K."""
     n, r = beams.sentence.numel(), beams.rows_per_sentence
-    V = logp.size(-1)
-    total = (beams.scores[:, None] + logp).view(n, r * V)  # (n, R*V)
-    if r * V < 2 * k:  # a vocabulary smaller than the candidates: pad with impossible ones
-        total = torch.nn.functional.pad(total, (0, 2 * k - r * V), value=float("-inf"))
+    m = min(2 * k, logp.size(-1))
+    row_logp, row_token = blocked_topk(logp, m)  # (N, m) each
+    total = (beams.scores[:, None] + row_logp).view(n, r * m)  # (n, R*m)
+    if r * m < 2 * k:  # a vocabulary smaller than the candidates: pad with impossible ones
+        total = torch.nn.functional.pad(total, (0, 2 * k - r * m), value=float("-inf"))
     cand_scores, flat = total.topk(2 * k, dim=-1)  # (n, 2K)
-    parent = (flat // V).clamp(max=r - 1) + torch.arange(n, device=flat.device)[:, None] * r  # row in N
-    return cand_scores, parent, flat % V
+    flat = flat.clamp(max=r * m - 1)  # the padding's candidates (-inf) stand for any real one
+    parent = flat // m + torch.arange(n, device=flat.device)[:, None] * r  # row in N
+    return cand_scores, parent, row_token.view(n, r * m).gather(1, flat)
 
 
 def _finalize(
@@ -164,6 +173,31 @@ def beam_search(
             break
         beams = _select(beams, cand_scores, parent, token, eos_id, K, done)
     return [sorted(h, key=lambda x: -x.score)[:n_best] for h in finished]
+
+
+_BLOCK = 64  # the columns of one block in `blocked_topk` (the fastest of 16-128 on 8,000-way rows)
+
+
+def blocked_topk(x: Tensor, k: int) -> tuple[Tensor, Tensor]:
+    """torch.topk(x, k, dim=-1) of a (N, L) tensor: the k largest values of each row, largest
+    first, and their columns (equal values may come in another order). The row is cut into
+    blocks of C columns: the k largest lie in the k blocks with the largest maxima (or in
+    the last L mod C columns), so one `amax` pass over the row and a top-k over the few
+    candidates replace a top-k over all of it."""
+    N, L = x.shape
+    C = max(1, min(_BLOCK, L // (4 * k)))  # columns per block: at least 4k blocks
+    nb = L // C
+    if nb < k:
+        return x.topk(k, dim=-1)
+    blocks = x[:, : nb * C].reshape(N, nb, C)  # (N, nb, C)
+    best = blocks.amax(dim=-1).topk(k, dim=-1).indices  # (N, k) the blocks holding the k largest
+    cand = blocks.gather(1, best[:, :, None].expand(N, k, C)).view(N, k * C)  # (N, kC)
+    cols = (best[:, :, None] * C + torch.arange(C, device=x.device)).view(N, k * C)  # (N, kC)
+    if nb * C < L:  # the last L mod C columns are candidates too
+        cand = torch.cat([cand, x[:, nb * C :]], dim=1)
+        cols = torch.cat([cols, torch.arange(nb * C, L, device=x.device).expand(N, -1)], dim=1)
+    values, i = cand.topk(k, dim=-1)  # (N, k)
+    return values, cols.gather(1, i)
 
 
 def filter_logits(logits: Tensor, top_k: int | None = None, top_p: float | None = None) -> Tensor:

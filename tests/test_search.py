@@ -1,7 +1,9 @@
 """Search: cached greedy decoding equals uncached decoding, beam 1 equals greedy, beams are sane."""
 import torch
 
-from machine_translation.search import beam_search, filter_logits, greedy_search
+import pytest
+
+from machine_translation.search import beam_search, blocked_topk, filter_logits, greedy_search
 
 SRC = torch.tensor([[5, 6, 7, 8, 3], [9, 10, 3, 0, 0], [11, 3, 0, 0, 0]])
 
@@ -70,3 +72,19 @@ def test_filter_logits():
     assert torch.isinf(filter_logits(logits, top_k=2)).tolist() == [[True, False, False, True]]
     probs = torch.tensor([[0.5, 0.3, 0.15, 0.05]]).log()
     assert torch.isinf(filter_logits(probs, top_p=0.7)).tolist() == [[False, False, True, True]]
+
+
+@pytest.mark.parametrize("length", [9, 63, 100, 8000, 8001])
+@pytest.mark.parametrize("k", [1, 8])
+def test_blocked_topk_finds_what_topk_finds(length, k):
+    """The blocked top-k behind both searches: torch.topk's values, at columns holding them,
+    with rows of -inf (banned tokens), ties and a last block shorter than the others."""
+    x = torch.randn(4, length, generator=torch.Generator().manual_seed(length))
+    x[1] = float("-inf")
+    x[2, ::3] = float("-inf")
+    x[3] = x[3].mul(2).round()  # many equal values
+    x[0, -1] = 10.0  # the largest in the last, partial block
+    values, cols = blocked_topk(x, k)
+    assert torch.equal(values, x.topk(k, dim=-1).values)
+    assert torch.equal(x.gather(1, cols), values)
+    assert all(len(set(row)) == k for row in cols.tolist())  # k different columns
