@@ -12,7 +12,8 @@ in one run on this machine (nothing else running).
    peer its own budget (its tokens/s needs minutes, its BLEU the full budget).
 3. Translation speed on test_2016_flickr, batch 64, greedy and beam 4: mt (each of
    --precisions, one process x 2 threads and 2 processes x 1 thread), the peer's `generate`,
-   and CTranslate2 (float32 and int8, 1x2 and 2x1) on the converted peer, medians of --repeats.
+   and CTranslate2 (float32 and int8, 1x2 and 2x1) on the converted peer, medians of --repeats,
+   the systems' runs interleaved round by round.
 
     python benchmarks/mt_en_fr.py --out /tmp/mt-bench --minutes 30
 """
@@ -20,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import multiprocessing
 import statistics
 import subprocess
 import sys
@@ -105,24 +107,14 @@ def score_peer(peer_dir: Path, tok, data_dir) -> dict:
     return scores
 
 
-def median_speed(fn, sentences, tok, repeats: int) -> dict:
-    rates, token_rates = [], []
-    for _ in range(repeats):
-        t = time.perf_counter()
-        hyps = fn(sentences)
-        dt = time.perf_counter() - t
-        rates.append(len(sentences) / dt)
-        token_rates.append(sum(len(tok.encode(h)) + 1 for h in hyps) / dt)
-    return {"sentences_per_s": round(statistics.median(rates), 1),
-            "tgt_tokens_per_s": round(statistics.median(token_rates), 0), "runs": [round(r, 1) for r in rates]}
-
-
 def speed(mt_dir: Path, peer_dir: Path, work: Path, data_dir, repeats: int, precisions: list[str]) -> dict:
-    """mt's and the peer's `generate` rows first, then CTranslate2's: once CTranslate2
-    translators exist in a process, their thread pools slow PyTorch's multi-threaded work in
-    it (measured: mt fp32 1 x 2 beam 4 fell from 116 to 69 sentences/s, so the rows before
-    2026-11-24 evening understate mt's 1 x 2 figures; its 2 x 1 workers are processes of
-    their own and were not affected)."""
+    """Every system's timed runs interleaved: round r times each system once (in reverse
+    order on odd rounds), so that the machine's drift over the minutes of the benchmark
+    hits every system alike instead of whichever was timed during a slow spell (two runs
+    timed one system after the other gave mt beam 4 1.02x and 0.70x CTranslate2's fastest).
+    CTranslate2 runs in a process of its own (`_ct2_host`): once its translators exist in a
+    process, their thread pools slow PyTorch's multi-threaded work there (measured: mt fp32
+    1 x 2 beam 4 fell from 116 to 69 sentences/s)."""
     from transformers import MarianMTModel
 
     from machine_translation.data import parse_data_spec, read_split
@@ -140,33 +132,76 @@ def speed(mt_dir: Path, peer_dir: Path, work: Path, data_dir, repeats: int, prec
         for beam in (1, 4):
             # the search alone, as the peers run it (no repetition guard or case handling)
             options = SearchOptions(beam=beam, batch_size=64)
-            systems[f"mt{suffix}/beam{beam}"] = lambda s, o=options, t=translator: t.translate(s, o)
-            systems[f"mt{suffix}-2x1/beam{beam}"] = lambda s, o=options, t=translator2: t.translate(s, o)
+            systems[f"mt{suffix}/beam{beam}"] = _timed(lambda s, o=options, t=translator: t.translate(s, o))
+            systems[f"mt{suffix}-2x1/beam{beam}"] = _timed(lambda s, o=options, t=translator2: t.translate(s, o))
     for beam in (1, 4):
-        systems[f"peer-generate/beam{beam}"] = lambda s, b=beam: peer.generate(hf, tok, s, b, hf.config.pad_token_id)
-    results = time_systems(systems, src, tok, repeats)
+        systems[f"peer-generate/beam{beam}"] = _timed(lambda s, b=beam: peer.generate(hf, tok, s, b, hf.config.pad_token_id))
+    context = multiprocessing.get_context("spawn")
+    conn, child_conn = context.Pipe()
+    host = context.Process(target=_ct2_host, args=(child_conn, str(peer_dir), str(work), str(mt_dir)), daemon=True)
+    host.start()
+    for name in conn.recv():  # the host's systems, once its translators are loaded
+        systems[name] = lambda s, n=name: _remote(conn, n, s)
+    try:
+        return time_systems(systems, src, tok, repeats)
+    finally:
+        conn.send(None)
+        host.join(timeout=60)
 
+
+def _timed(fn):
+    """fn(sentences) -> hypotheses, made to return (hypotheses, seconds)."""
+    def timed(sentences):
+        start = time.perf_counter()
+        hyps = fn(sentences)
+        return hyps, time.perf_counter() - start
+    return timed
+
+
+def _remote(conn, name: str, sentences: list[str]):
+    conn.send((name, sentences))
+    return conn.recv()  # (hypotheses, seconds), timed in the host
+
+
+def _ct2_host(conn, peer_dir: str, work: str, mt_dir: str) -> None:
+    """CTranslate2 (float32 and int8, 1 x 2 and 2 x 1) on the converted peer, in its own
+    process: sends its systems' names, then answers (name, sentences) with (hypotheses,
+    seconds) until it receives None."""
     import ctranslate2
+
+    from machine_translation.translate import Translator
+    tok = Translator.from_pretrained(mt_dir, "cpu").loaded.tgt_tokenizer
     systems = {}
     for quant in ("float32", "int8"):
-        ct2_dir = work / f"ct2-{quant}"
-        peer.convert_to_ctranslate2(peer_dir, ct2_dir, tok, None if quant == "float32" else quant)
+        ct2_dir = Path(work) / f"ct2-{quant}"
+        peer.convert_to_ctranslate2(Path(peer_dir), ct2_dir, tok, None if quant == "float32" else quant)
         for inter, intra in ((1, 2), (2, 1)):
             t = ctranslate2.Translator(str(ct2_dir), device="cpu", inter_threads=inter, intra_threads=intra,
                                        compute_type=quant)
             for beam in (1, 4):
-                systems[f"ct2-{quant}-{inter}x{intra}/beam{beam}"] = (
+                systems[f"ct2-{quant}-{inter}x{intra}/beam{beam}"] = _timed(
                     lambda s, t=t, b=beam: peer.ct2_translate(t, tok, s, b))
-    return {**results, **time_systems(systems, src, tok, repeats)}
+    conn.send(list(systems))
+    while (request := conn.recv()) is not None:
+        name, sentences = request
+        conn.send(systems[name](sentences))
 
 
 def time_systems(systems: dict, src: list[str], tok, repeats: int) -> dict:
-    results = {}
-    for name, fn in systems.items():
-        fn(src[:200])  # warm-up (and start worker processes)
-        results[name] = median_speed(fn, src, tok, repeats)
-        print(name, results[name], file=sys.stderr)
-    return results
+    """Medians of `repeats` timed runs per system, the runs interleaved (see `speed`)."""
+    names = list(systems)
+    for name in names:
+        systems[name](src[:200])  # warm-up (and start worker processes)
+    runs: dict[str, list[tuple[float, float]]] = {name: [] for name in names}
+    for r in range(repeats):
+        for name in names if r % 2 == 0 else names[::-1]:
+            time.sleep(0.5)  # let the last system's idle threads stop spinning
+            hyps, seconds = systems[name](src)
+            runs[name].append((len(src) / seconds, sum(len(tok.encode(h)) + 1 for h in hyps) / seconds))
+            print(name, f"round {r + 1}: {runs[name][-1][0]:.1f} sentences/s", file=sys.stderr)
+    return {name: {"sentences_per_s": round(statistics.median(r[0] for r in rs), 1),
+                   "tgt_tokens_per_s": round(statistics.median(r[1] for r in rs), 0),
+                   "runs": [round(r[0], 1) for r in rs]} for name, rs in runs.items()}
 
 
 def plot(runs: dict[str, Path], path: Path) -> None:
