@@ -106,6 +106,12 @@ MUTANTS = [
            "x_scale = magnitude.amax().repeat(x.size(0), 1)", ("tests/test_precision.py",)),
     Mutant("int8-u8-saturates",  # 8-bit inputs to the u8 kernel: its 16-bit pair sums saturate without VNNI
            "machine_translation/precision.py", "(63.0, 64)", "(127.0, 128)", ("tests/test_precision.py",)),
+    Mutant("topk-forgets-the-last-block",  # the blocked top-k skips the last L mod C columns
+           "machine_translation/search.py", "if nb * C < L:  # the last L mod C columns", "if False:  # the last L mod C columns",
+           ("tests/test_search.py",)),
+    Mutant("beam-parent-without-sentence-offset",  # a candidate's parent row counted within its sentence only
+           "machine_translation/search.py", "parent = flat // m + torch.arange(n, device=flat.device)[:, None] * r",
+           "parent = flat // m", ("tests/test_search.py", "tests/test_search_reference.py")),
     Mutant("batcher-mixes-search-settings",  # sentences with different beams share a batch
            "machine_translation/serve/batcher.py", "if item.options == first.options and (fits or not batch):",
            "if (fits or not batch):", ("tests/test_serve.py",)),
