@@ -328,8 +328,9 @@ class Trainer:
         s.history.append(record)
         self.log({"type": "eval", **record})
         better = metrics["score"] > s.best_score
-        tqdm.write(f"average of the last {len(chosen)} checkpoints: score {metrics['score']:.4g} "
-                   f"({'better' if better else 'not better'} than the best single checkpoint)", file=sys.stderr)
+        tqdm.write(f"average of the last {len(chosen)} checkpoints: score {metrics['score']:.3f} against "
+                   f"{s.best_score:.3f} for the best single checkpoint ({'kept' if better else 'not kept'})",
+                   file=sys.stderr)
         if better:
             s.best_score = metrics["score"]
             if self.on_best is not None:

@@ -332,6 +332,9 @@ def test_training_ends_with_the_better_of_the_best_checkpoint_and_the_average(sl
     averaged = [x for x in log if x.get("averaged_checkpoints")]
     assert len(averaged) == 1 and averaged[0]["averaged_checkpoints"] == 3 and averaged[0]["step"] == 40
     singles = [x["score"] for x in log if x["type"] == "eval" and not x.get("averaged_checkpoints")]
+    verdict = "kept" if averaged[0]["score"] > max(singles) else "not kept"  # the user is told both scores
+    assert (f"score {averaged[0]['score']:.3f} against {max(singles):.3f} for the best single checkpoint "
+            f"({verdict})") in r.stderr
     top = load_file(str(out / "model.safetensors"))
     model = load_pretrained(out).model
     load_average(model, checkpoint_dirs(out)[-3:])
