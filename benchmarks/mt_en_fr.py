@@ -145,7 +145,8 @@ def speed(mt_dir: Path, peer_dir: Path, work: Path, data_dir, repeats: int, prec
     try:
         return time_systems(systems, src, tok, repeats)
     finally:
-        conn.send(None)
+        if host.is_alive():  # a host that died has already said why on stderr
+            conn.send(None)
         host.join(timeout=60)
 
 

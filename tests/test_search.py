@@ -1,7 +1,6 @@
 """Search: cached greedy decoding equals uncached decoding, beam 1 equals greedy, beams are sane."""
-import torch
-
 import pytest
+import torch
 
 from machine_translation.search import beam_search, blocked_topk, filter_logits, greedy_search
 
