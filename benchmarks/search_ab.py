@@ -1,12 +1,14 @@
-"""A/B of two versions of the search in one process: this checkout's
+"""A/B of two versions of the search, or of the int8 layer, in one process: this checkout's
 `machine_translation/search.py` (B) against another checkout's (A, e.g. a git worktree of
-main), alternated round by round on the same loaded model, so that the machine's drift
+main), or this checkout's `Int8Linear.forward` against another checkout's precision.py
+(`--precision int8`), alternated round by round on the same loaded model, so that the machine's drift
 between runs (10-20% on the shared machines of docs/benchmarks.md) hits both alike. Prints
 each side's median sentences/s, the median of the per-round ratios B/A and how many
 translations differ.
 
     git worktree add /tmp/A main
     python benchmarks/search_ab.py --model DIR --old /tmp/A/machine_translation/search.py --rounds 8
+    python benchmarks/search_ab.py --model DIR --old /tmp/A/machine_translation/precision.py --precision int8
 """
 from __future__ import annotations
 
@@ -19,6 +21,7 @@ import time
 
 import torch
 
+import machine_translation.precision as new_precision
 import machine_translation.search as new_search
 import machine_translation.translate as translate_module
 from machine_translation.data import parse_data_spec, read_split
@@ -37,7 +40,7 @@ def load_module(path: str, name: str):
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--model", required=True)
-    p.add_argument("--old", required=True, help="the other checkout's machine_translation/search.py (A)")
+    p.add_argument("--old", required=True, help="the other checkout's machine_translation/search.py or precision.py (A)")
     p.add_argument("--sentences", type=int, default=320)
     p.add_argument("--rounds", type=int, default=8)
     p.add_argument("--threads", type=int, default=1)
@@ -46,7 +49,18 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     src, _ = read_split(parse_data_spec("multi30k"), "test_2016_flickr", "en-fr", os.environ.get("MT_DATA_DIR"))
     src = src[: args.sentences]
-    versions = {"A": load_module(args.old, "search_a"), "B": new_search}
+    old = load_module(args.old, "version_a")
+    if args.old.endswith("precision.py"):  # the same search; each side's int8 layer
+        forwards = {"A": old.Int8Linear.forward, "B": new_precision.Int8Linear.forward}
+
+        def use(name: str) -> None:
+            new_precision.Int8Linear.forward = forwards[name]
+    else:
+        versions = {"A": old, "B": new_search}
+
+        def use(name: str) -> None:
+            translate_module.beam_search = versions[name].beam_search
+            translate_module.greedy_search = versions[name].greedy_search
     translator = Translator.from_pretrained(args.model, "cpu", precision=args.precision)
     for beam in (1, 4):
         options = SearchOptions(beam=beam, batch_size=64)
@@ -54,8 +68,7 @@ def main() -> None:
         outputs = {}
         for r in range(args.rounds):
             for name in ("A", "B") if r % 2 == 0 else ("B", "A"):
-                module = versions[name]
-                translate_module.beam_search, translate_module.greedy_search = module.beam_search, module.greedy_search
+                use(name)
                 if r == 0:
                     translator.translate(src[:64], options)  # warm-up
                 start = time.perf_counter()
