@@ -8,8 +8,8 @@ test_2016_flickr (one thread, batch 64): the PyTorch profiler's top operators, o
 The profiler's own cost per operator inflates the large ones unevenly (on the AMD EPYC of
 docs/benchmarks.md 1c it put the 256-row output layer at 26 ms a call; timed alone in the
 search, 15 ms), so shares of time come from `--timers`, and the profiler names the operators.
-Timers nest: "decoder step" includes the rows below it, which are its parts (attention rows
-include their projections).
+Timers nest: "decoder step" includes the indented rows, which are its parts (attention rows
+include their projections); each level ends with its remainder, so each level adds up.
 """
 from __future__ import annotations
 
@@ -80,6 +80,11 @@ def main() -> None:
     total = time.perf_counter() - start
     print(f"{len(src) / total:.1f} sentences/s, beam {args.beam}, {translator.precision}, {args.threads} thread(s)")
     if seconds is not None:
+        # the remainders, so that the rows at each level add up to the whole
+        parts = sum(s for name, s in seconds.items() if name.startswith("  "))
+        top = sum(s for name, s in seconds.items() if not name.startswith("  "))
+        seconds["  the rest of the step (norms, residuals, cache, dispatch)"] = seconds["decoder step"] - parts
+        seconds["outside every timer (batching, tokenising, the search loop)"] = total - top
         for name, s in seconds.items():
             print(f"{name:60s} {s:7.2f} s {100 * s / total:5.1f}%")
         return
