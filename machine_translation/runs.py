@@ -230,10 +230,13 @@ def lm_task(opts: RunOptions, device: torch.device, info: DistInfo) -> tuple[Set
 def train_run(opts: RunOptions) -> dict | None:
     """Run `mt train` for either task; returns the summary the CLI prints (None on ranks > 0)."""
     info, device = init_distributed(pick_device(opts.device))
+    finished = False
     try:
-        return _train_run(opts, info, device)
+        summary = _train_run(opts, info, device)
+        finished = True
+        return summary
     finally:
-        shutdown(info)
+        shutdown(info, finished)
 
 
 def _train_run(opts: RunOptions, info: DistInfo, device: torch.device) -> dict:
