@@ -57,12 +57,12 @@ def barrier(info: DistInfo) -> None:
         dist.barrier()
 
 
-def shutdown(info: DistInfo, finished: bool = True) -> None:
+def shutdown(info: DistInfo, finished: bool) -> None:
     """Leave the process group. After a run that finished, every rank first waits for the others
     (rank 0 still saves and validates the average after the last step): a rank that tore its
     gloo connections down while another was still working was seen to abort (SIGABRT) in CI.
     After an error no barrier: the other ranks may never reach it."""
     if info.enabled and dist.is_initialized():
         if finished:
-            dist.barrier()
+            barrier(info)
         dist.destroy_process_group()
