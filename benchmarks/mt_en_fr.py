@@ -82,7 +82,8 @@ def train_peer(mt_dir: Path, out: Path, minutes: float, batch_tokens: int, data_
     loaded.model = model
     base = TranslationTask(loaded, PairStore.open(mt_dir / TRAIN_STORE),  # mt's run's own encoded data
                            PairStore.from_pairs(zip(val_src, val_tgt), tok, max_len, "val"), (val_src, val_tgt),
-                           batch_tokens, cfg.seed, cfg.label_smoothing, torch.device("cpu"))
+                           batch_tokens, cfg.seed, cfg.label_smoothing, torch.device("cpu"),
+                           subword_alpha=0.0)  # the clean batches: subword sampling is mt's own feature
     out.mkdir(parents=True, exist_ok=True)
     (out / "train_log.jsonl").unlink(missing_ok=True)
     trainer = Trainer(peer.MarianTask(base, V, cfg.label_smoothing), model, cfg, out, torch.device("cpu"),

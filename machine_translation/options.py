@@ -23,6 +23,10 @@ DEFAULT_MODELS = Path("models")  # models/<pair> is where `mt train` writes and 
 # Fewer warmup steps than this with post-norm (the small translation preset) get a warning: at
 # lr 2e-3 the demo's model collapsed with 100 (every sentence translated alike), not with 200.
 POST_NORM_WARMUP = 200
+# Subword regularisation of translation runs (TrainConfig.subword_alpha's default): at the default
+# 60 minutes it validated +1.02 BLEU over none (docs/benchmarks.md 1); it slows learning in short
+# runs (-2.05 at 1,000 steps), so the 8-minute demo turns it off.
+SUBWORD_ALPHA = 0.1
 
 
 @dataclass
@@ -38,7 +42,8 @@ class TrainConfig:
     label_smoothing: float = 0.1
     # Subword regularisation: each training sentence is segmented anew by sampling from the
     # SentencePiece model, sharpened by this alpha (0: off; validation is never sampled).
-    subword_alpha: float = 0.0
+    # None: SUBWORD_ALPHA for a translation run whose tokenizer can sample, else off.
+    subword_alpha: float | None = None
     clip_norm: float = 1.0
     grad_accum: int = 1
     max_steps: int | None = None

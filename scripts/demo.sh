@@ -21,8 +21,10 @@ else
   # is what counts. On a CPU training in float32 at ~300 steps of 2,500 tokens in 8 minutes, val
   # 35.30 with 2,500, 39.38 with 1,500, 42.32 with 1,000; on an Intel Xeon making ~550 steps,
   # 1,500 read +0.38 over 2,500 (docs/benchmarks.md 1f).
+  # No subword sampling either: mt train's default (alpha 0.1) pays at 60 minutes and slows
+  # learning in short runs (-2.05 val BLEU at 1,000 steps, docs/benchmarks.md 1f).
   mt train --pair en-fr --preset small --max-minutes "$MINUTES" --warmup-steps 200 --eval-every 100000 \
-    --save-every 40 --dropout 0 --batch-tokens 1000 --out "$OUT"
+    --save-every 40 --dropout 0 --subword-alpha 0 --batch-tokens 1000 --out "$OUT"
 fi
 
 echo "== translating" >&2

@@ -11,7 +11,7 @@ import time
 import pytest
 import torch
 
-from machine_translation.checkpoint import CHECKPOINT_DIR, checkpoint_dirs, load_training_checkpoint
+from machine_translation.checkpoint import CHECKPOINT_DIR, TRAINING_STATE_FILE, checkpoint_dirs, load_training_checkpoint
 from machine_translation.model import build_model
 from machine_translation.checkpoint import read_config
 from tests.conftest import losses
@@ -78,6 +78,17 @@ def test_a_signal_saves_and_resume_continues_exactly(corpus, reference, tmp_path
         assert got[step] == reference[step], (step, got[step], reference[step])
 
 
+def test_translation_runs_sample_segmentations_by_default(corpus, reference_run, reference, tmp_path):
+    from machine_translation.options import SUBWORD_ALPHA
+    training = torch.load(checkpoint_dirs(reference_run)[-1] / TRAINING_STATE_FILE, weights_only=True)
+    assert training["batching"]["subword_alpha"] == SUBWORD_ALPHA > 0  # no flag given: the default
+    clean = tmp_path / "clean"
+    proc = start(corpus, clean, "--subword-alpha", "0", "--max-steps", "2")
+    _, err = proc.communicate(timeout=300)
+    assert proc.returncode == 0, err
+    assert losses(clean)[1] != reference[1]  # step 1: the same initial model on the same pairs, segmented anew
+
+
 def test_subword_sampling_changes_the_batches_and_resumes_exactly(corpus, reference, tmp_path):
     alpha = ["--subword-alpha", "0.3", "--max-steps", "24"]
     whole = tmp_path / "whole"
@@ -85,7 +96,7 @@ def test_subword_sampling_changes_the_batches_and_resumes_exactly(corpus, refere
     _, err = proc.communicate(timeout=300)
     assert proc.returncode == 0, err
     sampled = losses(whole)
-    assert sampled[1] != reference[1]  # step 1: the same initial model on the same pairs, segmented anew
+    assert sampled[1] != reference[1]  # step 1: the same initial model on the same pairs, sampled with another alpha
     out = tmp_path / "run"
     proc = start(corpus, out, *alpha)
     wait_for_step(out, 8, proc)
@@ -95,7 +106,7 @@ def test_subword_sampling_changes_the_batches_and_resumes_exactly(corpus, refere
     stopped_at = max(losses(out))
     refused = start(corpus, out, "--resume", "--max-steps", "24")  # without the flag: other batches
     _, err = refused.communicate(timeout=120)
-    assert refused.returncode == 2 and "--subword-alpha 0.0 differs from the run's 0.3" in err, err
+    assert refused.returncode == 2 and "--subword-alpha 0.1 differs from the run's 0.3" in err, err
     resumed = start(corpus, out, "--resume", *alpha)
     _, err = resumed.communicate(timeout=300)
     assert resumed.returncode == 0, err

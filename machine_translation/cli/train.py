@@ -9,7 +9,7 @@ from typing import Optional
 import typer
 
 from machine_translation.cli.app import app, cli_errors
-from machine_translation.options import DEFAULT_MAX_MINUTES, DEFAULT_MODELS, RunOptions, TrainConfig
+from machine_translation.options import DEFAULT_MAX_MINUTES, DEFAULT_MODELS, SUBWORD_ALPHA, RunOptions, TrainConfig
 
 T, R = TrainConfig, RunOptions  # the defaults
 
@@ -53,9 +53,10 @@ def train(
     lr: float = typer.Option(T.lr, help="Peak learning rate."),
     warmup_steps: int = typer.Option(T.warmup_steps, min=0, help="Linear warmup steps."),
     label_smoothing: float = typer.Option(T.label_smoothing, min=0.0, max=1.0),
-    subword_alpha: float = typer.Option(T.subword_alpha, min=0.0, help="Subword regularisation: segment each "
-                                        "training sentence anew, sampled from the SentencePiece model with this "
-                                        "alpha (smaller: more varied; 0: off). Never at validation."),
+    subword_alpha: Optional[float] = typer.Option(T.subword_alpha, min=0.0, help="Subword regularisation: segment each "
+                                                  "training sentence anew, sampled from the SentencePiece model "
+                                                  "with this alpha (smaller: more varied; 0: off). Never at "
+                                                  f"validation. Default: {SUBWORD_ALPHA:g} for --task mt."),
     batch_tokens: int = typer.Option(R.batch_tokens, min=1, help="Padded tokens per batch (the global batch "
                                      "under torchrun)."),
     grad_accum: int = typer.Option(T.grad_accum, min=1, help="Batches per optimizer step."),
