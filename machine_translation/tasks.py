@@ -95,6 +95,8 @@ class TranslationTask:
     def steps_per_epoch(self) -> int:
         return self._steps_per_epoch
 
+    batching_before = {"subword_alpha": 0.0}  # checkpoints written before subword sampling did without it
+
     def batching(self) -> dict:
         return {"seed": self.seed, "batch_tokens": self.batch_tokens, "bucket_width": BUCKET_WIDTH,
                 "subword_alpha": self.subword_alpha}

@@ -57,7 +57,9 @@ class Task(Protocol):
         ...
 
     def batching(self) -> dict:
-        """The settings that decide the batches ({flag name: value}): a resumed run must keep them."""
+        """The settings that decide the batches ({flag name: value}): a resumed run must keep them.
+        A task may also have `batching_before`: the value of each setting added since the first
+        checkpoints, as checkpoints written before it behaved."""
         ...
 
 
@@ -197,8 +199,8 @@ class Trainer:
         if {**self.model_config_dict, **saved_config} != self.model_config_dict:
             raise TrainingError(f"{path} was trained with another model config than {self.run_dir}/config.json")
         saved, now = training.get("batching", {}), self.task.batching()  # (no entry: a checkpoint of older mt)
-        # A setting added to mt later and off now (0, False) is what an older checkpoint did.
-        saved = {**{k: v for k, v in now.items() if not v and k not in saved}, **saved} if saved else saved
+        # A setting added to mt later is absent from an older checkpoint, which did without it.
+        saved = {**getattr(self.task, "batching_before", {}), **saved} if saved else saved
         if saved and set(saved) != set(now):  # an mt that drew its batches another way (e.g. before buckets)
             logger.warning("%s was written by an mt that formed its batches differently: the run continues, "
                            "on batches of the same sentences drawn the new way", path)

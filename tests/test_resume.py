@@ -308,6 +308,20 @@ def test_a_checkpoint_of_an_older_mt_resumes_with_a_warning(corpus, reference_ru
     assert max(losses(out)) == STEPS + 2
 
 
+def test_a_run_from_before_subword_sampling_is_not_resumed_sampled(corpus, reference_run, tmp_path):
+    import shutil
+    out = tmp_path / "run"
+    shutil.copytree(reference_run, out)
+    latest = checkpoint_dirs(out)[-1] / TRAINING_STATE_FILE
+    state = torch.load(latest, weights_only=True)
+    del state["batching"]["subword_alpha"]  # as the mt before subword sampling wrote it: it never sampled
+    torch.save(state, latest)
+    proc = start(corpus, out, "--resume", "--max-steps", str(STEPS + 2))  # the default now samples
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 2 and "--subword-alpha 0.1 differs from the run's 0.0" in err, err
+    assert "pass --subword-alpha 0.0" in err and "Traceback" not in err
+
+
 def test_bf16_resume_matches_an_uninterrupted_bf16_run_and_a_change_of_precision_warns(corpus, tmp_path):
     """Two identical bf16 runs on these CPU kernels match bit for bit, so the tolerance a
     resumed bf16 run is held to is that: exact equality."""
