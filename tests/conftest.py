@@ -97,7 +97,7 @@ def learned(tmp_path_factory):
            "--out", str(d / "model"), "--preset", "tiny", "--d-model", "64", "--d-ff", "256", "--vocab-size", "1000",
            "--max-steps", "400", "--eval-every", "200", "--save-every", "200", "--batch-tokens", "2000",
            "--lr", "3e-3", "--warmup-steps", "40", "--threads", "1", "--precision", "fp32", "--subword-alpha", "0",
-           "--json"]  # calibrated without subword sampling (the default of long runs)
+           "--json"]  # calibrated without subword sampling (the default of translation runs since)
     result = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stderr[-2000:]
     return d / "model", json.loads(result.stdout.splitlines()[-1])
