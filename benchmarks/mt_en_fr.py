@@ -192,8 +192,15 @@ def _ct2_host(conn, peer_dir: str, work: str, mt_dir: str) -> None:
 def time_systems(systems: dict, src: list[str], tok, repeats: int) -> dict:
     """Medians of `repeats` timed runs per system, the runs interleaved (see `speed`)."""
     names = list(systems)
+    # Warm-up: one whole pass per system, its speed kept as `first_pass` (what a fresh
+    # process pays). A pool's second worker may still be loading the model while the first
+    # batches run, and oneDNN builds a kernel for each new matrix shape it meets (0.3-0.5 ms
+    # each, a few hundred shapes per process: every row count of a shrinking batch), so a
+    # shorter warm-up left mt's 2 x 1 rows' first timed round at 0.6-0.8x of the next ones.
+    first_pass = {}
     for name in names:
-        systems[name](src[:200])  # warm-up (and start worker processes)
+        _, seconds = systems[name](src)
+        first_pass[name] = round(len(src) / seconds, 1)
     runs: dict[str, list[tuple[float, float]]] = {name: [] for name in names}
     for r in range(repeats):
         for name in names if r % 2 == 0 else names[::-1]:
@@ -203,7 +210,7 @@ def time_systems(systems: dict, src: list[str], tok, repeats: int) -> dict:
             print(name, f"round {r + 1}: {runs[name][-1][0]:.1f} sentences/s", file=sys.stderr)
     return {name: {"sentences_per_s": round(statistics.median(r[0] for r in rs), 1),
                    "tgt_tokens_per_s": round(statistics.median(r[1] for r in rs), 0),
-                   "runs": [round(r[0], 1) for r in rs]} for name, rs in runs.items()}
+                   "runs": [round(r[0], 1) for r in rs], "first_pass": first_pass[name]} for name, rs in runs.items()}
 
 
 def plot(runs: dict[str, Path], path: Path) -> None:
