@@ -192,11 +192,12 @@ def _ct2_host(conn, peer_dir: str, work: str, mt_dir: str) -> None:
 def time_systems(systems: dict, src: list[str], tok, repeats: int) -> dict:
     """Medians of `repeats` timed runs per system, the runs interleaved (see `speed`)."""
     names = list(systems)
-    # Warm-up: one whole pass per system, its speed kept as `first_pass` (what a fresh
-    # process pays). A pool's second worker may still be loading the model while the first
-    # batches run, and oneDNN builds a kernel for each new matrix shape it meets (0.3-0.5 ms
-    # each, a few hundred shapes per process: every row count of a shrinking batch), so a
-    # shorter warm-up left mt's 2 x 1 rows' first timed round at 0.6-0.8x of the next ones.
+    # Warm-up: one whole pass per system, its speed kept as `first_pass` (close to what a
+    # fresh process pays; for a pool, its start too). A pool's second worker may still be
+    # loading the model while the first batches run, and oneDNN builds a kernel for each new
+    # matrix shape it meets (0.3-0.5 ms each, a few hundred shapes per process: every row
+    # count of a shrinking batch), so a shorter warm-up left mt's 2 x 1 rows' first timed
+    # round at 0.6-0.8x of the next ones.
     first_pass = {}
     for name in names:
         _, seconds = systems[name](src)

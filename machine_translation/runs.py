@@ -26,7 +26,7 @@ from machine_translation.files import write_atomic
 from machine_translation.model import ModelConfig, build_model
 from machine_translation.runtime import (TRAIN_PRECISIONS, check_precision, pick_device, release_freed_memory,
                                         set_threads)
-from machine_translation.options import POST_NORM_WARMUP, SUBWORD_ALPHA, RunOptions, SamplingOptions, SearchOptions
+from machine_translation.options import POST_NORM_WARMUP, RunOptions, SamplingOptions, SearchOptions
 from machine_translation.store import PairStore, open_tokens, write_token_files
 from machine_translation.tasks import LanguageModelTask, TranslationTask
 from machine_translation.plot import CURVE_FILE, plot_run
@@ -187,12 +187,9 @@ def mt_task(opts: RunOptions, device: torch.device, info: DistInfo) -> tuple[Set
     train = PairStore.open(store_path)
     val = PairStore.from_pairs(zip(val_src, val_tgt), tok, max_len, "val")
     loaded = ckpt.LoadedModel(setup.model, config, tok, tok, opts.pair, {}, opts.out)
-    alpha = opts.train.subword_alpha
-    if alpha is None:  # the default: sample segmentations where the tokenizer can
-        alpha = SUBWORD_ALPHA if getattr(tok, "can_sample", False) else 0.0
     task = TranslationTask(loaded, train, val, (val_src, val_tgt), opts.batch_tokens, opts.train.seed,
                            opts.train.label_smoothing, device, shard=(info.rank, info.world_size),
-                           subword_alpha=alpha, max_len=max_len)
+                           subword_alpha=opts.train.subword_alpha, max_len=max_len)
     return setup, task
 
 

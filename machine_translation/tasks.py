@@ -15,7 +15,7 @@ from machine_translation.data import BUCKET_WIDTH, Batch, Ragged, collate, ragge
 from machine_translation.errors import ConfigError, DataError
 from machine_translation.evaluate import corpus_bleu
 from machine_translation.loss import label_smoothed_cross_entropy
-from machine_translation.options import SearchOptions
+from machine_translation.options import SUBWORD_ALPHA, SearchOptions
 from machine_translation.store import PairStore
 from machine_translation.translate import Translator
 
@@ -68,22 +68,25 @@ def resegment(rows: Ragged, tokenizer, alpha: float, draws: np.ndarray, max_len:
 class TranslationTask:
     """Teacher forcing on the pairs of a token store: length-bucketed token-budget batches,
     drawn from (seed, epoch) so a resumed run sees the same batches. With `subword_alpha`,
-    every training sentence is segmented anew from a seed of (seed, epoch, batch, row)."""
+    every training sentence is segmented anew from a seed of (seed, epoch, batch, row); None
+    (the default): `SUBWORD_ALPHA` where both tokenizers can sample, else off."""
 
     def __init__(self, loaded: LoadedModel, train: PairStore, val: PairStore, val_texts: tuple[list[str], list[str]],
                  batch_tokens: int, seed: int, label_smoothing: float, device: torch.device,
                  val_bleu_sentences: int = VAL_BLEU_SENTENCES, shard: tuple[int, int] = (0, 1),
-                 subword_alpha: float = 0.0, max_len: int | None = None):
+                 subword_alpha: float | None = None, max_len: int | None = None):
         self.loaded, self.device = loaded, device
         self.rank, self.world = shard  # under torchrun, each rank takes its slice of every global batch
         self.train, self.val = train, val
         self.batch_tokens, self.seed, self.label_smoothing = batch_tokens, seed, label_smoothing
-        self.subword_alpha = subword_alpha
-        self.max_len = max_len or loaded.config.max_positions - 1
-        if subword_alpha and not all(getattr(t, "can_sample", False) for t in (loaded.src_tokenizer,
-                                                                               loaded.tgt_tokenizer)):
+        can_sample = all(getattr(t, "can_sample", False) for t in (loaded.src_tokenizer, loaded.tgt_tokenizer))
+        if subword_alpha is None:
+            subword_alpha = SUBWORD_ALPHA if can_sample else 0.0
+        elif subword_alpha and not can_sample:
             raise ConfigError("--subword-alpha samples segmentations, which needs a unigram SentencePiece model; "
                               "this run's tokenizer has none")
+        self.subword_alpha = subword_alpha
+        self.max_len = max_len or loaded.config.max_positions - 1
         self.pad = loaded.config.pad_id
         self.bos, self.eos = loaded.tgt_tokenizer.bos_id, loaded.tgt_tokenizer.eos_id
         self._steps_per_epoch = len(token_batches(train.lengths, batch_tokens, seed, 0))
