@@ -7,7 +7,6 @@ replaced atomically, so a crash leaves the previous version, never half a file.
 """
 from __future__ import annotations
 
-import errno
 import json
 import logging
 import os
@@ -21,7 +20,7 @@ from safetensors.torch import load_model, save_file
 from torch import nn
 
 from machine_translation.errors import ConfigError, ModelDirError
-from machine_translation.files import read_json, write_atomic, write_json
+from machine_translation.files import atomic_directory, atomic_path, read_json, write_atomic, write_json
 from machine_translation.model import ModelConfig, build_model
 from mt_tokenizers import Tokenizer, TokenizerError, load_tokenizer
 
@@ -85,15 +84,8 @@ def save_weights(model: nn.Module, path: Path) -> None:
     keeps the bytes of identical weights identical in every process, so files compare by hash."""
     aliases = tied_aliases(model)
     tensors = {name: t.contiguous() for name, t in model.state_dict().items() if name not in aliases}
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    try:
+    with atomic_path(path) as tmp:
         save_file(tensors, str(tmp), metadata={"tied_weights": json.dumps(aliases)} if aliases else None)
-        with open(tmp, "rb") as f:
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
 
 
 def save_pretrained(
@@ -202,6 +194,8 @@ def load_pretrained(directory: str | Path, device: str | torch.device = "cpu", t
     weights = directory / WEIGHTS_FILE
     if not weights.is_file():
         raise ModelDirError(f"{weights} is missing; the model directory is incomplete")
+    if not os.access(weights, os.R_OK):
+        raise ModelDirError(f"{weights}: permission denied: ask its owner to make it readable (chmod a+r)")
     try:
         missing, unexpected = load_model(model, str(weights), strict=False, device=str(device))
     except (SafetensorError, OSError, ValueError, RuntimeError) as e:
@@ -236,14 +230,6 @@ TRAINING_STATE_FILE = "training_state.pt"
 LATEST_FILE = "latest"
 
 
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
 def checkpoint_dirs(run_dir: Path) -> list[Path]:
     """Complete checkpoint directories of a run, oldest first."""
     root = Path(run_dir) / CHECKPOINT_DIR
@@ -256,36 +242,15 @@ def save_training_checkpoint(run_dir: Path, model: nn.Module, training: dict, st
     import shutil
 
     root = Path(run_dir) / CHECKPOINT_DIR
-    root.mkdir(parents=True, exist_ok=True)
     final = root / f"step-{step:08d}"
-    tmp = root / f".tmp-{final.name}-{os.getpid()}"
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir()
-    try:
+    with atomic_directory(final, replace=True) as tmp:  # the same step saved again (a resumed run) is swapped
         save_weights(model, tmp / WEIGHTS_FILE)
-        with open(tmp / TRAINING_STATE_FILE, "wb") as f:
+        with atomic_path(tmp / TRAINING_STATE_FILE) as path, open(path, "wb") as f:
             torch.save(training, f)
-            f.flush()
-            os.fsync(f.fileno())
-        _fsync_dir(tmp)
-    except BaseException as e:
-        shutil.rmtree(tmp, ignore_errors=True)
-        if isinstance(e, RuntimeError) and "inline_container" in str(e):
-            # torch.save's writer reports a short write (a full disk, a file size limit) this way
-            raise OSError(errno.ENOSPC, "the checkpoint could not be written whole", str(tmp)) from None
-        raise
-    if final.exists():  # the same step saved again (a resumed run): swap, never leave a gap
-        old = root / f".old-{final.name}-{os.getpid()}"
-        os.replace(final, old)
-        os.replace(tmp, final)
-        shutil.rmtree(old, ignore_errors=True)
-    else:
-        os.replace(tmp, final)
-    _fsync_dir(root)
     write_atomic(root / LATEST_FILE, final.name.encode())
     for stale in checkpoint_dirs(run_dir)[:-keep_last] if keep_last > 0 else []:
         if stale != final:
-            shutil.rmtree(stale, ignore_errors=True)
+            shutil.rmtree(stale, ignore_errors=True)  # (a step-* directory of mt's own checkpoints)
     return final
 
 
@@ -363,42 +328,3 @@ def load_average(model: nn.Module, checkpoints: list[Path]) -> None:
     missing, unexpected = model.load_state_dict(averaged, strict=False)
     if set(missing) - set(tied_aliases(model)) or unexpected:
         raise ModelDirError(f"the checkpoints in {checkpoints[0].parent} do not match the model's config.json")
-
-
-def average_checkpoints(run_dir: Path, last: int, out: Path) -> list[Path]:
-    """Average the weights of the run's last `last` checkpoints into a new model directory
-    `out` (config and tokenizer copied from the run). Returns the checkpoints averaged."""
-    run_dir, out = Path(run_dir), Path(out)
-    loaded = load_pretrained(run_dir)  # the config, tokenizer and a model to hold the average
-    if loaded.precision == "int8":
-        raise ModelDirError(f"{run_dir} is an int8 model (made by `mt quantize`), not a run: average the checkpoints "
-                            "of the run it was made from, then quantize the average")
-    chosen = checkpoint_dirs(run_dir)[-last:]
-    if len(chosen) < last:
-        raise ModelDirError(f"{run_dir / CHECKPOINT_DIR} has {len(chosen)} checkpoints, fewer than --last {last}")
-    if out.exists() and any(out.iterdir()):
-        raise ModelDirError(f"{out} is not empty: choose a new directory for the averaged model")
-    load_average(loaded.model, chosen)
-    save_pretrained(out, loaded.model, loaded.config, loaded.src_tokenizer, loaded.tgt_tokenizer, loaded.pair,
-                    loaded.generation)
-    return chosen
-
-
-def quantize_directory(model_dir: Path, out: Path, precision: str = "int8") -> LoadedModel:
-    """Write the translation model of `model_dir` as a new int8 model directory `out`
-    (tokenizers, config and search settings copied). Returns the loaded source model."""
-    model_dir, out = Path(model_dir), Path(out)
-    if precision != "int8":
-        raise ConfigError(f"--precision {precision!r}: mt quantize writes int8 (bf16 needs no new directory: "
-                          "translate with --precision bf16)")
-    loaded = load_pretrained(model_dir)
-    if loaded.config.task != "mt":
-        raise ModelDirError(f"{model_dir} holds a language model: int8 is for translation models "
-                            "(`mt generate` runs language models in float32)")
-    if loaded.precision == "int8":
-        raise ModelDirError(f"{model_dir} is already int8: quantize the float32 model it was made from")
-    if out.resolve() == model_dir.resolve() or (out.exists() and any(out.iterdir())):
-        raise ModelDirError(f"{out} is not empty: choose a new directory for the int8 model")
-    save_pretrained(out, loaded.model, loaded.config, loaded.src_tokenizer, loaded.tgt_tokenizer, loaded.pair,
-                    loaded.generation, precision="int8")
-    return loaded

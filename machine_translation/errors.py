@@ -1,5 +1,7 @@
 """Typed errors a user can cause. Each message is one line naming the thing and the fix;
 the CLI prints it without a traceback and exits non-zero."""
+import signal
+
 
 
 class MTError(Exception):
@@ -19,4 +21,14 @@ class DataError(MTError):
 
 
 class Interrupted(Exception):
-    """The user asked to stop (SIGINT/SIGTERM); raised after what could be saved was saved."""
+    """The user asked to stop (SIGINT/SIGTERM); raised after what could be saved was saved.
+    `signum` is the signal that asked, so the CLI can end the way that signal ends a process."""
+
+    def __init__(self, message: str, signum: int = signal.SIGINT):
+        super().__init__(message)
+        self.signum = signum
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, raised where Ctrl+C raises KeyboardInterrupt, so both unwind the same way
+    (atomic writes are abandoned, worker processes stopped) and the CLI can tell them apart."""

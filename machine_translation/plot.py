@@ -11,10 +11,10 @@ no display needed.
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
 from machine_translation.errors import DataError
+from machine_translation.files import atomic_path
 
 LOG_FILE = "train_log.jsonl"
 CURVE_FILE = "training_curve.png"
@@ -105,13 +105,8 @@ def _save(fig, out: Path) -> Path:
     from matplotlib.backends.backend_agg import FigureCanvasAgg
 
     fig.tight_layout()
-    tmp = out.with_name(f".{out.name}.tmp{os.getpid()}.png")
-    try:
+    with atomic_path(out) as tmp:
         FigureCanvasAgg(fig).print_png(str(tmp))
-        os.replace(tmp, out)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
     return out
 
 

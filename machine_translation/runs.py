@@ -9,7 +9,9 @@ training checkpoints under `checkpoints/`.
 from __future__ import annotations
 
 import logging
+import os
 import shutil
+import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,6 +28,8 @@ from machine_translation.files import write_atomic
 from machine_translation.model import ModelConfig, build_model
 from machine_translation.runtime import (TRAIN_PRECISIONS, check_precision, pick_device, release_freed_memory,
                                         set_threads)
+from machine_translation.outputs import (RUN_MARKER, check_place, is_empty_or_absent, lock_run,
+                                         refuse_if_running, written_by_mt)
 from machine_translation.options import POST_NORM_WARMUP, RunOptions, SamplingOptions, SearchOptions
 from machine_translation.store import PairStore, open_tokens, write_token_files
 from machine_translation.tasks import LanguageModelTask, TranslationTask
@@ -47,37 +51,72 @@ def new_model_search(task: str) -> dict:
     return options(**options.NEW_MODEL).generation_config()
 
 
-RUN_STARTED = ".mt-run"  # written when `mt train` starts a run in a directory: only such a directory is restarted
+class RunDirectory:
+    """The run directory of this process, locked (`outputs.lock_run`) while it trains. A run
+    it replaces (--overwrite, or an unfinished run started again) is first renamed aside, and
+    deleted only once the new run has a model (`commit`); if the new run fails before that,
+    `rollback` puts the old one back."""
+
+    def __init__(self, out: Path, lock, replaced: Path | None):
+        self.out, self.lock, self.replaced = out, lock, replaced
+
+    def commit(self) -> None:
+        if self.replaced is not None:
+            shutil.rmtree(self.replaced, ignore_errors=True)  # the run --overwrite replaced (mt's own: checked)
+            self.replaced = None
+
+    def rollback(self) -> None:
+        if self.replaced is not None:
+            self.lock.release()
+            shutil.rmtree(self.out, ignore_errors=True)  # made by this process moments ago
+            os.replace(self.replaced, self.out)
+            logger.warning("the new run failed before its first model: %s is as it was", self.out)
+            self.replaced = None
 
 
-def prepare_out_dir(opts: RunOptions) -> None:
-    """A new run needs an empty directory. A run that stopped before its first checkpoint
-    (nothing trained was saved: killed or interrupted during its start, or a start that
-    failed) is simply started again; anything else, such as a model directory, is refused
-    with the way out."""
+def run_inputs(opts: RunOptions) -> list[Path | None]:
+    """Files and folders the run reads: --out may never hold one of them."""
+    spec = opts.data
+    named = [Path(spec.name)] if spec is not None and spec.kind in ("tsv", "text") else []
+    return [opts.init_from, opts.data_dir and Path(opts.data_dir), *(named),
+            *((spec.src_file, spec.tgt_file) if spec is not None else ())]
+
+
+def prepare_out_dir(opts: RunOptions) -> RunDirectory:
+    """A new run needs an empty directory (`outputs`' rule). A run that stopped before its first
+    checkpoint (killed or interrupted during its start, or a start that failed) is simply
+    started again; a finished run or an mt model directory is replaced with --overwrite;
+    anything else is refused with the way out. A run another process is writing is refused."""
     out = opts.out
-    if out.exists() and not out.is_dir():
-        raise ConfigError(f"--out {out} is a file: choose a directory for the run")
+    check_place(out, run_inputs(opts))
     has_checkpoint = bool(ckpt.checkpoint_dirs(out))
     if opts.resume:
         refuse_int8(out, "--resume")
         if not has_checkpoint:
             raise ModelDirError(f"nothing to resume in {out}: no checkpoint was saved there; start the run without "
                                 "--resume (an unfinished run is started again)")
-        return
-    if out.exists() and any(out.iterdir()):
+        return RunDirectory(out, lock_run(out), None)
+    replaced = None
+    if not is_empty_or_absent(out):
+        refuse_if_running(out)
+        if opts.overwrite and not written_by_mt(out):
+            raise ModelDirError(f"{out} holds files mt did not write: --overwrite replaces only a run or model "
+                                "directory of mt's; choose a new --out directory")
         if opts.overwrite:
-            logger.warning("--overwrite: deleting the previous contents of %s", out)
+            logger.warning("--overwrite: %s is replaced once the new run has its first model", out)
         elif has_checkpoint:
             raise ModelDirError(f"{out} already holds a run: continue it with --resume, or replace it with --overwrite")
-        elif (out / RUN_STARTED).is_file():
+        elif (out / RUN_MARKER).is_file():
             logger.warning("%s holds a run that stopped before its first checkpoint: starting it again", out)
         else:
             raise ModelDirError(f"{out} is not empty and holds no unfinished run: choose a new --out directory "
-                                "(or --overwrite to delete what is there)")
-        shutil.rmtree(out)
+                                "(or --overwrite to replace a run or model directory of mt's)")
+        old_lock = lock_run(out)  # held while it is moved aside, so no other process takes it meanwhile
+        replaced = Path(tempfile.mkdtemp(prefix=f".{out.name}.replaced-", dir=out.parent))
+        os.replace(out, replaced)
+        old_lock.release()
     out.mkdir(parents=True, exist_ok=True)
-    (out / RUN_STARTED).touch()
+    return RunDirectory(out, lock_run(out), replaced)
 
 
 def resolve_config(opts: RunOptions, vocab_size: int, saved: ModelConfig | None,
@@ -239,7 +278,7 @@ def train_run(opts: RunOptions) -> dict | None:
         shutdown(info, finished)
 
 
-def _train_run(opts: RunOptions, info: DistInfo, device: torch.device) -> dict:
+def _train_run(opts: RunOptions, info: DistInfo, device: torch.device) -> dict | None:
     if not info.is_main:
         logging.getLogger("machine_translation").setLevel(logging.WARNING)
     set_threads(device, opts.threads)
@@ -247,9 +286,21 @@ def _train_run(opts: RunOptions, info: DistInfo, device: torch.device) -> dict:
     check_precision(opts.train.precision, device, TRAIN_PRECISIONS, warn=False)  # fails before any work
     if not opts.resume and opts.init_from is None:
         resolve_config(opts, opts.vocab_size, None)  # a bad preset or model flag fails before any work is done
-    if info.is_main:
-        prepare_out_dir(opts)
+    run_dir = prepare_out_dir(opts) if info.is_main else None
     barrier(info)
+    try:
+        return _train_in(opts, info, device, run_dir)
+    except BaseException:
+        if run_dir is not None:
+            run_dir.rollback()  # a replaced run comes back if the new one has no model yet
+        raise
+    finally:
+        if run_dir is not None:
+            run_dir.lock.release()
+
+
+def _train_in(opts: RunOptions, info: DistInfo, device: torch.device, run_dir: RunDirectory | None) -> dict | None:
+    """The run in its prepared directory (`run_dir` on the main process, None on the others)."""
     setup, task = (mt_task if opts.task == "mt" else lm_task)(opts, device, info)
     if not setup.config.norm_first and setup.loaded_from is None and opts.train.warmup_steps < POST_NORM_WARMUP:
         logger.warning("--warmup-steps %d is short for a post-norm model: it can collapse (every sentence "
@@ -266,6 +317,7 @@ def _train_run(opts: RunOptions, info: DistInfo, device: torch.device) -> dict:
         """The run directory's top holds the best weights so far, and a card saying how good they are."""
         ckpt.save_weights(model, opts.out / ckpt.WEIGHTS_FILE)
         write_model_card(opts.out, title, opts.data.describe(), preset, state, metrics)
+        run_dir.commit()  # the new run has a model: a run it replaces can go
 
     def on_validated(state: TrainState) -> None:
         """Redraw the run's training_curve.png; a picture that cannot be drawn never stops training."""

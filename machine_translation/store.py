@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import os
 from collections.abc import Iterable, Iterator
 from itertools import islice
 from pathlib import Path
@@ -26,6 +25,7 @@ from torch import Tensor
 
 from machine_translation.data import Ragged, batch_encode, collate, is_empty
 from machine_translation.errors import DataError
+from machine_translation.files import atomic_path
 
 logger = logging.getLogger(__name__)
 
@@ -52,17 +52,10 @@ class PairStore:
               chunk: int = 10_000) -> PairStore:
         """Encode a stream of pairs into `path`, `chunk` pairs at a time, then memory-map it."""
         path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
         schema = _schema(tokenizer.vocab_size)
-        try:
-            with pa.OSFile(str(tmp), "wb") as sink, pa.ipc.new_file(sink, schema) as writer:
-                for batch in _encode(pairs, tokenizer, max_tokens, what, schema, chunk):
-                    writer.write_batch(batch)
-            with open(tmp, "rb+") as f:
-                os.fsync(f.fileno())
-            os.replace(tmp, path)
-        finally:
-            tmp.unlink(missing_ok=True)
+        with atomic_path(path) as tmp, pa.OSFile(str(tmp), "wb") as sink, pa.ipc.new_file(sink, schema) as writer:
+            for batch in _encode(pairs, tokenizer, max_tokens, what, schema, chunk):
+                writer.write_batch(batch)
         return cls.open(path)
 
     @classmethod
@@ -96,33 +89,25 @@ def write_token_files(paths: dict[str, Path], pieces: Iterable[tuple[str, str]],
     """Encode a stream of (part, text) pieces into one flat id file per part (`paths[part]`),
     about `chunk_chars` characters at a time."""
     dtype = token_dtype(tokenizer.vocab_size)
-    tmp = {part: path.with_name(f".{path.name}.tmp-{os.getpid()}") for part, path in paths.items()}
     buffers: dict[str, list[str]] = {part: [] for part in paths}
     size = dict.fromkeys(paths, 0)
-    try:
-        for path in paths.values():
-            path.parent.mkdir(parents=True, exist_ok=True)
-        with contextlib.ExitStack() as stack:
-            files = {part: stack.enter_context(open(t, "wb")) for part, t in tmp.items()}
+    for path in paths.values():
+        path.parent.mkdir(parents=True, exist_ok=True)
+    with contextlib.ExitStack() as stack:  # every file replaced only once all are written
+        files = {part: stack.enter_context(open(stack.enter_context(atomic_path(path)), "wb"))
+                 for part, path in paths.items()}
 
-            def flush(part: str) -> None:
-                np.asarray(tokenizer.encode("".join(buffers[part])), dtype=dtype).tofile(files[part])
-                buffers[part], size[part] = [], 0
+        def flush(part: str) -> None:
+            np.asarray(tokenizer.encode("".join(buffers[part])), dtype=dtype).tofile(files[part])
+            buffers[part], size[part] = [], 0
 
-            for part, text in pieces:
-                buffers[part].append(text)
-                size[part] += len(text)
-                if size[part] >= chunk_chars:
-                    flush(part)
-            for part in paths:
+        for part, text in pieces:
+            buffers[part].append(text)
+            size[part] += len(text)
+            if size[part] >= chunk_chars:
                 flush(part)
-                files[part].flush()
-                os.fsync(files[part].fileno())
-        for part, path in paths.items():
-            os.replace(tmp[part], path)
-    finally:
-        for t in tmp.values():
-            t.unlink(missing_ok=True)
+        for part in paths:
+            flush(part)
 
 
 def open_tokens(path: Path, vocab_size: int) -> np.ndarray:

@@ -25,7 +25,7 @@ from tqdm import tqdm
 
 from machine_translation import checkpoint as ckpt
 from machine_translation.distributed import DistInfo, all_reduce_sum, any_rank
-from machine_translation.errors import Interrupted, MTError
+from machine_translation.errors import Interrupted, MTError, Terminated
 from machine_translation.options import TrainConfig
 from machine_translation.runtime import TRAIN_PRECISIONS, check_precision
 
@@ -136,12 +136,13 @@ class StopRequest:
 
     def __init__(self) -> None:
         self.requested = False
+        self.signum = signal.SIGINT  # the signal that asked
         self._previous = {}
 
     def _handle(self, signum, frame) -> None:
         if self.requested:
-            raise KeyboardInterrupt
-        self.requested = True
+            raise Terminated if signum == signal.SIGTERM else KeyboardInterrupt
+        self.requested, self.signum = True, signum
         logger.warning("%s: saving a checkpoint after this step (press Ctrl+C again to stop at once)",
                        signal.Signals(signum).name)
 
@@ -376,7 +377,7 @@ class Trainer:
                         self.save_checkpoint()
             finally:
                 bar.close()
-            self._finish(validated_at)
+            self._finish(validated_at, stop.signum)
         return s
 
     def _should_stop(self, stop: StopRequest) -> bool:
@@ -408,12 +409,12 @@ class Trainer:
             return True
         return False
 
-    def _finish(self, validated_at: int) -> None:
+    def _finish(self, validated_at: int, signum: int) -> None:
         s = self.state
         interrupted = s.stop_reason == "interrupted"
         if s.step == 0:
             if interrupted:
-                raise Interrupted("interrupted before the first step: nothing to save")
+                raise Interrupted("interrupted before the first step: nothing to save", signum)
             return
         if validated_at != s.step and not interrupted:
             self.validate()
@@ -423,7 +424,8 @@ class Trainer:
         if not interrupted and self.dist.is_main:
             self.validate_average()
         if interrupted:
-            raise Interrupted(f"interrupted at step {s.step}: checkpoint saved in {path}; continue with --resume")
+            raise Interrupted(f"interrupted at step {s.step}: checkpoint saved in {path}; continue with --resume",
+                              signum)
 
 
 class _Clock:

@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import logging
 import multiprocessing
+import os
+import threading
 import weakref
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -149,8 +151,11 @@ class Translator:
             return (self._search_batch(src, opts) for src in batches)
         if self._pool is None:  # started once, kept for later calls
             context = multiprocessing.get_context("spawn")  # fork is unsafe with OpenMP thread pools
+            # Only this process holds the lifeline's writing end: when it dies, however it dies
+            # (kill -9 included), the workers read EOF and exit (`_watch_parent`).
+            lifeline, self._lifeline = context.Pipe(duplex=False)
             self._pool = ProcessPoolExecutor(self.workers, mp_context=context, initializer=_start_worker,
-                                             initargs=(str(self.loaded.directory), self.precision))
+                                             initargs=(str(self.loaded.directory), self.precision, lifeline))
             weakref.finalize(self, self._pool.shutdown)  # stop the workers with the Translator, or at exit
         return self._pool.map(_search_in_worker, batches, repeat(opts))
 
@@ -182,9 +187,19 @@ class Translator:
 _WORKER: list[Translator] = []  # in a worker process only: its own copy of the model
 
 
-def _start_worker(directory: str, precision: str) -> None:
+def _start_worker(directory: str, precision: str, lifeline) -> None:
+    threading.Thread(target=_watch_parent, args=(lifeline,), daemon=True).start()
     torch.set_num_threads(1)
     _WORKER.append(Translator.from_pretrained(directory, "cpu", precision=precision))
+
+
+def _watch_parent(lifeline) -> None:
+    """Exit this worker when the parent's end of the lifeline closes (the parent is gone)."""
+    try:
+        lifeline.recv()
+    except (EOFError, OSError):
+        pass
+    os._exit(0)
 
 
 def _search_in_worker(src: list[list[int]], options: SearchOptions) -> list[list[Hypothesis]]:

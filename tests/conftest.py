@@ -101,3 +101,17 @@ def learned(tmp_path_factory):
     result = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stderr[-2000:]
     return d / "model", json.loads(result.stdout.splitlines()[-1])
+
+
+@pytest.fixture(scope="session")
+def model_dir(tmp_path_factory):
+    """A random tiny en-fr model directory (SentencePiece on 600 lines, beam 2): quick to load,
+    for what does not need real translations."""
+    from machine_translation.checkpoint import save_pretrained
+    from mt_tokenizers import SentencePieceTokenizer
+    d = tmp_path_factory.mktemp("model") / "m"
+    tok = SentencePieceTokenizer.train(multi30k_lines("en", 300) + multi30k_lines("fr", 300), 500)
+    torch.manual_seed(0)
+    model = build_model(tiny_config(vocab_size=tok.vocab_size)).eval()
+    save_pretrained(d, model, model.config, tok, tok, pair="en-fr", generation={"beam": 2})
+    return d

@@ -11,23 +11,10 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
-from machine_translation.checkpoint import save_pretrained
 from machine_translation.cli import app
-from machine_translation.model import build_model
-from mt_tokenizers import SentencePieceTokenizer
-from tests.conftest import REPO, multi30k_lines, tiny_config, write_lines
+from tests.conftest import REPO, write_lines
 
 runner = CliRunner()
-
-
-@pytest.fixture(scope="module")
-def model_dir(tmp_path_factory):
-    d = tmp_path_factory.mktemp("model") / "m"
-    tok = SentencePieceTokenizer.train(multi30k_lines("en", 300) + multi30k_lines("fr", 300), 500)
-    torch.manual_seed(0)
-    model = build_model(tiny_config(vocab_size=tok.vocab_size)).eval()
-    save_pretrained(d, model, model.config, tok, tok, pair="en-fr", generation={"beam": 2})
-    return d
 
 
 def damage_json(name, change):
@@ -111,7 +98,8 @@ def test_hostile_inputs_get_one_line(model_dir, tmp_path):
         (["train", "--src", a_file, "--tgt", a_file, "--out", tmp_path / "r", "--epochs", "0"], "--epochs 0"),
         (["train", "--src", a_file, "--tgt", a_file, "--out", a_file], "is a file"),
         (["generate", "--model", model_dir, "--top-p", "2"], "--top-p"),
-        (["average-checkpoints", "--model", model_dir, "--last", "1", "--out", a_file], "checkpoints"),
+        (["average-checkpoints", "--model", model_dir, "--last", "1", "--out", tmp_path / "avg"], "checkpoints"),
+        (["average-checkpoints", "--model", model_dir, "--last", "1", "--out", a_file], "is a file"),
     ]
     if not torch.cuda.is_available():
         cases.append((["translate", "--model", model_dir, "--device", "cuda", "x"], "CUDA is not available"))

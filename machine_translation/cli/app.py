@@ -1,7 +1,9 @@
 """The typer app of `mt` and its error handling: flags are parsed at the edge, results go to
 stdout, progress, logs and one-line errors to stderr. Exit codes: 0 success, 1 a bug in mt
 (one line naming the file that holds the traceback), 2 a user error (bad flag, file, input,
-or a file that cannot be written), 130 an interruption (Ctrl+C, SIGTERM)."""
+or a file that cannot be written), 130 Ctrl+C (SIGINT) and 143 SIGTERM: after one line on
+stderr, `main` ends the process by the signal itself (default handler), so shells see 130/143
+and service managers a clean stop."""
 from __future__ import annotations
 
 import datetime
@@ -9,6 +11,7 @@ import errno
 import functools
 import logging
 import os
+import signal
 import sys
 import tempfile
 import traceback
@@ -18,10 +21,11 @@ import typer
 from typer.core import TyperGroup
 
 from machine_translation import __version__
-from machine_translation.errors import Interrupted, MTError
+from machine_translation.errors import Interrupted, MTError, Terminated
 from mt_tokenizers import TokenizerError
 
-EXIT_BUG, EXIT_USER_ERROR, EXIT_INTERRUPTED = 1, 2, 130
+EXIT_BUG, EXIT_USER_ERROR, EXIT_INTERRUPTED = 1, 2, 128 + signal.SIGINT  # 130
+EXIT_TERMINATED = 128 + signal.SIGTERM  # 143
 # click's exception classes, as the installed typer uses them (recent typer versions vendor
 # their own copy of click, so `import click` would name other classes).
 UsageError = typer.BadParameter.__mro__[1]
@@ -80,6 +84,7 @@ def cli_errors(fn):
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):
         logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr, force=True)
+        previous = _raise_on_sigterm()
         try:
             return fn(*args, **kwargs)
         except (MTError, TokenizerError, ValueError) as e:
@@ -87,10 +92,11 @@ def cli_errors(fn):
             raise typer.Exit(EXIT_USER_ERROR) from None
         except Interrupted as e:
             typer.echo(str(e), err=True)
-            raise typer.Exit(EXIT_INTERRUPTED) from None
-        except KeyboardInterrupt:
-            typer.echo("interrupted", err=True)
-            raise typer.Exit(EXIT_INTERRUPTED) from None
+            raise typer.Exit(128 + e.signum) from None
+        except KeyboardInterrupt as e:
+            terminated = isinstance(e, Terminated)
+            typer.echo("terminated (SIGTERM)" if terminated else "interrupted", err=True)
+            raise typer.Exit(EXIT_TERMINATED if terminated else EXIT_INTERRUPTED) from None
         except BrokenPipeError:
             sys.stderr.close()
             raise typer.Exit(0) from None
@@ -102,8 +108,37 @@ def cli_errors(fn):
         except Exception as e:  # a bug: one line, the traceback in a file
             typer.echo(report_bug(e), err=True)
             raise typer.Exit(EXIT_BUG) from None
+        finally:
+            if previous is not None:
+                signal.signal(signal.SIGTERM, previous)
 
     return wrapper
+
+
+def _terminate(signum, frame):
+    raise Terminated
+
+
+def _raise_on_sigterm():
+    """SIGTERM unwinds like Ctrl+C (`Terminated`); returns the handler to restore (None off the
+    main thread, where handlers cannot be set)."""
+    try:
+        return signal.signal(signal.SIGTERM, _terminate)
+    except ValueError:
+        return None
+
+
+def end_by_signal(code: int) -> None:
+    """For exit codes 130/143: flush, restore the signal's default handler and send it to this
+    process, so its parent sees it ended by the signal (a shell prints 130/143)."""
+    signum = code - 128
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (OSError, ValueError):
+            pass
+    signal.signal(signum, signal.SIG_DFL)
+    os.kill(os.getpid(), signum)
 
 
 def _version(value: bool) -> None:
@@ -119,4 +154,9 @@ def root(version: bool = typer.Option(False, "--version", callback=_version, is_
 
 
 def main() -> None:
-    app()
+    try:
+        app()
+    except SystemExit as e:
+        if e.code in (EXIT_INTERRUPTED, EXIT_TERMINATED):
+            end_by_signal(e.code)
+        raise
