@@ -79,10 +79,9 @@ MUTANTS = [
            "enabled=False):", ("tests/test_training.py",)),
     Mutant("checkpoint-in-place-and-latest-first",
            "machine_translation/checkpoint.py",
-           '    tmp = root / f".tmp-{final.name}-{os.getpid()}"\n    shutil.rmtree(tmp, ignore_errors=True)\n'
-           "    tmp.mkdir()\n",
-           "    tmp = final\n    shutil.rmtree(tmp, ignore_errors=True)\n    tmp.mkdir()\n"
-           "    write_atomic(root / LATEST_FILE, final.name.encode())\n",
+           "    with atomic_directory(final, replace=True) as tmp:",
+           "    import contextlib\n    final.mkdir(parents=True, exist_ok=True)\n"
+           "    write_atomic(root / LATEST_FILE, final.name.encode())\n    with contextlib.nullcontext(final) as tmp:",
            ("tests/test_resume.py::test_a_crash_at_every_point_of_a_checkpoint_write_leaves_a_whole_checkpoint",)),
     Mutant("torch-load-without-weights-only",
            "machine_translation/checkpoint.py", "map_location=device, weights_only=True)", "map_location=device)",
@@ -115,6 +114,19 @@ MUTANTS = [
     Mutant("batches-shortest-first",  # worker processes end on the longest batch while the others wait
            "machine_translation/translate.py", "        batches.reverse()\n", "",
            ("tests/test_cli.py::test_the_longest_batch_is_searched_first",)),
+    Mutant("overwrite-replaces-the-working-directory",  # `--out "" --overwrite` (an unset variable) empties `.`
+           "machine_translation/outputs.py", "if where == here or where in here.parents or",
+           "if", ("tests/test_outputs.py::test_overwrite_never_touches_what_it_may_not_replace",)),
+    Mutant("overwrite-replaces-what-mt-did-not-write",  # --overwrite deletes a folder that never held a run
+           "machine_translation/outputs.py", "    if not written_by_mt(out):\n        raise",
+           "    if False:\n        raise", ("tests/test_outputs.py::test_overwrite_never_touches_what_it_may_not_replace",)),
+    Mutant("a-run-has-no-lock",  # two `mt train` on one --out both write it
+           "tokenizers/mt_tokenizers/files.py", "fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)", "pass",
+           ("tests/test_outputs.py::test_a_run_has_one_writer",)),
+    Mutant("workers-outlive-their-parent",  # translate --workers: 580 MB processes left after kill -9 of the parent
+           "machine_translation/translate.py",
+           "threading.Thread(target=_watch_parent, args=(lifeline,), daemon=True).start()", "pass",
+           ("tests/test_outputs.py::test_worker_processes_end_with_their_parent",)),
     Mutant("batcher-mixes-search-settings",  # sentences with different beams share a batch
            "machine_translation/serve/batcher.py", "if item.options == first.options and (fits or not batch):",
            "if (fits or not batch):", ("tests/test_serve.py",)),
@@ -139,11 +151,13 @@ def run(mutant: Mutant, data_dir: str) -> tuple[bool, float]:
         mutant.apply(root)
         # The copy's packages come first on the path (for pytest and for the training
         # subprocesses the tests start), ahead of the editable install of the real repository.
-        env = {**os.environ, "PYTHONPATH": str(root), "MT_DATA_DIR": data_dir}
-        check = subprocess.run([sys.executable, "-c", "import machine_translation, decoder; "
-                                "print(machine_translation.__file__, decoder.__file__)"],
+        # (`mt_tokenizers` sits in the plain folder `tokenizers/`, hence the second entry.)
+        env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(root), str(root / "tokenizers")]),
+               "MT_DATA_DIR": data_dir}
+        check = subprocess.run([sys.executable, "-c", "import machine_translation, decoder, mt_tokenizers; "
+                                "print(machine_translation.__file__, decoder.__file__, mt_tokenizers.__file__)"],
                                cwd=root, env=env, capture_output=True, text=True)
-        if str(root) not in check.stdout:
+        if check.stdout.count(str(root)) != 3:
             raise SystemExit(f"the scratch copy is not what Python imports: {check.stdout or check.stderr}")
         start = time.perf_counter()
         result = subprocess.run([sys.executable, "-m", "pytest", "-x", "-q", "-p", "no:cacheprovider",
