@@ -127,6 +127,44 @@ MUTANTS = [
            "machine_translation/translate.py",
            "threading.Thread(target=_watch_parent, args=(lifeline,), daemon=True).start()", "pass",
            ("tests/test_outputs.py::test_worker_processes_end_with_their_parent",)),
+    Mutant("translator-drops-the-length-penalty",  # --length-penalty, generation_config.json and the server: 1.0
+           "machine_translation/translate.py", "opts.beam, opts.length_penalty, opts.n_best,", "opts.beam, 1.0, opts.n_best,",
+           ("tests/test_promises.py::test_the_length_penalty_divides_the_log_prob_and_changes_the_best",)),
+    Mutant("translator-ignores-max-len-a",  # the output length limit forgets the user's a
+           "machine_translation/translate.py", "(lengths * opts.max_len_a + opts.max_len_b)",
+           "(lengths * 1.5 + opts.max_len_b)", ("tests/test_promises.py::test_the_output_length_limit_is_a_times_source_plus_b",)),
+    Mutant("cli-drops-the-length-penalty",  # mt translate --length-penalty does nothing
+           "machine_translation/cli/translate.py", "translator.defaults.updated(beam=beam, length_penalty=length_penalty,",
+           "translator.defaults.updated(beam=beam,", ("tests/test_promises.py::test_every_cli_search_flag_reaches_the_search",)),
+    Mutant("server-forgets-the-model-settings",  # /v1/translate searches with the library defaults
+           "machine_translation/serve/app.py", "options = model.translator.defaults.updated(beam=beam, n_best=n_best)",
+           "options = type(model.translator.defaults)(beam=beam, n_best=n_best)",
+           ("tests/test_promises.py::test_the_model_settings_and_request_options_reach_the_server_search",)),
+    Mutant("v1-answers-in-sorted-order",  # distinct lines translated once, in sorted order: a client's lines swap
+           "machine_translation/serve/app.py", "todo = [t for t in texts if t.strip()]",
+           "todo = sorted(t for t in texts if t.strip())", ("tests/test_promises.py::test_the_server_answers_each_line_in_its_order",)),
+    Mutant("validation-batches-are-sampled",  # subword sampling leaks into validation: noisy model selection
+           "machine_translation/tasks.py",
+           "self._val_batches = [self._batch(val, b) for b in token_batches(val.lengths, batch_tokens, 0, 0)]",
+           "self._val_batches = [self._batch(val, b, sample=(0, i)) for i, b in "
+           "enumerate(token_batches(val.lengths, batch_tokens, 0, 0))]",
+           ("tests/test_promises.py::test_validation_is_never_sampled_whatever_the_subword_alpha",)),
+    Mutant("lm-score-is-its-loss",  # mt train --task lm keeps its worst checkpoint
+           "machine_translation/tasks.py", '"score": -val_loss}', '"score": val_loss}',
+           ("tests/test_promises.py::test_each_task_scores_higher_for_the_better_model",)),
+    Mutant("translation-score-is-minus-bleu",
+           "machine_translation/tasks.py", '"score": bleu}', '"score": -bleu}',
+           ("tests/test_promises.py::test_each_task_scores_higher_for_the_better_model",)),
+    Mutant("trainer-keeps-the-worst",  # "higher is better" turned round in the trainer
+           "machine_translation/training.py", 'if metrics["score"] > s.best_score:', 'if metrics["score"] < s.best_score:',
+           ("tests/test_promises.py::test_the_trainer_keeps_the_checkpoint_with_the_highest_score",)),
+    Mutant("held-out-pairs-are-trained-on",  # --src/--tgt and TSV: validation BLEU measured on training data
+           "machine_translation/data.py", "if (i >= first_val) == (split == \"val\"))",
+           "if split == \"train\" or i >= first_val)",
+           ("tests/test_promises.py::test_the_validation_pairs_of_a_corpus_are_never_trained_on",)),
+    Mutant("bleu-hypotheses-and-references-swapped",  # validation BLEU without its brevity penalty
+           "machine_translation/evaluate.py", "BLEU().corpus_score(hypotheses, [references])",
+           "BLEU().corpus_score(references, [hypotheses])", ("tests/test_promises.py::test_metrics_equal_hand_computed_values",)),
     Mutant("batcher-mixes-search-settings",  # sentences with different beams share a batch
            "machine_translation/serve/batcher.py", "if item.options == first.options and (fits or not batch):",
            "if (fits or not batch):", ("tests/test_serve.py",)),
