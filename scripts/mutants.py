@@ -101,8 +101,8 @@ MUTANTS = [
            "machine_translation/precision.py", "x_scale = x.abs().amax(dim=1, keepdim=True)",
            "x_scale = x.abs().amax().expand(x.size(0), 1)", ("tests/test_precision.py",)),
     Mutant("int8-u8-one-scale-per-batch",  # the same in oneDNN's u8 kernel (x86 CPUs without VNNI)
-           "machine_translation/precision.py", "x_scale = magnitude.amax(dim=1, keepdim=True)",
-           "x_scale = magnitude.amax().repeat(x.size(0), 1)", ("tests/test_precision.py",)),
+           "machine_translation/precision.py", "peak = magnitude.amax(dim=1, keepdim=True)",
+           "peak = magnitude.amax().repeat(x.size(0), 1)", ("tests/test_precision.py",)),
     Mutant("int8-u8-saturates",  # 8-bit inputs to the u8 kernel: its 16-bit pair sums saturate without VNNI
            "machine_translation/precision.py", "(63.0, 64)", "(127.0, 128)", ("tests/test_precision.py",)),
     Mutant("topk-forgets-the-last-block",  # the blocked top-k skips the last L mod C columns
