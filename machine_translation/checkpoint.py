@@ -29,6 +29,7 @@ logger = logging.getLogger(__name__)
 FORMAT_VERSION = 1
 CONFIG_FILE = "config.json"
 WEIGHTS_FILE = "model.safetensors"
+RUN_MARKER = ".mt-run"  # in a run directory from its start; `mt train` holds its lock while it writes
 GENERATION_FILE = "generation_config.json"
 TOP_KEYS = {"format_version", "model", "pair", "tokenizers", "mt_version", "precision"}
 SAVED_PRECISIONS = ("fp32", "int8")  # config.json's "precision" (absent: fp32); int8 is written by `mt quantize`
@@ -97,6 +98,7 @@ def save_pretrained(
     pair: str | None = None,
     generation: dict | None = None,
     precision: str = "fp32",
+    weights: bool = True,
 ) -> Path:
     """Write a loadable model directory of a float32 `model`, stored in `precision` ("fp32",
     or "int8" for `mt quantize`: its linear layers as `precision.Int8Linear`). Weights go last,
@@ -115,6 +117,8 @@ def save_pretrained(
         "tokenizers": tokenizers, "model": config.to_dict(), **({"precision": precision} if precision != "fp32" else {}),
     })
     write_json(directory / GENERATION_FILE, generation or {})
+    if not weights:  # a new run: its weights come with its first validation
+        return directory
     if precision == "int8":
         import copy
 
@@ -153,6 +157,29 @@ def read_config(directory: str | Path) -> tuple[ModelConfig, dict]:
     return config, data
 
 
+def _load_weights(model: nn.Module, directory: Path, device) -> None:
+    """`model.safetensors` into `model`, with one line for each way it can be missing or wrong."""
+    weights = directory / WEIGHTS_FILE
+    if not weights.is_file() and (directory / RUN_MARKER).is_file():
+        raise ModelDirError(f"{directory} is a run that has not validated yet, so it has no model: continue it with "
+                            f"`mt train --out {directory} --resume` (or start it again)")
+    if not weights.is_file():
+        raise ModelDirError(f"{weights} is missing; the model directory is incomplete")
+    if not os.access(weights, os.R_OK):
+        raise ModelDirError(f"{weights}: permission denied: ask its owner to make it readable (chmod a+r)")
+    try:
+        missing, unexpected = load_model(model, str(weights), strict=False, device=str(device))
+    except (SafetensorError, OSError, ValueError, RuntimeError) as e:
+        reason = str(e).splitlines()[0] if str(e) else type(e).__name__
+        if "size mismatch" in str(e) or "shape" in reason.lower():
+            raise ModelDirError(f"{weights} does not match {CONFIG_FILE} (tensor shapes differ: {reason[:150]})") from None
+        raise ModelDirError(f"{weights} is corrupt ({reason[:200]}); re-save or retrain the model") from None
+    if missing or unexpected:
+        raise ModelDirError(
+            f"{weights} does not match {CONFIG_FILE}: missing {sorted(missing)[:3]}, unexpected {sorted(unexpected)[:3]}"
+        )
+
+
 def _load_tokenizer(directory: Path, relative: str) -> Tokenizer:
     try:
         return load_tokenizer(directory / relative)
@@ -161,9 +188,10 @@ def _load_tokenizer(directory: Path, relative: str) -> Tokenizer:
 
 
 def load_pretrained(directory: str | Path, device: str | torch.device = "cpu", task: str | None = None,
-                    pair: str | None = None) -> LoadedModel:
+                    pair: str | None = None, weights: bool = True) -> LoadedModel:
     """Load a model directory written by `save_pretrained`, checking it is whole and consistent,
-    and, when given, that it is a model of this `task` ("mt" or "lm") and language `pair`."""
+    and, when given, that it is a model of this `task` ("mt" or "lm") and language `pair`.
+    `weights=False`: config and tokenizers, with a freshly initialised model (to resume or average)."""
     directory = Path(directory)
     config, data = read_config(directory)
     if task is not None and config.task != task:
@@ -187,26 +215,15 @@ def load_pretrained(directory: str | Path, device: str | torch.device = "cpu", t
     if int8 and torch.device(device).type != "cpu":
         raise ConfigError(f"{directory} is an int8 model (made by `mt quantize`), which runs on CPU only: "
                           "use --device cpu, or the float32 model it was made from")
-    model = build_model(config)
+    try:
+        model = build_model(config)  # (refused before allocating if it cannot fit)
+    except ConfigError as e:
+        raise ModelDirError(f"{directory / CONFIG_FILE}: {e}") from None
     if int8:
         from machine_translation.precision import quantize_int8
         quantize_int8(model)  # the int8 layers the file holds
-    weights = directory / WEIGHTS_FILE
-    if not weights.is_file():
-        raise ModelDirError(f"{weights} is missing; the model directory is incomplete")
-    if not os.access(weights, os.R_OK):
-        raise ModelDirError(f"{weights}: permission denied: ask its owner to make it readable (chmod a+r)")
-    try:
-        missing, unexpected = load_model(model, str(weights), strict=False, device=str(device))
-    except (SafetensorError, OSError, ValueError, RuntimeError) as e:
-        reason = str(e).splitlines()[0] if str(e) else type(e).__name__
-        if "size mismatch" in str(e) or "shape" in reason.lower():
-            raise ModelDirError(f"{weights} does not match {CONFIG_FILE} (tensor shapes differ: {reason[:150]})") from None
-        raise ModelDirError(f"{weights} is corrupt ({reason[:200]}); re-save or retrain the model") from None
-    if missing or unexpected:
-        raise ModelDirError(
-            f"{weights} does not match {CONFIG_FILE}: missing {sorted(missing)[:3]}, unexpected {sorted(unexpected)[:3]}"
-        )
+    if weights:
+        _load_weights(model, directory, device)
     model.to(device).eval()
 
     generation = {}
@@ -228,17 +245,24 @@ def load_pretrained(directory: str | Path, device: str | torch.device = "cpu", t
 CHECKPOINT_DIR = "checkpoints"
 TRAINING_STATE_FILE = "training_state.pt"
 LATEST_FILE = "latest"
+INTERRUPTED_FILE = "interrupted"  # in a checkpoint saved when a signal stopped the run between periodic saves
 
 
-def checkpoint_dirs(run_dir: Path) -> list[Path]:
-    """Complete checkpoint directories of a run, oldest first."""
+def checkpoint_dirs(run_dir: Path, periodic_only: bool = False) -> list[Path]:
+    """Complete checkpoint directories of a run, oldest first; `periodic_only` leaves out those
+    saved on an interruption (they hold where a run stopped, not one of its periodic states)."""
     root = Path(run_dir) / CHECKPOINT_DIR
     if not root.is_dir():
         return []
-    return sorted(p for p in root.iterdir() if p.is_dir() and p.name.startswith("step-"))
+    found = sorted(p for p in root.iterdir() if p.is_dir() and p.name.startswith("step-"))
+    return [p for p in found if not (p / INTERRUPTED_FILE).exists()] if periodic_only else found
 
 
-def save_training_checkpoint(run_dir: Path, model: nn.Module, training: dict, step: int, keep_last: int) -> Path:
+def save_training_checkpoint(run_dir: Path, model: nn.Module, training: dict, step: int, keep_last: int,
+                             interrupted: bool = False) -> Path:
+    """Write checkpoint `step` whole, then point `latest` at it and prune: the last `keep_last`
+    periodic checkpoints stay, and an interruption's checkpoint only while it is the newest,
+    so an interrupted and resumed run keeps (and averages) what an uninterrupted one does."""
     import shutil
 
     root = Path(run_dir) / CHECKPOINT_DIR
@@ -247,10 +271,14 @@ def save_training_checkpoint(run_dir: Path, model: nn.Module, training: dict, st
         save_weights(model, tmp / WEIGHTS_FILE)
         with atomic_path(tmp / TRAINING_STATE_FILE) as path, open(path, "wb") as f:
             torch.save(training, f)
+        if interrupted:
+            (tmp / INTERRUPTED_FILE).touch()
     write_atomic(root / LATEST_FILE, final.name.encode())
-    for stale in checkpoint_dirs(run_dir)[:-keep_last] if keep_last > 0 else []:
-        if stale != final:
-            shutil.rmtree(stale, ignore_errors=True)  # (a step-* directory of mt's own checkpoints)
+    periodic = checkpoint_dirs(run_dir, periodic_only=True)
+    stale = periodic[:-keep_last] + [p for p in checkpoint_dirs(run_dir) if p not in periodic and p.name < final.name]
+    for path in stale:
+        if path != final:
+            shutil.rmtree(path, ignore_errors=True)  # (a step-* directory of mt's own checkpoints)
     return final
 
 

@@ -8,9 +8,13 @@ and UTF-8 are checked here; empty and over-long pairs are skipped and counted by
 """
 from __future__ import annotations
 
+import atexit
+import contextlib
 import gzip
 import logging
 import os
+import shutil
+import tempfile
 import urllib.error
 import urllib.request
 import zlib
@@ -53,6 +57,11 @@ DEFAULT_CORPUS = {"en-fr": "multi30k", "fr-en": "multi30k", "en-de": "multi30k",
 
 def data_dirs(data_dir: str | Path | None) -> list[Path]:
     """Where local copies are looked for, in order: --data-dir, MT_DATA_DIR, the user cache."""
+    for d in (data_dir, os.environ.get("MT_DATA_DIR")):
+        if d and Path(d).exists() and not Path(d).is_dir():
+            name = "MT_DATA_DIR" if str(d) == os.environ.get("MT_DATA_DIR") else "--data-dir"  # (typer reads one as the other)
+            raise DataError(f"{name} {d} is a file, not a folder: point it at the folder that holds the corpora "
+                            "(such as multi30k/)")
     dirs = [Path(d) for d in (data_dir, os.environ.get("MT_DATA_DIR")) if d]
     return dirs + [cache_dir()]
 
@@ -94,11 +103,34 @@ def download(corpus: NamedCorpus, relative: Path, target: Path, searched: list[P
     return target
 
 
+def check_readable(path: Path) -> None:
+    """A file, a named pipe or a process substitution (`<(...)`) may be read; say what else it is."""
+    if path.is_dir():
+        raise DataError(f"{path} is a directory: name a file")
+    if not path.exists():
+        raise DataError(f"file not found: {path}")
+
+
 def open_text(path: Path):
     """Plain or gzipped file as binary lines (decoding is checked per line by the reader)."""
-    if not path.is_file():
-        raise DataError(f"file not found: {path}")
+    check_readable(path)
     return gzip.open(path, "rb") if path.suffix == ".gz" else open(path, "rb")
+
+
+def rereadable(path: Path) -> Path:
+    """A path that can be read more than once: a training corpus is streamed several times, so
+    a named pipe or a process substitution is copied once into a temporary file (removed when
+    the process ends)."""
+    path = Path(path)
+    check_readable(path)
+    if path.is_file():
+        return path
+    fd, copy = tempfile.mkstemp(prefix="mt-corpus-", suffix=path.suffix)
+    atexit.register(lambda: Path(copy).unlink(missing_ok=True))
+    with os.fdopen(fd, "wb") as out, open(path, "rb") as source:
+        shutil.copyfileobj(source, out)
+    logger.info("%s is a pipe: read once into %s", path, copy)
+    return Path(copy)
 
 
 def decode_line(raw: bytes, path: Path, number: int) -> str:
@@ -162,15 +194,52 @@ def unzip(pairs: Iterable[tuple[str, str]]) -> tuple[list[str], list[str]]:
     return src, tgt
 
 
+def hub_reachable(timeout: float = 3.0) -> bool:
+    """Whether the Hugging Face hub (HF_ENDPOINT) accepts a connection; False at once in offline mode."""
+    import socket
+    import urllib.parse
+
+    from huggingface_hub import constants
+
+    if constants.HF_HUB_OFFLINE:
+        return False
+    endpoint = urllib.parse.urlsplit(os.environ.get("HF_ENDPOINT") or constants.ENDPOINT)
+    port = endpoint.port or (443 if endpoint.scheme == "https" else 80)
+    try:
+        socket.create_connection((endpoint.hostname, port), timeout=timeout).close()
+        return True
+    except OSError:
+        return False
+
+
+@contextlib.contextmanager
+def hub_offline(offline: bool):
+    """`datasets` and `huggingface_hub` in offline mode for the block (they read the setting
+    from their modules at each call), then as they were."""
+    import datasets.config
+    from huggingface_hub import constants
+
+    saved = datasets.config.HF_HUB_OFFLINE, constants.HF_HUB_OFFLINE
+    if offline:
+        datasets.config.HF_HUB_OFFLINE = constants.HF_HUB_OFFLINE = True
+    try:
+        yield
+    finally:
+        datasets.config.HF_HUB_OFFLINE, constants.HF_HUB_OFFLINE = saved
+
+
 def load_hf(name: str, config: str | None, split: str, column: str):
     """One split of a Hugging Face dataset (hub name or local folder), checked for `column`.
     The dataset is memory-mapped Arrow in the `datasets` cache, not a Python list."""
     import datasets
 
-    try:
-        ds = datasets.load_dataset(name, config, split=split)
+    offline = not Path(name).is_dir() and not hub_reachable()
+    try:  # (offline: no retries against a hub that cannot answer; the local cache only, at once)
+        with hub_offline(offline):
+            ds = datasets.load_dataset(name, config, split=split)
     except Exception as e:  # datasets raises many types (offline, missing split, bad name)
-        raise DataError(f"could not load Hugging Face dataset {name!r} split {split!r}: "
+        where = " (the hub cannot be reached, and it is not in the local cache)" if offline else ""
+        raise DataError(f"could not load Hugging Face dataset {name!r} split {split!r}{where}: "
                         f"{str(e).splitlines()[0] if str(e) else type(e).__name__}") from None
     if column not in ds.column_names:
         raise DataError(f"dataset {name!r} has no {column!r} column (columns: {', '.join(ds.column_names)})")

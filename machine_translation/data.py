@@ -45,7 +45,7 @@ def parse_data_spec(data: str | None, src: Path | None = None, tgt: Path | None 
     if src is not None:
         if data:
             raise DataError("give either --data or --src/--tgt, not both")
-        return DataSpec("files", src_file=Path(src), tgt_file=Path(tgt))
+        return DataSpec("files", src_file=corpora.rereadable(src), tgt_file=corpora.rereadable(tgt))
     if not data:
         default = "tinyshakespeare" if task == "lm" else corpora.DEFAULT_CORPUS.get(pair or "")
         if default is None:
@@ -62,7 +62,7 @@ def parse_data_spec(data: str | None, src: Path | None = None, tgt: Path | None 
     if not path.exists():
         raise DataError(f"--data {data}: not a named corpus ({', '.join(corpora.CORPORA)}), "
                         f"hf:NAME, or an existing file")
-    return DataSpec("text" if task == "lm" else "tsv", str(path))
+    return DataSpec("text" if task == "lm" else "tsv", str(corpora.rereadable(path)))
 
 
 def split_pair(pair: str) -> tuple[str, str]:

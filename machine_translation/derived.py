@@ -23,11 +23,11 @@ def average_checkpoints(run_dir: Path, last: int, out: Path, overwrite: bool = F
     run_dir, out = Path(run_dir), Path(out)
     replace = check_out_dir(out, overwrite, [run_dir])
     refuse_if_running(run_dir)  # its checkpoints are still being written
-    loaded = load_pretrained(run_dir)  # the config, tokenizer and a model to hold the average
+    loaded = load_pretrained(run_dir, weights=False)  # the config, tokenizer and a model to hold the average
     if loaded.precision == "int8":
         raise ModelDirError(f"{run_dir} is an int8 model (made by `mt quantize`), not a run: average the checkpoints "
                             "of the run it was made from, then quantize the average")
-    chosen = checkpoint_dirs(run_dir)[-last:]
+    chosen = checkpoint_dirs(run_dir, periodic_only=True)[-last:]
     if len(chosen) < last:
         raise ModelDirError(f"{run_dir / CHECKPOINT_DIR} has {len(chosen)} checkpoints, fewer than --last {last}")
     load_average(loaded.model, chosen)

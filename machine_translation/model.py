@@ -138,8 +138,42 @@ class Seq2SeqTransformer(nn.Module):
         return self.decoder(tgt_input_ids, cache=cache)
 
 
+TYPICAL_SIZES = {"d_model": 1024, "d_ff": 4096, "max_positions": 4096, "n_encoder_layers": 12,
+                 "n_decoder_layers": 12, "vocab_size": 128_000}  # a large model's: the field furthest above is named
+
+
+def parameter_count(config: ModelConfig) -> int:
+    """Parameters and position tables of `config`, counted from the sizes (no allocation)."""
+    D, F = config.d_model, config.d_ff
+    attention, feed_forward, norm = 4 * D * D + 4 * D, 2 * D * F + F + D, 2 * D
+    cross = config.task == "mt"  # decoder blocks with cross-attention
+    stacks = [(config.n_decoder_layers, (1 + cross) * (attention + norm) + feed_forward + norm, config.vocab_size)]
+    if cross:
+        own_embedding = 0 if config.share_embeddings else (config.src_vocab_size or config.vocab_size)
+        stacks.append((config.n_encoder_layers, attention + feed_forward + 2 * norm, own_embedding))
+    return sum(n * layer + vocab * D + config.max_positions * D + norm for n, layer, vocab in stacks)
+
+
+def check_fits(config: ModelConfig, training: bool = False) -> None:
+    """Refuse, before anything is allocated, a config whose weights (and, to train, their
+    gradients and AdamW's two moments) do not fit in the memory this process may use."""
+    from machine_translation.runtime import memory_available
+
+    params = parameter_count(config)
+    need, available = 4 * params * (4 if training else 1), memory_available()
+    if need <= available:
+        return
+    values = {name: getattr(config, name) for name in TYPICAL_SIZES}
+    field = max(values, key=lambda name: values[name] / TYPICAL_SIZES[name])
+    size = f"{params / 1e9:,.1f}B" if params >= 1e9 else f"{params / 1e6:,.0f}M"
+    raise ConfigError(f"{field} {values[field]}: a model of {size} parameters needs about {need / 2**30:,.0f} GiB "
+                      f"to {'train' if training else 'run'}, more than the {available / 2**30:,.1f} GiB this process "
+                      f"may use; choose a smaller {field}")
+
+
 def build_model(config: ModelConfig) -> nn.Module:
-    """The one place that picks the architecture for a config."""
+    """The one place that picks the architecture for a config (checked to fit in memory first)."""
+    check_fits(config)
     model = GPT(config.stack_config(config.n_decoder_layers)) if config.task == "lm" else Seq2SeqTransformer(config)
     if config.init_std is not None:
         normal_init(model, config.init_std)

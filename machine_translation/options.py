@@ -12,6 +12,7 @@ from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, ClassVar
 
+from machine_translation.errors import ConfigError, check_finite
 from machine_translation.fields import type_errors
 
 if TYPE_CHECKING:
@@ -27,6 +28,7 @@ POST_NORM_WARMUP = 200
 # 60 minutes it validated +1.02 BLEU over none (docs/benchmarks.md 1); it slows learning in short
 # runs (-2.05 at 1,000 steps), so the 8-minute demo turns it off.
 SUBWORD_ALPHA = 0.1
+MAX_BEAM = 1024  # the widest beam a search takes (also capped by the vocabulary, checked by the Translator)
 
 
 @dataclass
@@ -66,7 +68,32 @@ class TrainConfig:
 
     def __post_init__(self) -> None:
         if self.max_steps is None and self.max_minutes is None and self.epochs is None:
-            raise ValueError("give a budget: max_steps, max_minutes or epochs")
+            raise ConfigError("give a budget: max_steps, max_minutes or epochs")
+        check_finite("lr", self.lr, 0, low_open=True)
+        check_finite("clip_norm", self.clip_norm, 0, low_open=True)  # clipping is always on: no "0 = off"
+        check_finite("weight_decay", self.weight_decay, 0)
+        check_finite("label_smoothing", self.label_smoothing, 0, 1, high_open=True)
+        check_finite("min_lr_ratio", self.min_lr_ratio, 0, 1)
+        check_finite("beta2", self.beta2, 0, 1, low_open=True, high_open=True)
+        if self.subword_alpha is not None:
+            check_finite("subword_alpha", self.subword_alpha, 0)
+        for name in ("max_minutes", "epochs"):
+            if getattr(self, name) is not None:
+                check_finite(name, getattr(self, name), 0, low_open=True)
+        for name, low in (("warmup_steps", 0), ("grad_accum", 1), ("eval_every", 1), ("save_every", 1),
+                          ("keep_last", 1), ("average_last", 0), ("log_every", 1), ("max_nonfinite", 1)):
+            if getattr(self, name) < low:
+                raise ConfigError(f"--{name.replace('_', '-')} {getattr(self, name)}: must be at least {low}")
+        for name in ("max_steps", "patience"):
+            if getattr(self, name) is not None and getattr(self, name) < 1:
+                raise ConfigError(f"--{name.replace('_', '-')} {getattr(self, name)}: must be at least 1")
+        check_seed(self.seed)
+
+
+def check_seed(seed: int) -> None:
+    """A seed PyTorch and NumPy both take: 0 .. 2**63 - 1."""
+    if not 0 <= seed < 2**63:
+        raise ConfigError(f"--seed {seed}: must be between 0 and {2**63 - 1}")
 
 
 
@@ -97,6 +124,23 @@ class RunOptions:
     batch_size: int = 12  # blocks per batch
     val_fraction: float = 0.1
 
+    def __post_init__(self) -> None:
+        if self.task not in ("mt", "lm"):
+            raise ConfigError(f"--task {self.task!r}: choose mt (translation) or lm (language model)")
+        if self.tokenizer not in ("char", "sentencepiece"):
+            raise ConfigError(f"--tokenizer {self.tokenizer!r}: choose char or sentencepiece")
+        if self.resume and self.overwrite:
+            raise ConfigError("--resume continues a run and --overwrite replaces it: choose one")
+        if self.resume and self.init_from:
+            raise ConfigError("--resume continues a run; --init-from starts a new one from a model: choose one")
+        if self.train.subword_alpha and self.task != "mt":
+            raise ConfigError("--subword-alpha samples SentencePiece segmentations of sentence pairs: it is for "
+                              "--task mt")
+        for name in ("vocab_size", "batch_tokens", "max_len", "tokenizer_sample", "batch_size"):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"--{name.replace('_', '-')} {getattr(self, name)}: must be at least 1")
+        check_finite("val_fraction", self.val_fraction, 0, 1, low_open=True, high_open=True)
+
 
 class _Options:
     """What both settings classes share: type-checked fields and `updated(**flags)`."""
@@ -107,7 +151,7 @@ class _Options:
     def __post_init__(self) -> None:
         problems = type_errors(type(self), {f.name: getattr(self, f.name) for f in fields(self)})
         if problems:
-            raise ValueError(problems[0])
+            raise ConfigError(problems[0])
 
     def updated(self, **changes):
         """A copy with the given settings changed; None means "keep this one"."""
@@ -144,11 +188,16 @@ class SearchOptions(_Options):
         super().__post_init__()
         for name in ("beam", "n_best", "batch_size"):
             if getattr(self, name) < 1:
-                raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}")
+                raise ConfigError(f"{name} must be at least 1, got {getattr(self, name)}")
         if self.max_len_a < 0 or self.max_len_b < 0:
-            raise ValueError("max_len_a and max_len_b must be at least 0")
+            raise ConfigError("max_len_a and max_len_b must be at least 0")
+        if self.beam > MAX_BEAM:
+            raise ConfigError(f"--beam {self.beam}: at most {MAX_BEAM} (wider beams cost memory and time, and gain "
+                              "nothing)")
+        check_finite("length_penalty", self.length_penalty)
+        check_finite("max_len_a", self.max_len_a, 0)
         if self.n_best > self.beam:
-            raise ValueError(f"n_best ({self.n_best}) cannot exceed the beam size ({self.beam})")
+            raise ConfigError(f"n_best ({self.n_best}) cannot exceed the beam size ({self.beam})")
 
 
 @dataclass(frozen=True)
@@ -165,14 +214,13 @@ class SamplingOptions(_Options):
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        if self.temperature < 0:
-            raise ValueError(f"temperature must be at least 0, got {self.temperature}")
+        check_finite("temperature", self.temperature, 0)
         if self.top_k is not None and self.top_k < 0:
-            raise ValueError(f"top_k must be at least 0 (0 = off), got {self.top_k}")
+            raise ConfigError(f"top_k must be at least 0 (0 = off), got {self.top_k}")
         if self.top_p is not None and not 0.0 <= self.top_p <= 1.0:
-            raise ValueError(f"top_p must be between 0 and 1, got {self.top_p}")
+            raise ConfigError(f"top_p must be between 0 and 1, got {self.top_p}")
         if self.max_new_tokens < 0:
-            raise ValueError(f"max_new_tokens must be at least 0, got {self.max_new_tokens}")
+            raise ConfigError(f"max_new_tokens must be at least 0, got {self.max_new_tokens}")
 
 
 @dataclass(frozen=True)
@@ -198,8 +246,8 @@ class ServeOptions:
         for name in ("max_batch_tokens", "max_batch_sentences", "queue_size", "char_limit", "batch_limit",
                      "max_body_bytes", "max_beam"):
             if getattr(self, name) < 1:
-                raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}")
+                raise ConfigError(f"{name} must be at least 1, got {getattr(self, name)}")
         if not 0 <= self.port <= 65535:
-            raise ValueError(f"port must be between 0 and 65535, got {self.port}")
+            raise ConfigError(f"port must be between 0 and 65535, got {self.port}")
         if self.batch_delay_ms < 0 or self.request_timeout <= 0 or self.rate_limit < 0:
-            raise ValueError("batch_delay_ms and rate_limit must be at least 0, request_timeout above 0")
+            raise ConfigError("batch_delay_ms and rate_limit must be at least 0, request_timeout above 0")

@@ -14,11 +14,9 @@ import json
 from collections.abc import Iterable
 from pathlib import Path
 
-from machine_translation.checkpoint import CONFIG_FILE, FORMAT_VERSION
+from machine_translation.checkpoint import CONFIG_FILE, FORMAT_VERSION, RUN_MARKER
 from machine_translation.errors import ConfigError
 from machine_translation.files import DirLock, Locked
-
-RUN_MARKER = ".mt-run"  # in a run directory from its start; `mt train` holds its lock while it writes
 
 
 def written_by_mt(directory: Path) -> bool:

@@ -11,10 +11,13 @@ no display needed.
 from __future__ import annotations
 
 import json
+import logging
 from pathlib import Path
 
 from machine_translation.errors import DataError
 from machine_translation.files import atomic_path
+
+logger = logging.getLogger(__name__)
 
 LOG_FILE = "train_log.jsonl"
 CURVE_FILE = "training_curve.png"
@@ -27,15 +30,19 @@ def read_log(run_dir: Path) -> tuple[dict[int, dict], dict[int, dict], dict[int,
     if not path.is_file():
         raise DataError(f"no training log at {path}: pass a run directory written by `mt train`")
     train, val, averaged = {}, {}, {}
-    with open(path, encoding="utf-8") as f:
-        for number, line in enumerate(f, 1):
-            try:
-                record = json.loads(line)
-                kind, step = record["type"], int(record["step"])
-            except (json.JSONDecodeError, KeyError, TypeError, ValueError):
-                raise DataError(f"{path} line {number} is not a training log record: the log is corrupt") from None
-            target = train if kind == "train" else averaged if record.get("averaged_checkpoints") else val
-            target[step] = record
+    with open(path, encoding="utf-8", errors="replace") as f:
+        lines = f.readlines()
+    for number, line in enumerate(lines, 1):
+        try:
+            record = json.loads(line)
+            kind, step = record["type"], int(record["step"])
+        except (json.JSONDecodeError, KeyError, TypeError, ValueError):
+            if number == len(lines) and not line.endswith("\n"):  # a write cut short (a full disk, a kill)
+                logger.warning("%s: its last line is cut short; drawn without it", path)
+                break
+            raise DataError(f"{path} line {number} is not a training log record: the log is corrupt") from None
+        target = train if kind == "train" else averaged if record.get("averaged_checkpoints") else val
+        target[step] = record
     if not train:
         raise DataError(f"{path} has no training steps yet: nothing to plot")
     return train, val, averaged

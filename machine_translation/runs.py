@@ -25,7 +25,7 @@ from machine_translation.data import (
 )
 from machine_translation.errors import ConfigError, ModelDirError
 from machine_translation.files import write_atomic
-from machine_translation.model import ModelConfig, build_model
+from machine_translation.model import ModelConfig, build_model, check_fits
 from machine_translation.runtime import (TRAIN_PRECISIONS, check_precision, pick_device, release_freed_memory,
                                         set_threads)
 from machine_translation.outputs import (RUN_MARKER, check_place, is_empty_or_absent, lock_run,
@@ -188,11 +188,12 @@ def setup_model(opts: RunOptions, device: torch.device, train_tokenizer, info: D
         config = resolve_config(opts, tokenizer.vocab_size, None, defaults)
         return Setup(config, build_model(config).to(device), tokenizer, None)
     refuse_int8(saved_from, "--resume" if opts.resume else "--init-from")
-    loaded = ckpt.load_pretrained(saved_from, device)
+    loaded = ckpt.load_pretrained(saved_from, device, weights=bool(opts.init_from))
     if opts.task == "mt" and loaded.pair and loaded.pair != opts.pair:
         raise ConfigError(f"{saved_from} is a {loaded.pair} model but --pair is {opts.pair}")
     config = resolve_config(opts, loaded.config.vocab_size, loaded.config)
-    model = loaded.model if opts.init_from else build_model(config).to(device)
+    check_fits(config, training=True)
+    model = loaded.model  # (to resume: freshly initialised; the checkpoint is loaded into it)
     return Setup(config, model, loaded.tgt_tokenizer, saved_from)
 
 
@@ -284,8 +285,8 @@ def _train_run(opts: RunOptions, info: DistInfo, device: torch.device) -> dict |
     set_threads(device, opts.threads)
     torch.manual_seed(opts.train.seed)
     check_precision(opts.train.precision, device, TRAIN_PRECISIONS, warn=False)  # fails before any work
-    if not opts.resume and opts.init_from is None:
-        resolve_config(opts, opts.vocab_size, None)  # a bad preset or model flag fails before any work is done
+    if not opts.resume and opts.init_from is None:  # a bad preset, model flag or size fails before any work
+        check_fits(resolve_config(opts, opts.vocab_size, None), training=True)
     run_dir = prepare_out_dir(opts) if info.is_main else None
     barrier(info)
     try:
@@ -308,7 +309,8 @@ def _train_in(opts: RunOptions, info: DistInfo, device: torch.device, run_dir: R
                        opts.train.warmup_steps, POST_NORM_WARMUP)
     if not opts.resume and info.is_main:
         ckpt.save_pretrained(opts.out, setup.model, setup.config, setup.tokenizer, setup.tokenizer,
-                             opts.pair if opts.task == "mt" else None, new_model_search(opts.task))
+                             opts.pair if opts.task == "mt" else None, new_model_search(opts.task),
+                             weights=False)  # no model to use until the first validation
         (opts.out / "train_log.jsonl").unlink(missing_ok=True)
     title = opts.pair if opts.task == "mt" else f"language model ({opts.data.describe()})"
     preset = "saved config" if setup.loaded_from else opts.preset

@@ -23,6 +23,9 @@ def pick_device(requested: str | None = None) -> torch.device:
             device = torch.device(requested)
         except RuntimeError:
             raise ConfigError(f"--device {requested!r}: choose cpu, cuda, cuda:N or mps") from None
+        if device.type == "cpu" and device.index not in (None, 0):
+            raise ConfigError(f"--device {requested}: the CPU has no device {device.index}; use --device cpu "
+                              "(--threads sets how many cores it uses)")
         if device.type == "cuda" and not torch.cuda.is_available():
             raise ConfigError(f"--device {requested}: CUDA is not available on this machine; use --device cpu")
         if device.type == "cuda" and device.index is not None and device.index >= torch.cuda.device_count():
@@ -50,6 +53,49 @@ def release_freed_memory() -> None:
         ctypes.CDLL("libc.so.6").malloc_trim(0)
     except (OSError, AttributeError):  # not glibc
         pass
+
+
+def memory_available() -> int:
+    """Bytes this process may still allocate: the least of its cgroup's limit less its usage,
+    the system's available memory, and the address-space limit (RLIMIT_AS) less what is mapped."""
+    import resource
+    from pathlib import Path
+
+    def number(path: str) -> int | None:
+        try:
+            return int(Path(path).read_text().split()[0])
+        except (OSError, ValueError, IndexError):  # absent, or "max"
+            return None
+
+    found = []
+    try:
+        group = Path("/proc/self/cgroup").read_text().splitlines()[0].split(":", 2)[2]  # cgroup v2: "0::/path"
+    except (OSError, IndexError):
+        group = "/"
+    for root in {f"/sys/fs/cgroup{group.rstrip('/')}", "/sys/fs/cgroup"}:
+        limit, used = number(f"{root}/memory.max"), number(f"{root}/memory.current")
+        if limit is not None and used is not None:
+            found.append(limit - used)
+    limit, used = number("/sys/fs/cgroup/memory/memory.limit_in_bytes"), number("/sys/fs/cgroup/memory/memory.usage_in_bytes")
+    if limit is not None and used is not None and limit < 2**60:  # cgroup v1 ("no limit" is a huge number)
+        found.append(limit - used)
+    try:
+        meminfo = dict(line.split(":", 1) for line in Path("/proc/meminfo").read_text().splitlines())
+        found.append(int(meminfo["MemAvailable"].split()[0]) * 1024)
+    except (OSError, KeyError, ValueError):
+        pages = getattr(os, "sysconf", lambda name: -1)("SC_AVPHYS_PAGES") if hasattr(os, "sysconf") else -1
+        if pages > 0:
+            found.append(pages * os.sysconf("SC_PAGE_SIZE"))
+    soft, _ = resource.getrlimit(resource.RLIMIT_AS)
+    if soft != resource.RLIM_INFINITY:
+        mapped = 0
+        try:
+            status = dict(line.split(":", 1) for line in Path("/proc/self/status").read_text().splitlines())
+            mapped = int(status["VmSize"].split()[0]) * 1024
+        except (OSError, KeyError, ValueError):
+            pass
+        found.append(soft - mapped)
+    return max(0, min(found)) if found else 2**62
 
 
 def cpu_count() -> int:

@@ -130,6 +130,19 @@ def set_rng_state(state: dict) -> None:
         torch.cuda.set_rng_state_all(state["cuda"])
 
 
+def drop_torn_line(path: Path) -> None:
+    """Cut a last line that a full disk or a kill left without its newline, so appending
+    goes on from a whole record."""
+    try:
+        with open(path, "rb+") as f:
+            data = f.read()
+            if data and not data.endswith(b"\n"):
+                f.truncate(data.rfind(b"\n") + 1)
+                logger.warning("%s: its last line was cut short and is dropped", path)
+    except FileNotFoundError:
+        pass
+
+
 class StopRequest:
     """SIGINT/SIGTERM: the first asks the loop to save and stop after the current step;
     a second one stops at once (files on disk are only ever replaced atomically)."""
@@ -186,11 +199,12 @@ class Trainer:
         self.log_path = self.run_dir / "train_log.jsonl"
 
     # -- checkpoints -------------------------------------------------------------------
-    def save_checkpoint(self) -> Path:
+    def save_checkpoint(self, interrupted: bool = False) -> Path:
         training = {"state": asdict(self.state), "optimizer": self.optimizer.state_dict(), "rng": rng_state(),
                     "train_config": asdict(self.cfg), "model_config": self.model_config_dict,
                     "batching": self.task.batching(), "precision": self.precision}
-        path = ckpt.save_training_checkpoint(self.run_dir, self.model, training, self.state.step, self.cfg.keep_last)
+        path = ckpt.save_training_checkpoint(self.run_dir, self.model, training, self.state.step, self.cfg.keep_last,
+                                             interrupted)
         logger.debug("saved checkpoint %s", path)
         return path
 
@@ -223,6 +237,7 @@ class Trainer:
             raise TrainingError(f"{path} was written by an older mt (separate self-attention projections): its "
                                 f"optimizer state does not fit this version; continue with `mt train --init-from "
                                 f"{self.run_dir} --out NEW_DIR` (fresh optimizer) or with the mt that started it")
+        drop_torn_line(self.log_path)
         self.optimizer.load_state_dict(training["optimizer"])
         self.state = TrainState(**training["state"])
         self.state.stop_reason = ""  # the budget of this session decides when it stops
@@ -284,9 +299,11 @@ class Trainer:
             self.state.nonfinite_in_a_row += 1
             logger.warning("step %d: non-finite loss or gradient, step skipped", self.state.step + 1)
             if self.state.nonfinite_in_a_row >= self.cfg.max_nonfinite:
-                raise TrainingError(
-                    f"stopped: {self.state.nonfinite_in_a_row} non-finite steps in a row at step {self.state.step}; "
-                    f"lower --lr; the last good checkpoint is in {self.run_dir / ckpt.CHECKPOINT_DIR}")
+                saved = ckpt.checkpoint_dirs(self.run_dir)
+                where = (f"the last good checkpoint is {saved[-1]} (--resume continues from it)" if saved
+                         else "no checkpoint was saved yet")
+                raise TrainingError(f"stopped: {self.state.nonfinite_in_a_row} non-finite steps in a row at step "
+                                    f"{self.state.step}; lower --lr; {where}")
             return None, tokens
         self.scaler.step(self.optimizer)  # (the plain optimizer step unless fp16)
         self.scaler.update()
@@ -320,7 +337,7 @@ class Trainer:
         model (`on_best`) if it scores better than every single checkpoint validated. The model
         itself keeps its own weights."""
         k = min(self.cfg.average_last, self.cfg.keep_last)
-        chosen = ckpt.checkpoint_dirs(self.run_dir)[-k:]
+        chosen = ckpt.checkpoint_dirs(self.run_dir, periodic_only=True)[-k:]
         if k < 2 or len(chosen) < 2:
             return {}
         own = {name: t.clone() for name, t in self.model.state_dict().items()}
@@ -420,7 +437,8 @@ class Trainer:
             self.validate()
         if not s.history and self.dist.is_main and self.on_best is not None:
             self.on_best(self.model, {}, s)  # interrupted before any validation: keep what there is
-        path = self.save_checkpoint() if self.dist.is_main else self.run_dir / ckpt.CHECKPOINT_DIR
+        between_saves = interrupted and s.step % self.cfg.save_every != 0  # (at a periodic step it is periodic)
+        path = self.save_checkpoint(between_saves) if self.dist.is_main else self.run_dir / ckpt.CHECKPOINT_DIR
         if not interrupted and self.dist.is_main:
             self.validate_average()
         if interrupted:

@@ -29,7 +29,7 @@ from machine_translation.checkpoint import LoadedModel, load_pretrained
 from machine_translation.data import pad_batch
 from machine_translation.errors import ConfigError
 from machine_translation.precision import to_precision, use_fast_kernels
-from machine_translation.runtime import check_precision, pick_device
+from machine_translation.runtime import check_precision, cpu_count, pick_device
 from machine_translation.options import SearchOptions
 from machine_translation.repetition import PieceTable, RepeatGuard
 from machine_translation.search import Hypothesis, beam_search, greedy_search
@@ -59,6 +59,9 @@ class Translator:
         self.precision = self._use_precision(precision)
         self.model = loaded.model
         self.workers = workers if device.type == "cpu" else 1
+        if self.workers > cpu_count():
+            logger.warning("--workers %d: more worker processes than the %d cores this process may use; each holds "
+                           "a copy of the model, and they share the cores", self.workers, cpu_count())
         self._pool: ProcessPoolExecutor | None = None
         self._pieces: dict[int, PieceTable] = {}  # id(tokenizer) -> its table
         self.defaults = loaded.search_defaults(SearchOptions)  # the model's own settings
@@ -131,6 +134,9 @@ class Translator:
         """n-best hypotheses per sentence (as given: no case handling), in input order; empty
         sentences give one empty hypothesis."""
         opts = options or self.defaults
+        vocab = self.loaded.config.vocab_size
+        if opts.beam > vocab:
+            raise ConfigError(f"--beam {opts.beam}: more than the {vocab} pieces of this model's target vocabulary")
         encoded = self.encode_source(sentences)
         results: list[list[Hypothesis]] = [[Hypothesis([], 0.0, 0.0)] for _ in sentences]
         todo = sorted((i for i, s in enumerate(sentences) if s.strip()), key=lambda i: len(encoded[i]))

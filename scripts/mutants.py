@@ -165,6 +165,21 @@ MUTANTS = [
     Mutant("bleu-hypotheses-and-references-swapped",  # validation BLEU without its brevity penalty
            "machine_translation/evaluate.py", "BLEU().corpus_score(hypotheses, [references])",
            "BLEU().corpus_score(references, [hypotheses])", ("tests/test_promises.py::test_metrics_equal_hand_computed_values",)),
+    Mutant("no-memory-check",  # a config.json with d_model 1e7 tries to allocate 40 GB
+           "machine_translation/model.py", "    if need <= available:\n        return", "    if True:\n        return",
+           ("tests/test_user_errors.py::test_a_config_too_large_for_memory_is_refused_before_allocating",)),
+    Mutant("search-takes-a-nan-length-penalty",  # --length-penalty nan changes output, exit 0
+           "machine_translation/options.py", 'check_finite("length_penalty", self.length_penalty)', "pass",
+           ("tests/test_user_errors.py::test_nonsense_is_refused_in_one_line_before_any_work",)),
+    Mutant("interrupt-checkpoint-counts-as-periodic",  # an interrupted run keeps and averages other checkpoints
+           "machine_translation/checkpoint.py", "        if interrupted:\n            (tmp / INTERRUPTED_FILE).touch()\n",
+           "", ("tests/test_resume.py::test_a_signal_saves_and_resume_continues_exactly",)),
+    Mutant("a-new-run-has-random-weights",  # a run killed before validating translates with random weights
+           "machine_translation/runs.py", "weights=False)  # no model to use until the first validation",
+           "weights=True)", ("tests/test_user_errors.py::test_a_run_killed_before_its_first_validation_has_no_model_to_use",)),
+    Mutant("resume-appends-after-a-torn-line",  # the log stays corrupt for ever
+           "machine_translation/training.py", "        drop_torn_line(self.log_path)\n", "",
+           ("tests/test_user_errors.py::test_a_torn_log_line_is_skipped_by_plot_and_cut_by_resume",)),
     Mutant("batcher-mixes-search-settings",  # sentences with different beams share a batch
            "machine_translation/serve/batcher.py", "if item.options == first.options and (fits or not batch):",
            "if (fits or not batch):", ("tests/test_serve.py",)),

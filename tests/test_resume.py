@@ -58,11 +58,12 @@ def test_keep_last_leaves_exactly_k_periodic_checkpoints(reference_run):
     assert not [p for p in (reference_run / CHECKPOINT_DIR).iterdir() if p.name.startswith(".")]
 
 
-@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
-def test_a_signal_saves_and_resume_continues_exactly(corpus, reference, tmp_path, sig):
+# (late, the interruption's checkpoint would be among the last --keep-last 3 and the averaged ones)
+@pytest.mark.parametrize("sig, at", [(signal.SIGINT, 12), (signal.SIGTERM, 31)])
+def test_a_signal_saves_and_resume_continues_exactly(corpus, reference, reference_run, tmp_path, sig, at):
     out = tmp_path / "run"
     proc = start(corpus, out)
-    wait_for_step(out, 12, proc)
+    wait_for_step(out, at, proc)
     proc.send_signal(sig)
     _, err = proc.communicate(timeout=120)
     assert proc.returncode == -sig, err  # ended by the signal itself: a shell shows 128 + sig (130, 143)
@@ -76,6 +77,10 @@ def test_a_signal_saves_and_resume_continues_exactly(corpus, reference, tmp_path
     assert sorted(got) == list(range(1, STEPS + 1))
     for step in range(stopped_at + 1, STEPS + 1):  # CPU kernels here are deterministic: bit for bit
         assert got[step] == reference[step], (step, got[step], reference[step])
+    # the interruption's checkpoint neither counts for --keep-last nor for the final average: the
+    # run keeps the same checkpoints and ends with the same model, bit for bit
+    assert [d.name for d in checkpoint_dirs(out)] == [d.name for d in checkpoint_dirs(reference_run)]
+    assert (out / "model.safetensors").read_bytes() == (reference_run / "model.safetensors").read_bytes()
 
 
 def test_translation_runs_sample_segmentations_by_default(corpus, reference_run, reference, tmp_path):

@@ -199,3 +199,190 @@ def test_identical_weights_give_identical_bytes_in_every_process(tmp_path):
         subprocess.run([sys.executable, "-c", script, str(path)], check=True, env=env, cwd=REPO, timeout=120)
         files.append(path.read_bytes())
     assert all(f == files[0] for f in files)
+
+
+# -- refuse nonsense before spending, and say the true thing ---------------------------------
+@pytest.fixture
+def corpus_files(tmp_path):
+    from tests.conftest import multi30k_lines
+    return (write_lines(tmp_path / "c.en", multi30k_lines("en", 100)),
+            write_lines(tmp_path / "c.fr", multi30k_lines("fr", 100)))
+
+
+REFUSED = [  # (row of the issue, argv after the command's own flags, first words of the one line)
+    ("1 clip norm below 0", ["train", "--clip-norm", "-1"], "--clip-norm -1.0: must be a finite number above 0"),
+    ("1 clip norm 0", ["train", "--clip-norm", "0"], "--clip-norm 0.0: must be a finite number above 0"),
+    ("14 clip norm nan", ["train", "--clip-norm", "nan"], "--clip-norm nan: must be a finite number"),
+    ("14 weight decay inf", ["train", "--weight-decay", "inf"], "--weight-decay inf: must be a finite number"),
+    ("2 max-len-a inf", ["translate", "--max-len-a", "inf"], "--max-len-a inf: must be a finite number"),
+    ("2 max-len-a nan", ["translate", "--max-len-a", "nan"], "--max-len-a nan: must be a finite number"),
+    ("3 length penalty nan", ["translate", "--length-penalty", "nan"], "--length-penalty nan: must be a finite"),
+    ("3 length penalty inf", ["evaluate", "--length-penalty", "inf"], "--length-penalty inf: must be a finite"),
+    ("4 beam over 1024", ["translate", "--beam", "1000000"], "--beam 1000000: at most 1024"),
+    ("4 beam over the vocabulary", ["translate", "--beam", "1000"], "--beam 1000: more than the"),
+    ("5 d_model by flag", ["train", "--d-model", "10000000"], "d_model 10000000: a model of"),
+    ("5 layers by flag", ["train", "--n-encoder-layers", "1000000"], "n_encoder_layers 1000000: a model of"),
+    ("6 n_heads 0 by flag", ["train", "--n-heads", "0"], "invalid model config: n_heads must be positive"),
+    ("12 a CPU index", ["translate", "--device", "cpu:1"], "--device cpu:1: the CPU has no device 1"),
+    ("13 a seed out of range", ["generate", "--seed", str(10**23)], f"--seed {10**23}: must be between 0 and"),
+    ("15 MT_DATA_DIR a file", ["train", "--data", "multi30k", "MT_DATA_DIR"], "MT_DATA_DIR"),
+    ("16 vocabulary of 1", ["train", "--vocab-size", "1"], "--vocab-size 1 is too small for this text"),
+    ("11 a directory as input", ["translate", "--input", "DIR"], "is a directory: name a file"),
+]
+
+
+@pytest.mark.parametrize("row", REFUSED, ids=[r[0] for r in REFUSED])
+def test_nonsense_is_refused_in_one_line_before_any_work(row, model_dir, corpus_files, tmp_path, monkeypatch):
+    _, argv, needle = row
+    command, *flags = argv
+    if "MT_DATA_DIR" in flags:
+        monkeypatch.setenv("MT_DATA_DIR", str(corpus_files[0]))
+        flags = flags[:-1]
+    flags = [str(tmp_path) if f == "DIR" else f for f in flags]
+    run = ["--out", str(tmp_path / "run"), "--preset", "tiny", "--max-steps", "2"]
+    given = {
+        "train": run if "--data" in flags else ["--src", str(corpus_files[0]), "--tgt", str(corpus_files[1]), *run],
+        "translate": ["--model", str(model_dir), *(["x"] if "--input" not in flags else [])],
+        "evaluate": ["--model", str(model_dir), "--src", str(corpus_files[0]), "--ref", str(corpus_files[1])],
+        "generate": ["--model", str(model_dir)],
+    }[command]
+    r = runner.invoke(app, [command, *given, *flags])
+    if "--vocab-size" in flags:  # found out by training the tokenizer: after the data's progress lines
+        assert r.exit_code == 2 and needle in r.stderr.strip().splitlines()[-1] and "Traceback" not in r.output
+    else:
+        assert_one_line(r, needle)
+    assert not (tmp_path / "run" / "data").exists()  # refused before the data was encoded
+
+
+@pytest.mark.parametrize("key, value, needle", [
+    ("d_model", 10_000_000, "d_model 10000000"), ("d_ff", 10**9, "d_ff 1000000000"),
+    ("max_positions", 10**9, "max_positions 1000000000"), ("n_encoder_layers", 10**6, "n_encoder_layers 1000000"),
+    ("n_heads", 0, "n_heads must be positive"),
+])
+def test_a_config_too_large_for_memory_is_refused_before_allocating(model_dir, tmp_path, key, value, needle):
+    """Rows 5 and 6: under an address-space limit, so a missed check cannot take the machine's memory."""
+    import shutil
+    d = tmp_path / "m"
+    shutil.copytree(model_dir, d)
+    model_key(key, value)(d)
+    if key == "n_heads":
+        model_key("d_model", 32)(d)
+    limit = 6 * 2**30
+
+    def small_memory():
+        resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
+
+    r = subprocess.run([sys.executable, "-m", "machine_translation", "translate", "--model", str(d), "a dog"],
+                       capture_output=True, text=True, preexec_fn=small_memory, timeout=120, cwd=REPO)
+    lines = r.stderr.strip().splitlines()
+    assert r.returncode == 2 and len(lines) == 1 and needle in lines[0] and "config.json" in lines[0], r.stderr
+
+
+def test_out_of_memory_is_one_typed_line(model_dir, monkeypatch):
+    """Row 7: a MemoryError or an allocator's error (here a real one: an allocation of 1 TiB, which
+    the allocator refuses at once) is one line, exit 2, not 'a bug in mt'."""
+    from machine_translation import translate
+    monkeypatch.setattr(translate.Translator, "translations", lambda *a, **k: torch.empty(2**40, dtype=torch.uint8))
+    assert_one_line(runner.invoke(app, ["translate", "--model", str(model_dir), "x"]), "out of memory (an allocation of")
+    monkeypatch.setattr(translate.Translator, "translations", lambda *a, **k: (_ for _ in ()).throw(MemoryError()))
+    assert_one_line(runner.invoke(app, ["translate", "--model", str(model_dir), "x"]), "out of memory")
+
+
+def test_more_workers_than_cores_run_with_one_warning(model_dir, tmp_path):
+    """Row 8."""
+    from machine_translation.runtime import cpu_count
+    src = write_lines(tmp_path / "in.en", ["a dog runs", "two cats"] * 70)
+    r = runner.invoke(app, ["translate", "--model", str(model_dir), "--input", str(src), "--workers",
+                            str(cpu_count() + 1), "--batch-size", "8"])
+    assert r.exit_code == 0 and len(r.stdout.splitlines()) == 140, r.output
+    assert sum("more worker processes than the" in line for line in r.stderr.splitlines()) == 1
+
+
+def test_a_closed_stdout_is_one_line(model_dir):
+    """Row 9: `mt translate 'a dog' >&-`."""
+    r = subprocess.run([sys.executable, "-m", "machine_translation", "translate", "--model", str(model_dir), "a dog"],
+                       capture_output=False, stderr=subprocess.PIPE, text=True, timeout=120, cwd=REPO,
+                       preexec_fn=lambda: os.close(1))
+    assert r.returncode == 2 and r.stderr.strip() == "error: standard output is closed: redirect it (> FILE) or give " \
+                                                     "--output FILE", r.stderr
+
+
+def test_an_unreachable_hub_is_one_line_without_retries(tmp_path):
+    """Row 10: the hub's address answers nothing (a closed loopback port), offline variables unset."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("HF_", "TRANSFORMERS_"))}
+    env.update(HF_ENDPOINT="http://127.0.0.1:9", HF_HOME=str(tmp_path / "hf"))
+    r = subprocess.run([sys.executable, "-m", "machine_translation", "train", "--data", "hf:does-not-exist", "--out",
+                        str(tmp_path / "run"), "--max-steps", "1"], capture_output=True, text=True, timeout=120,
+                       cwd=REPO, env=env)
+    lines = r.stderr.strip().splitlines()
+    assert r.returncode == 2 and len(lines) == 1 and "the hub cannot be reached" in lines[0], r.stderr
+
+
+def test_pipes_are_read_like_files(model_dir, tmp_path, corpus_files):
+    """Row 11: `--input <(...)`, a named pipe, and `mt train --src <(...) --tgt <(...)` (read several times)."""
+    import threading
+    fifos = {}
+    for name, source in (("in", corpus_files[0]), ("src", corpus_files[0]), ("tgt", corpus_files[1])):
+        fifos[name] = tmp_path / f"{name}.fifo"
+        os.mkfifo(fifos[name])
+        threading.Thread(target=lambda p=fifos[name], s=source: p.write_bytes(s.read_bytes()), daemon=True).start()
+    r = runner.invoke(app, ["translate", "--model", str(model_dir), "--input", str(fifos["in"]), "--beam", "1"])
+    assert r.exit_code == 0 and len(r.stdout.splitlines()) == 100, r.output
+    r = runner.invoke(app, ["train", "--src", str(fifos["src"]), "--tgt", str(fifos["tgt"]), "--out",
+                            str(tmp_path / "run"), "--preset", "tiny", "--vocab-size", "400", "--max-steps", "2"])
+    assert r.exit_code == 0, r.output
+
+
+def test_the_non_finite_stop_names_only_what_exists(tmp_path):
+    """Row 14: with no checkpoint saved yet, no checkpoint directory is named."""
+    from tests.test_training import ToyTask, toy_trainer
+    from machine_translation.training import TrainingError
+    trainer = toy_trainer(tmp_path, ToyTask(nan_steps=range(0, 100)), max_steps=50, save_every=1000)
+    with pytest.raises(TrainingError) as e:
+        trainer.run()
+    assert "no checkpoint was saved yet" in str(e.value) and "checkpoints" not in str(e.value)
+
+
+def test_the_smallest_vocabulary_named_works(corpus_files):
+    """Row 16: the size the message names is enough."""
+    import re
+
+    from mt_tokenizers import SentencePieceTokenizer, TokenizerError
+    lines = corpus_files[0].read_text().splitlines() + corpus_files[1].read_text().splitlines()
+    with pytest.raises(TokenizerError) as e:
+        SentencePieceTokenizer.train(lines, 1)
+    needed = int(re.search(r"--vocab-size (\d+) or more", str(e.value)).group(1))
+    assert SentencePieceTokenizer.train(lines, needed).vocab_size >= needed - 5
+
+
+def test_a_torn_log_line_is_skipped_by_plot_and_cut_by_resume(tmp_path, corpus_files):
+    """Row 17: a full disk can leave the log's last line half written."""
+    out = tmp_path / "run"
+    base = ["train", "--src", str(corpus_files[0]), "--tgt", str(corpus_files[1]), "--out", str(out), "--preset",
+            "tiny", "--vocab-size", "400", "--save-every", "2", "--eval-every", "2"]
+    assert runner.invoke(app, [*base, "--max-steps", "2"]).exit_code == 0
+    with open(out / "train_log.jsonl", "a") as f:
+        f.write('{"type": "train", "st')
+    r = runner.invoke(app, ["plot", str(out)])
+    assert r.exit_code == 0 and "cut short" in r.stderr, r.output
+    r = runner.invoke(app, [*base, "--max-steps", "4", "--resume"])
+    assert r.exit_code == 0, r.output
+    lines = (out / "train_log.jsonl").read_text().splitlines()
+    assert all(json.loads(line) for line in lines) and json.loads(lines[-1])["step"] == 4
+
+
+def test_a_run_killed_before_its_first_validation_has_no_model_to_use(tmp_path, corpus_files):
+    """Row 19: it used to translate with its random initial weights, exit 0."""
+    import signal
+    import time
+    out = tmp_path / "run"
+    proc = subprocess.Popen([sys.executable, "-m", "machine_translation", "train", "--src", str(corpus_files[0]),
+                             "--tgt", str(corpus_files[1]), "--out", str(out), "--preset", "tiny", "--vocab-size",
+                             "400", "--max-steps", "100000", "--eval-every", "100000", "--log-every", "1"],
+                            cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 120
+    while not (out / "train_log.jsonl").is_file() and time.time() < deadline:
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait(timeout=60)
+    assert_one_line(runner.invoke(app, ["translate", "--model", str(out), "a dog"]), "has not validated yet")

@@ -21,7 +21,7 @@ import typer
 from typer.core import TyperGroup
 
 from machine_translation import __version__
-from machine_translation.errors import Interrupted, MTError, Terminated
+from machine_translation.errors import ConfigError, Interrupted, MTError, Terminated, out_of_memory
 from mt_tokenizers import TokenizerError
 
 EXIT_BUG, EXIT_USER_ERROR, EXIT_INTERRUPTED = 1, 2, 128 + signal.SIGINT  # 130
@@ -86,6 +86,8 @@ def cli_errors(fn):
         logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr, force=True)
         previous = _raise_on_sigterm()
         try:
+            if sys.stdout is None and kwargs.get("output") is None:  # `mt translate 'a dog' >&-`
+                raise ConfigError("standard output is closed: redirect it (> FILE) or give --output FILE")
             return fn(*args, **kwargs)
         except (MTError, TokenizerError, ValueError) as e:
             typer.echo(f"error: {e}", err=True)
@@ -105,9 +107,10 @@ def cli_errors(fn):
             raise typer.Exit(EXIT_USER_ERROR) from None
         except (typer.Exit, ClickException, typer.Abort):
             raise
-        except Exception as e:  # a bug: one line, the traceback in a file
-            typer.echo(report_bug(e), err=True)
-            raise typer.Exit(EXIT_BUG) from None
+        except Exception as e:  # a bug: one line, the traceback in a file (out of memory is not one)
+            oom = out_of_memory(e)
+            typer.echo(f"error: {oom}" if oom else report_bug(e), err=True)
+            raise typer.Exit(EXIT_USER_ERROR if oom else EXIT_BUG) from None
         finally:
             if previous is not None:
                 signal.signal(signal.SIGTERM, previous)

@@ -11,6 +11,7 @@ import typer
 from machine_translation.cli.app import app, cli_errors
 from machine_translation.cli.translate import MODEL_SETTING
 from machine_translation.options import SamplingOptions as S
+from machine_translation.options import check_seed
 
 
 @app.command()
@@ -38,6 +39,8 @@ def generate(
     from machine_translation.generate import Generator
     from machine_translation.runtime import pick_device, set_threads
 
+    if seed is not None:
+        check_seed(seed)
     set_threads(pick_device(device), threads)
     gen = Generator.from_pretrained(model, device)
     options = gen.defaults.updated(max_new_tokens=max_new_tokens, temperature=temperature, top_k=top_k, top_p=top_p)

@@ -102,17 +102,6 @@ def train(
     from machine_translation.errors import ConfigError
     from machine_translation.runs import train_run
 
-    if task not in ("mt", "lm"):
-        raise ConfigError(f"--task {task!r}: choose mt (translation) or lm (language model)")
-    if tokenizer not in ("char", "sentencepiece"):
-        raise ConfigError(f"--tokenizer {tokenizer!r}: choose char or sentencepiece")
-    if resume and overwrite:
-        raise ConfigError("--resume continues a run and --overwrite replaces it: choose one")
-    if resume and init_from:
-        raise ConfigError("--resume continues a run; --init-from starts a new one from a model: choose one")
-    if subword_alpha and task != "mt":
-        raise ConfigError("--subword-alpha samples SentencePiece segmentations of sentence pairs: it is for "
-                          "--task mt")
     if norm not in (None, "pre", "post"):
         raise ConfigError(f"--norm {norm!r}: choose pre or post")
     overrides = {k: v for k, v in dict(
@@ -120,9 +109,6 @@ def train(
         d_ff=d_ff, dropout=dropout, attention_dropout=attention_dropout, activation_dropout=activation_dropout,
         max_positions=max_positions, positional=positional, init_std=init_std,
         norm_first=None if norm is None else norm == "pre").items() if v is not None}
-    for flag, value in (("--max-minutes", max_minutes), ("--epochs", epochs)):
-        if value is not None and value <= 0:
-            raise ConfigError(f"{flag} {value:g}: a training budget must be more than 0")
     if max_steps is None and max_minutes is None and epochs is None:
         max_minutes = DEFAULT_MAX_MINUTES
     cfg = TrainConfig(lr=lr, warmup_steps=warmup_steps, label_smoothing=label_smoothing, clip_norm=clip_norm,

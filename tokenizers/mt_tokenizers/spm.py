@@ -6,6 +6,7 @@ through encode/decode. The serialized model is saved as `spm.model`.
 from __future__ import annotations
 
 import io
+import re
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -46,9 +47,18 @@ class SentencePieceTokenizer:
             raise TokenizerError(f"model_type must be 'unigram' or 'bpe', got {model_type!r}")
         buffer = io.BytesIO()
         spm.set_random_generator_seed(seed)  # sentence sampling repeats for one seed
+        characters: set[str] = set()  # what the vocabulary must hold, to name the smallest size that works
+
+        def fed():
+            for s in sentences:
+                if s.strip():
+                    characters.update(s)
+                    yield s
+
+        feed = fed()
         try:
             spm.SentencePieceTrainer.train(
-                sentence_iterator=iter(s for s in sentences if s.strip()),
+                sentence_iterator=feed,
                 model_writer=buffer,
                 vocab_size=vocab_size,
                 model_type=model_type,
@@ -63,6 +73,16 @@ class SentencePieceTokenizer:
                 minloglevel=2,
             )
         except RuntimeError as e:
+            said = re.search(r"smaller than required_chars\. \d+ vs (\d+)", str(e))
+            if not said:
+                for _ in feed:  # SentencePiece stopped early: count the characters of the rest
+                    pass
+            needed = int(said.group(1)) if said else \
+                len(characters - {" "}) + 1 + len(SPECIAL_TOKENS) + (256 if byte_fallback else 0)  # " " is "▁"
+            if vocab_size < needed:
+                raise TokenizerError(f"--vocab-size {vocab_size} is too small for this text: its characters, the "
+                                     f"special pieces{' and 256 byte pieces' if byte_fallback else ''} need "
+                                     f"--vocab-size {needed} or more") from None
             raise TokenizerError(f"SentencePiece training failed: {e}") from None
         return cls(buffer.getvalue())
 
