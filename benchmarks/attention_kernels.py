@@ -1,7 +1,7 @@
 """Forward + backward of one attention call at translation's sizes, by precision and path:
 PyTorch's fused `F.scaled_dot_product_attention` (its flash and math CPU backends) against
 attention written out as mt writes it for bf16 on CPU (`encoder_transformer.attention`).
-This is the measurement behind that choice (docs/benchmarks.md section 1e).
+This is the measurement behind that choice (docs/benchmarks-log.md, 1e. Training speed, precision and memory).
 
     python benchmarks/attention_kernels.py [--batch 200 --heads 4 --length 20 --head-dim 64]
 """

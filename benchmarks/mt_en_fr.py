@@ -256,6 +256,7 @@ def main() -> None:
     args.out.mkdir(parents=True, exist_ok=True)
     mt_dirs = {"mt": mt_dir, **{f"mt-{p}": args.out / f"mt-{p}" for p in args.mt_precisions[1:]}}
     if "mt" not in args.skip:
+        results["minutes"] = args.minutes  # (what benchmarks/charts.py puts on its x axis)
         for (name, d), precision in zip(mt_dirs.items(), args.mt_precisions):
             wall = run_mt(d, args.minutes, args.batch_tokens, [*extra, "--precision", precision])
             results[f"{name}_train_wall_s"] = round(wall, 1)
@@ -264,6 +265,7 @@ def main() -> None:
     if "peer" not in args.skip:
         wall, _ = train_peer(mt_dir, peer_dir, args.peer_minutes or args.minutes, args.batch_tokens, args.data_dir)
         results["peer_train_wall_s"] = round(wall, 1)
+        results["peer_minutes"] = args.peer_minutes or args.minutes
         from machine_translation.checkpoint import load_pretrained
         results["peer_scores"] = score_peer(peer_dir, load_pretrained(mt_dir).tgt_tokenizer, args.data_dir)
     for name, d in (*mt_dirs.items(), ("peer", peer_dir)):

@@ -6,7 +6,7 @@ test_2016_flickr (one thread, batch 64): the PyTorch profiler's top operators, o
     python benchmarks/profile_beam.py --model /tmp/bench/mt --sentences 1000 --beam 4 --timers --precision int8
 
 The profiler's own cost per operator inflates the large ones unevenly (on the AMD EPYC of
-docs/benchmarks.md 1c it put the 256-row output layer at 26 ms a call; timed alone in the
+docs/benchmarks-log.md, 1c. Translation speed and precision, it put the 256-row output layer at 26 ms a call; timed alone in the
 search, 15 ms), so shares of time come from `--timers`, and the profiler names the operators.
 Timers nest: "decoder step" includes the indented rows, which are its parts (attention rows
 include their projections); each level ends with its remainder, so each level adds up.

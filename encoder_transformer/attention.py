@@ -8,7 +8,7 @@ calls.
 
 On a CPU in bfloat16 or float16 the attention is written out (scores, softmax in float32,
 weighted sum) instead of calling PyTorch's fused CPU kernel, which is several times slower
-in reduced precision at translation's lengths (measured in docs/benchmarks.md section 1e);
+in reduced precision at translation's lengths (measured in docs/benchmarks.md, Training speed);
 float32 and GPUs keep `F.scaled_dot_product_attention`.
 
 Model directories written before the fused layout hold `q_proj` and `kv_proj` for

@@ -1,7 +1,7 @@
 """Dropout whose random mask is cheap on CPU.
 
 PyTorch's CPU dropout draws one Bernoulli variable per element (`bernoulli_`): on the small
-preset that was 11% of a training step (docs/benchmarks.md section 1e), more than the layer's
+preset that was 11% of a training step (docs/benchmarks-log.md, Two passes made cheaper), more than the layer's
 arithmetic. Here one 64-bit draw from the same generator (`random_` over the full int64 range)
 gives four 16-bit uniform numbers, so a mask costs a quarter of the draws, and an element is
 dropped when its number falls under round(p * 65536): the probability is p to within 1/131,072

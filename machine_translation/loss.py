@@ -17,7 +17,7 @@ CPU every block over 32 MB is a fresh `mmap` that is page-faulted in on first to
 which cost more than the arithmetic on it. The logsumexp runs over blocks of `ROWS` rows (its
 temporaries stay in the heap and are reused), and the gradient may be written over the
 logits, which nothing needs after this node: three (N, V) allocations a step become one
-(docs/benchmarks.md section 1e).
+(docs/benchmarks-log.md, The loss's (N, V) tensors).
 """
 from __future__ import annotations
 

@@ -21,10 +21,12 @@ PRESETS: dict[str, dict[str, dict]] = {
     "mt": {
         "tiny": dict(d_model=32, n_heads=2, n_encoder_layers=2, n_decoder_layers=2, d_ff=64, dropout=0.0),
         # Post-norm and Marian's N(0, 0.02) initialisation: +1.3 and +0.7 val BLEU at step 1,000
-        # (benchmarks/ablations.py; docs/benchmarks.md 1f). Post-norm needs its warmup: at lr 2e-3
+        # (benchmarks/ablations.py; docs/benchmarks.md, Why the
+        # defaults are what they are). Post-norm needs its warmup: at lr 2e-3
         # it collapsed with 100 warmup steps and trained with 200 and 300 (options.POST_NORM_WARMUP).
         # Dropout 0.2: at `mt train`'s default 60 minutes (25 epochs) 0.1 overfits; 0.2 validated
-        # +0.77 BLEU over it, 0.3 -0.20 below 0.2 (docs/benchmarks.md 1). Short runs (the demo) want 0.1.
+        # +0.77 BLEU over it, 0.3 -0.20 below 0.2 (docs/benchmarks.md, Why the defaults are what they are). Short runs
+        # (the demo) want 0.1.
         "small": dict(d_model=256, n_heads=4, n_encoder_layers=3, n_decoder_layers=3, d_ff=1024, dropout=0.2,
                       norm_first=False, init_std=0.02),
         "base": dict(d_model=512, n_heads=8, n_encoder_layers=6, n_decoder_layers=6, d_ff=2048, dropout=0.1),

@@ -25,7 +25,7 @@ DEFAULT_MODELS = Path("models")  # models/<pair> is where `mt train` writes and 
 # lr 2e-3 the demo's model collapsed with 100 (every sentence translated alike), not with 200.
 POST_NORM_WARMUP = 200
 # Subword regularisation of translation runs (TrainConfig.subword_alpha's default): at the default
-# 60 minutes it validated +1.02 BLEU over none (docs/benchmarks.md 1); it slows learning in short
+# 60 minutes it validated +1.02 BLEU over none (docs/benchmarks.md, Why the defaults are what they are); it slows learning in short
 # runs (-2.05 at 1,000 steps), so the 8-minute demo turns it off.
 SUBWORD_ALPHA = 0.1
 MAX_BEAM = 1024  # the widest beam a search takes (also capped by the vocabulary, checked by the Translator)
@@ -109,7 +109,7 @@ class RunOptions:
     preset: str = "small"
     model_overrides: dict = field(default_factory=dict)  # only the flags the user gave
     vocab_size: int = 8000
-    batch_tokens: int = 2500  # vs 4,000: +0.40/+0.69 val BLEU at 60 min (2 seeds), +6 at 14 (docs/benchmarks.md)
+    batch_tokens: int = 2500  # vs 4,000: +0.40/+0.69 val BLEU at 60 min (2 seeds), +6 at 14 (docs/benchmarks.md, Why the defaults)
     max_len: int = 100  # pairs with a side longer than this (in tokens) are skipped
     tokenizer_sample: int = 200_000  # pairs the joint SentencePiece model is trained on (a uniform sample)
     train: TrainConfig = field(default_factory=lambda: TrainConfig(max_minutes=DEFAULT_MAX_MINUTES))

@@ -46,7 +46,7 @@ def release_freed_memory() -> None:
     """Return the C heap's free pages to the OS (glibc's `malloc_trim`). Training a tokenizer
     on a sample of up to 200,000 pairs frees its memory afterwards, but glibc keeps it in the
     process, and a run of millions of pairs would carry ~100 MiB of it to the end (measured in
-    docs/benchmarks.md section 3). Elsewhere (macOS, Windows, musl) this does nothing."""
+    docs/benchmarks-log.md, After issue 12). Elsewhere (macOS, Windows, musl) this does nothing."""
     if not sys.platform.startswith("linux"):
         return
     try:
@@ -148,8 +148,8 @@ def cpu_vendor() -> str:
 def onednn_fp32_is_faster(device: torch.device) -> bool:
     """Whether float32 inference should multiply with oneDNN rather than PyTorch's default
     BLAS (Intel MKL): on an AMD EPYC, oneDNN with prepacked weights was 1.00-1.49x MKL's speed
-    per call at translation's sizes, and beam search 13-15% faster (docs/benchmarks.md section
-    1c). CTranslate2 makes the same choice: MKL on Intel CPUs only. Elsewhere (Intel, Arm,
+    per call at translation's sizes, and beam search 13-15% faster (docs/benchmarks-log.md,
+    Float32 through oneDNN on AMD CPUs). CTranslate2 makes the same choice: MKL on Intel CPUs only. Elsewhere (Intel, Arm,
     GPUs) the default stays."""
     return (device.type == "cpu" and cpu_vendor() == "AuthenticAMD" and torch.backends.mkldnn.is_available()
             and hasattr(torch.ops.mkldnn, "_reorder_linear_weight"))  # the private op `precision.OneDnnLinear` uses
@@ -162,8 +162,8 @@ def onednn_u8_int8(device: torch.device) -> bool:
     """Whether int8 products should run in oneDNN's u8 x s8 kernel on 7-bit activations
     (`precision.Int8Linear.use_u8_kernel`) rather than `torch._int_mm`'s s8 x s8: on x86 CPUs
     without VNNI or AMX (AVX2 alone, or AVX-512 without VNNI). There `torch._int_mm` falls
-    back to a reference loop, 27x slower than float32 on an AVX2 AMD EPYC (docs/benchmarks.md
-    section 1c), while oneDNN's u8 x s8 kernel is faster than float32. The CPU's flags are
+    back to a reference loop, 27x slower than float32 on an AVX2 AMD EPYC (docs/benchmarks-log.md,
+    1c. Translation speed and precision), while oneDNN's u8 x s8 kernel is faster than float32. The CPU's flags are
     read at run time; the op's signature has been this one since torch 2.2."""
     if device.type != "cpu" or not {"avx2", "avx512f"} & cpu_flags() or INT8_DOT_FLAGS & cpu_flags():
         return False
@@ -187,7 +187,7 @@ def check_precision(precision: str, device: torch.device, choices: tuple[str, ..
     x86 int8 kernels), fp16 CUDA only; bf16 without native support runs, with a warning that
     it will be slow (`warn=False`: an early check before the one that runs it). `auto`
     (training): bf16 where it is native (AMX or AVX-512 BF16 CPUs, CUDA with bf16, mps), fp32
-    elsewhere; on the AVX-512 BF16 CPU of docs/benchmarks.md section 1e it trained 1.5x as
+    elsewhere; on an AVX-512 BF16 CPU (docs/benchmarks.md, Training speed) it trained 1.5x as
     many tokens per second as fp32 and scored higher at 30 minutes."""
     if precision not in choices:
         raise ConfigError(f"--precision {precision!r}: choose one of {', '.join(choices)}")

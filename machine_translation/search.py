@@ -9,7 +9,7 @@ The settings of each (`SearchOptions`, `SamplingOptions`) and their defaults are
 
 Both pick their candidates with `blocked_topk`: on a CPU, `torch.topk` and
 `torch.max` over a row of 8,000 log-probabilities cost several times a vectorised `amax`
-pass over the same row (docs/benchmarks.md section 1c).
+pass over the same row (docs/benchmarks-log.md, 1c. Translation speed and precision).
 """
 from __future__ import annotations
 

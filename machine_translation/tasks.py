@@ -48,7 +48,7 @@ class LMBatch:
 
 # Validation BLEU (greedy) is computed on up to this many val sentences: all of Multi30k's
 # 1,014. A 400-sentence sample picked another checkpoint than the whole set in a 30-minute run
-# (benchmarks/selection_noise.py, docs/benchmarks.md); the whole set costs about 2% of training.
+# (benchmarks/selection_noise.py, docs/benchmarks.md, Why the defaults); the whole set costs about 2% of training.
 VAL_BLEU_SENTENCES = 1500
 
 

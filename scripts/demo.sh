@@ -16,13 +16,13 @@ else
   # a checkpoint every 40 steps so that the run ends by trying the average of its last 4
   # checkpoints (kept if it validates better). No dropout: the preset's 0.2 is for the default
   # 60 minutes; in the two epochs of 8 minutes dropout only slows learning (0.1 against none:
-  # val 39.56 against 44.17 in 14 minutes on one thread each, docs/benchmarks.md 1f).
+  # val 39.56 against 44.17 in 14 minutes on one thread each, docs/benchmarks-log.md, 1f. Recipe ablations).
   # Batches of 1,000 tokens (mt train's default is 2,500): in 8 minutes the number of updates
   # is what counts. On a CPU training in float32 at ~300 steps of 2,500 tokens in 8 minutes, val
   # 35.30 with 2,500, 39.38 with 1,500, 42.32 with 1,000; on an Intel Xeon making ~550 steps,
-  # 1,500 read +0.38 over 2,500 (docs/benchmarks.md 1f).
+  # 1,500 read +0.38 over 2,500 (docs/benchmarks-log.md, 1f. Recipe ablations).
   # No subword sampling either: mt train's default (alpha 0.1) pays at 60 minutes and slows
-  # learning in short runs (-2.05 val BLEU at 1,000 steps, docs/benchmarks.md 1f).
+  # learning in short runs (-2.05 val BLEU at 1,000 steps, docs/benchmarks-log.md, 1f. Recipe ablations).
   mt train --pair en-fr --preset small --max-minutes "$MINUTES" --warmup-steps 200 --eval-every 100000 \
     --save-every 40 --dropout 0 --subword-alpha 0 --batch-tokens 1000 --out "$OUT"
 fi

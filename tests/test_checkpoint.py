@@ -47,7 +47,7 @@ def test_an_old_config_json_keeps_the_old_architecture(saved):
     assert loaded.config.norm_first and loaded.config.init_std is None and loaded.config.attention_dropout == 0
     src, tgt = torch.tensor([[5, 6, 3]]), torch.tensor([[2, 7, 8]])
     torch.testing.assert_close(loaded.model(src, tgt), model(src, tgt), rtol=0, atol=0)
-    assert PRESETS["mt"]["small"]["norm_first"] is False  # the defaults of new runs (docs/benchmarks.md, 1f)
+    assert PRESETS["mt"]["small"]["norm_first"] is False  # the defaults of new runs (docs/benchmarks.md, Why the defaults)
     assert PRESETS["mt"]["small"]["init_std"] == 0.02
 
 
