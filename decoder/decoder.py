@@ -1,4 +1,5 @@
-"""The decoder stack: embeddings, N decoder blocks, final LayerNorm, tied output projection.
+"""The decoder stack: embeddings, N decoder blocks, final LayerNorm, output projection (tied
+to the token embedding unless the config says otherwise).
 
 `forward(tgt_input_ids, encoder_hidden_states, src_padding_mask)` gives logits
 (B, T, V). Given a `KVCache` (from `start_cache`), only the new positions are computed and a
@@ -24,8 +25,11 @@ class TransformerDecoder(nn.Module):
         self.embed = Embeddings(config)
         self.blocks = nn.ModuleList(DecoderBlock(config, cross_attention) for _ in range(config.n_layers))
         self.final_norm = nn.LayerNorm(config.d_model) if config.norm_first else nn.Identity()
-        self.lm_head = nn.Linear(config.d_model, config.vocab_size, bias=False)
-        self.lm_head.weight = self.embed.token.weight  # tied: one Parameter
+        self.lm_head = nn.Linear(config.d_model, config.vocab_size, bias=config.output_bias)
+        if config.output_bias:
+            nn.init.zeros_(self.lm_head.bias)
+        if config.tie_output:
+            self.lm_head.weight = self.embed.token.weight  # tied: one Parameter
 
     def start_cache(
         self, encoder_hidden_states: Tensor | None = None, src_padding_mask: Tensor | None = None
@@ -58,7 +62,7 @@ class TransformerDecoder(nn.Module):
         n_past = cache_in.length
         x = self.embed(tgt_input_ids, start=n_past)  # (B, T, D)
         if tgt_attention_mask is None and n_past == 0:
-            tgt_attention_mask = masks.token_mask(tgt_input_ids, self.config.pad_id)
+            tgt_attention_mask = masks.decoder_token_mask(tgt_input_ids, self.config.pad_id)
         self_attn_mask = masks.decoder_self_mask(tgt_attention_mask, tgt_input_ids.size(1), n_past, x.device)
 
         present = []

@@ -11,6 +11,8 @@ from __future__ import annotations
 from dataclasses import dataclass, fields
 
 POSITIONAL_KINDS = ("sinusoidal", "learned")
+ACTIVATIONS = ("relu", "swish", "gelu")  # of the feed-forward (swish = SiLU, as OPUS-MT models use)
+SINUSOID_LAYOUTS = ("interleaved", "halves")  # sin and cos per frequency side by side, or sin first then cos (Marian)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -31,6 +33,8 @@ class LayerConfig:
     # layers given 200+ warmup steps.
     norm_first: bool = True
     pad_id: int = 0
+    activation: str = "relu"
+    sinusoid_layout: str = "interleaved"
 
     def __post_init__(self) -> None:
         for name in ("d_model", "n_heads", "d_ff", "max_positions"):
@@ -38,8 +42,10 @@ class LayerConfig:
                 raise ValueError(f"{name} must be positive, got {getattr(self, name)}")
         if self.d_model % self.n_heads != 0:
             raise ValueError(f"d_model ({self.d_model}) must be divisible by n_heads ({self.n_heads})")
-        if self.positional not in POSITIONAL_KINDS:
-            raise ValueError(f"positional must be one of {POSITIONAL_KINDS}, got {self.positional!r}")
+        for name, allowed in (("positional", POSITIONAL_KINDS), ("activation", ACTIVATIONS),
+                              ("sinusoid_layout", SINUSOID_LAYOUTS)):
+            if getattr(self, name) not in allowed:
+                raise ValueError(f"{name} must be one of {allowed}, got {getattr(self, name)!r}")
         for name in ("dropout", "attention_dropout", "activation_dropout"):
             if not 0.0 <= getattr(self, name) < 1.0:
                 raise ValueError(f"{name} must be in [0, 1), got {getattr(self, name)}")
@@ -57,6 +63,10 @@ class LayerConfig:
 class TransformerConfig(LayerConfig):
     vocab_size: int
     n_layers: int = 3
+    # the decoder's output projection: tied to its token embedding (one Parameter) or its own,
+    # with or without a bias (Marian's `final_logits_bias`)
+    tie_output: bool = True
+    output_bias: bool = False
 
     def __post_init__(self) -> None:
         super().__post_init__()

@@ -5,36 +5,43 @@ from __future__ import annotations
 import math
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 
 from encoder_transformer.config import TransformerConfig
 from encoder_transformer.dropout import Dropout
 
 
-class FeedForward(nn.Module):
-    """Position-wise feed-forward: D -> d_ff -> D."""
+ACTIVATION_FUNCTIONS = {"relu": F.relu, "swish": F.silu, "gelu": F.gelu}  # (the exact, erf-based GELU)
 
-    # Linear children whose input is never negative (`down` reads ReLU's output): int8
-    # inference can then give all of a quantized input's bits to its magnitude.
-    nonnegative_inputs = ("down",)
+
+class FeedForward(nn.Module):
+    """Position-wise feed-forward: D -> d_ff -> activation -> D."""
 
     def __init__(self, config: TransformerConfig):
         super().__init__()
         self.up = nn.Linear(config.d_model, config.d_ff)
         self.down = nn.Linear(config.d_ff, config.d_model)
         self.dropout = Dropout(config.activation_dropout)
+        self.activation = ACTIVATION_FUNCTIONS[config.activation]
+        # Linear children whose input is never negative (`down` reads ReLU's output, not
+        # swish's or GELU's): int8 inference can then give all of its bits to the magnitude.
+        self.nonnegative_inputs = ("down",) if config.activation == "relu" else ()
 
     def forward(self, x: Tensor) -> Tensor:  # (B, T, D) -> (B, T, D)
-        return self.down(self.dropout(torch.relu(self.up(x))))
+        return self.down(self.dropout(self.activation(self.up(x))))
 
 
-def sinusoidal_table(max_positions: int, d_model: int) -> Tensor:
-    """The fixed encodings of Vaswani et al. 2017: (max_positions, D)."""
+def sinusoidal_table(max_positions: int, d_model: int, layout: str = "interleaved") -> Tensor:
+    """The fixed encodings of Vaswani et al. 2017: (max_positions, D). "interleaved": sin and
+    cos of each frequency side by side; "halves": every sin, then every cos (Marian's)."""
     position = torch.arange(max_positions, dtype=torch.float32)[:, None]  # (P, 1)
     freq = torch.exp(torch.arange(0, d_model, 2, dtype=torch.float32) * (-math.log(10000.0) / d_model))
+    sin, cos = torch.sin(position * freq), torch.cos(position * freq[: d_model // 2])  # (P, ceil(D/2)), (P, D/2)
+    if layout == "halves":
+        return torch.cat([sin, cos], dim=1)
     table = torch.zeros(max_positions, d_model)
-    table[:, 0::2] = torch.sin(position * freq)
-    table[:, 1::2] = torch.cos(position * freq[: d_model // 2])
+    table[:, 0::2], table[:, 1::2] = sin, cos
     return table
 
 
@@ -51,7 +58,8 @@ class PositionalEncoding(nn.Module):
             nn.init.normal_(self.learned.weight, std=0.5**0.5)
         else:
             self.learned = None
-            self.register_buffer("table", sinusoidal_table(config.max_positions, config.d_model), persistent=False)
+            table = sinusoidal_table(config.max_positions, config.d_model, config.sinusoid_layout)
+            self.register_buffer("table", table, persistent=False)
 
     def forward(self, start: int, length: int) -> Tensor:  # -> (T, D)
         if start + length > self.max_positions:

@@ -26,6 +26,15 @@ def token_mask(input_ids: Tensor, pad_id: int) -> Tensor:
     return input_ids != pad_id
 
 
+def decoder_token_mask(tgt_input_ids: Tensor, pad_id: int) -> Tensor:
+    """The decoder's default attention_mask, (B, T): not PAD, except that the first position
+    (the decoder's start token) is always real, even where the start token is PAD itself
+    (Marian models start decoding from PAD)."""
+    mask = tgt_input_ids != pad_id
+    mask[:, 0] = True
+    return mask
+
+
 def padding_mask(attention_mask: Tensor) -> Tensor:
     """Keys that are real tokens: (B, S) -> (B, 1, 1, S)."""
     return attention_mask[:, None, None, :]

@@ -56,6 +56,8 @@ class ModelConfig(LayerConfig):
     # None: PyTorch's default initialisation (embeddings N(0, 1/d_model)); a value: Marian's
     # N(0, init_std) for every weight matrix and embedding. Only a new run reads it.
     init_std: float | None = None
+    tie_output: bool = True  # the decoder's output projection is its token embedding (False: its own)
+    output_bias: bool = False  # a bias on the output logits (Marian's final_logits_bias)
 
     def __post_init__(self) -> None:
         if self.task not in TASKS:
@@ -73,7 +75,8 @@ class ModelConfig(LayerConfig):
             raise ConfigError(f"invalid model config: {e}") from None
 
     def stack_config(self, n_layers: int, vocab_size: int | None = None) -> TransformerConfig:
-        return TransformerConfig(**self.layer_fields(), vocab_size=vocab_size or self.vocab_size, n_layers=n_layers)
+        return TransformerConfig(**self.layer_fields(), vocab_size=vocab_size or self.vocab_size, n_layers=n_layers,
+                                 tie_output=self.tie_output, output_bias=self.output_bias)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -153,7 +156,8 @@ def parameter_count(config: ModelConfig) -> int:
     if cross:
         own_embedding = 0 if config.share_embeddings else (config.src_vocab_size or config.vocab_size)
         stacks.append((config.n_encoder_layers, attention + feed_forward + 2 * norm, own_embedding))
-    return sum(n * layer + vocab * D + config.max_positions * D + norm for n, layer, vocab in stacks)
+    output = (0 if config.tie_output else config.vocab_size * D) + (config.vocab_size if config.output_bias else 0)
+    return output + sum(n * layer + vocab * D + config.max_positions * D + norm for n, layer, vocab in stacks)
 
 
 def check_fits(config: ModelConfig, training: bool = False) -> None:

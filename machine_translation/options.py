@@ -28,6 +28,7 @@ POST_NORM_WARMUP = 200
 # 60 minutes it validated +1.02 BLEU over none (docs/benchmarks.md, Why the defaults are what they are); it slows learning in short
 # runs (-2.05 at 1,000 steps), so the 8-minute demo turns it off.
 SUBWORD_ALPHA = 0.1
+STOPPING_RULES = ("mt", "transformers")  # SearchOptions.stopping
 MAX_BEAM = 1024  # the widest beam a search takes (also capped by the vocabulary, checked by the Translator)
 
 
@@ -180,8 +181,14 @@ class SearchOptions(_Options):
     # Translate ALL-CAPS and Title-Case sentences in sentence case, and give ALL-CAPS ones back
     # in capitals (`casing`). Off here for the same reason; on for new models.
     normalize_case: bool = False
+    # How a sentence's beam search ends (`search.beam_search`): "mt" (when K hypotheses have
+    # ended) or "transformers" (Hugging Face's default rule: imported models search as their
+    # reference does).
+    stopping: str = "mt"
+    # Never emit PAD (Marian models' generation config bans it; mt's own models never learn it).
+    suppress_pad: bool = False
     MODEL_KEYS: ClassVar[tuple[str, ...]] = ("beam", "length_penalty", "max_len_a", "max_len_b", "repeat_guard",
-                                             "normalize_case")
+                                             "normalize_case", "stopping", "suppress_pad")
     NEW_MODEL: ClassVar[dict] = {"repeat_guard": True, "normalize_case": True}  # what a newly trained model records beyond the defaults
 
     def __post_init__(self) -> None:
@@ -196,6 +203,8 @@ class SearchOptions(_Options):
                               "nothing)")
         check_finite("length_penalty", self.length_penalty)
         check_finite("max_len_a", self.max_len_a, 0)
+        if self.stopping not in STOPPING_RULES:
+            raise ConfigError(f"stopping {self.stopping!r}: choose {' or '.join(STOPPING_RULES)}")
         if self.n_best > self.beam:
             raise ConfigError(f"n_best ({self.n_best}) cannot exceed the beam size ({self.beam})")
 

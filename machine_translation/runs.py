@@ -160,8 +160,15 @@ class Setup:
     """What a task needs before training: texts read, tokenizer and model ready."""
     config: ModelConfig
     model: torch.nn.Module
-    tokenizer: object
+    tokenizer: object  # the target side's (and the only one of a joint vocabulary or a language model)
     loaded_from: Path | None
+    src_tokenizer: object = None  # None: `tokenizer` serves both sides
+    generation: dict | None = None  # the search settings of the model fine-tuned (None: a new model's)
+
+    @property
+    def tokenizers(self) -> tuple:
+        """(source, target): one object twice for a joint vocabulary."""
+        return (self.src_tokenizer or self.tokenizer), self.tokenizer
 
 
 def refuse_int8(directory: Path, flag: str) -> None:
@@ -194,7 +201,7 @@ def setup_model(opts: RunOptions, device: torch.device, train_tokenizer, info: D
     config = resolve_config(opts, loaded.config.vocab_size, loaded.config)
     check_fits(config, training=True)
     model = loaded.model  # (to resume: freshly initialised; the checkpoint is loaded into it)
-    return Setup(config, model, loaded.tgt_tokenizer, saved_from)
+    return Setup(config, model, loaded.tgt_tokenizer, saved_from, loaded.src_tokenizer, loaded.generation)
 
 
 def mt_task(opts: RunOptions, device: torch.device, info: DistInfo) -> tuple[Setup, TranslationTask]:
@@ -216,17 +223,17 @@ def mt_task(opts: RunOptions, device: torch.device, info: DistInfo) -> tuple[Set
         return tok
 
     setup = setup_model(opts, device, train_tokenizer, info)
-    tok, config = setup.tokenizer, setup.config
+    (src_tok, tok), config = setup.tokenizers, setup.config
     max_len = min(opts.max_len, config.max_positions - 1)
     store_path = opts.out / TRAIN_STORE
     if info.is_main and not (opts.resume and store_path.is_file()):
         t0 = time.perf_counter()
-        PairStore.build(store_path, train_pairs(), tok, max_len, "train")
+        PairStore.build(store_path, train_pairs(), (src_tok, tok), max_len, "train")
         logger.info("encoded the training split into %s in %.1fs", store_path, time.perf_counter() - t0)
     barrier(info)
     train = PairStore.open(store_path)
-    val = PairStore.from_pairs(zip(val_src, val_tgt), tok, max_len, "val")
-    loaded = ckpt.LoadedModel(setup.model, config, tok, tok, opts.pair, {}, opts.out)
+    val = PairStore.from_pairs(zip(val_src, val_tgt), (src_tok, tok), max_len, "val")
+    loaded = ckpt.LoadedModel(setup.model, config, src_tok, tok, opts.pair, setup.generation or {}, opts.out)
     task = TranslationTask(loaded, train, val, (val_src, val_tgt), opts.batch_tokens, opts.train.seed,
                            opts.train.label_smoothing, device, shard=(info.rank, info.world_size),
                            subword_alpha=opts.train.subword_alpha, max_len=max_len)
@@ -308,8 +315,9 @@ def _train_in(opts: RunOptions, info: DistInfo, device: torch.device, run_dir: R
                        "translated alike); use --warmup-steps %d or more, or --norm pre",
                        opts.train.warmup_steps, POST_NORM_WARMUP)
     if not opts.resume and info.is_main:
-        ckpt.save_pretrained(opts.out, setup.model, setup.config, setup.tokenizer, setup.tokenizer,
-                             opts.pair if opts.task == "mt" else None, new_model_search(opts.task),
+        ckpt.save_pretrained(opts.out, setup.model, setup.config, *setup.tokenizers,
+                             opts.pair if opts.task == "mt" else None,
+                             new_model_search(opts.task) if setup.generation is None else setup.generation,
                              weights=False)  # no model to use until the first validation
         (opts.out / "train_log.jsonl").unlink(missing_ok=True)
     title = opts.pair if opts.task == "mt" else f"language model ({opts.data.describe()})"

@@ -37,12 +37,13 @@ class Hypothesis:
 
 @torch.inference_mode()
 def greedy_search(model: StepModel, cache: KVCache, max_len: Tensor, bos_id: int, eos_id: int,
-                  guard: RepeatGuard | None = None) -> list[Hypothesis]:
+                  guard: RepeatGuard | None = None, banned: int | None = None) -> list[Hypothesis]:
     """Decode each row of the batch by taking the most likely token until EOS or max_len[b] tokens.
 
     max_len: (B,) the most tokens (EOS included) each row may produce. Finished rows
     leave the batch, so long sentences do not make short ones pay. With a `guard`,
-    degenerate repetitions are never chosen.
+    degenerate repetitions are never chosen; the `banned` token never is (its probability
+    goes to the others).
     """
     B = max_len.size(0)
     device = max_len.device
@@ -53,7 +54,7 @@ def greedy_search(model: StepModel, cache: KVCache, max_len: Tensor, bos_id: int
     step = 0
     while alive.numel() > 0:
         logits, cache = model.decode_step(tokens, cache)  # (N, 1, V)
-        logp = torch.log_softmax(logits[:, -1].float(), dim=-1)  # (N, V)
+        logp = _log_probs(logits[:, -1], banned)  # (N, V)
         best_logp, best = blocked_topk(logp if guard is None else guard.ban(logp), 1)  # (N, 1) each
         best_logp, best = best_logp[:, 0], best[:, 0]  # (N,)
         step += 1
@@ -71,6 +72,14 @@ def greedy_search(model: StepModel, cache: KVCache, max_len: Tensor, bos_id: int
             guard = None if guard is None else guard.select(keep)
         alive, tokens = alive[keep], best[keep, None]
     return [Hypothesis(t, lp / (len(t) + 1), lp) for t, lp in zip(out, log_probs)]
+
+
+def _log_probs(logits: Tensor, banned: int | None) -> Tensor:
+    """(N, V) logits -> log-probabilities in float32, renormalised without the banned token."""
+    logits = logits.float()
+    if banned is not None:
+        logits = logits.index_fill(1, torch.tensor([banned], device=logits.device), float("-inf"))
+    return torch.log_softmax(logits, dim=-1)
 
 
 @dataclass
@@ -107,17 +116,34 @@ def _expand(beams: _Beams, logp: Tensor, k: int) -> tuple[Tensor, Tensor, Tensor
 
 def _finalize(
     finished: list[list[Hypothesis]], beams: _Beams, cand_scores: Tensor, parent: Tensor, token: Tensor,
-    eos_id: int, k: int, length_penalty: float,
+    eos_id: int, k: int, length_penalty: float, keep_best: bool,
 ) -> None:
-    """Move candidates ending in EOS among the K best of each sentence into `finished`."""
+    """Move candidates ending in EOS among the K best of each sentence into `finished`: the
+    first K to end (`keep_best` False), or the K best so far (True: a better one replaces the
+    worst)."""
     is_final = (token[:, :k] == eos_id) & torch.isfinite(cand_scores[:, :k])  # (n, K)
     for i, j in is_final.nonzero().tolist():
         s = int(beams.sentence[i])
-        if len(finished[s]) >= k:
-            continue
         toks = beams.tokens[parent[i, j], 1:].tolist()
         lp = float(cand_scores[i, j])
-        finished[s].append(Hypothesis(toks, lp / (len(toks) + 1) ** length_penalty, lp))
+        hyp = Hypothesis(toks, lp / (len(toks) + 1) ** length_penalty, lp)
+        if len(finished[s]) < k:
+            finished[s].append(hyp)
+        elif keep_best:
+            worst = min(range(k), key=lambda h: finished[s][h].score)
+            if hyp.score > finished[s][worst].score:
+                finished[s][worst] = hyp
+
+
+def _cannot_improve(finished: list[list[Hypothesis]], beams: _Beams, cand_scores: Tensor, token: Tensor,
+                    eos_id: int, k: int, step: int, length_penalty: float) -> Tensor:
+    """(n,) True where a sentence has K finished hypotheses and its best running one, scored
+    at its current length, is no better than the worst of them: Hugging Face's stopping rule
+    (its `early_stopping=False`), so imported models search as their reference does."""
+    running = cand_scores.masked_fill(token == eos_id, float("-inf")).amax(dim=1)  # (n,) best non-EOS
+    best_possible = (running / step**length_penalty).tolist()
+    return torch.tensor([len(finished[s]) >= k and best_possible[i] <= min(h.score for h in finished[s])
+                         for i, s in enumerate(beams.sentence.tolist())], device=token.device)
 
 
 def _select(beams: _Beams, cand_scores: Tensor, parent: Tensor, token: Tensor, eos_id: int, k: int,
@@ -142,10 +168,14 @@ def _select(beams: _Beams, cand_scores: Tensor, parent: Tensor, token: Tensor, e
 def beam_search(
     model: StepModel, cache: KVCache, max_len: Tensor, bos_id: int, eos_id: int,
     beam: int = 4, length_penalty: float = 1.0, n_best: int = 1, guard: RepeatGuard | None = None,
+    banned: int | None = None, stopping: str = "mt",
 ) -> list[list[Hypothesis]]:
-    """Beam search with K hypotheses per sentence; a sentence ends when K hypotheses have
-    ended in EOS (or at max_len[b], where EOS is forced). Returns the n_best per sentence,
-    best first, ranked by log-probability / (length + 1) ** length_penalty."""
+    """Beam search with K hypotheses per sentence, ranked by log-probability / (length + 1)
+    ** length_penalty; returns the n_best per sentence, best first. The `banned` token is never
+    chosen. A sentence ends at max_len[b], where EOS is forced, and before that by `stopping`:
+    "mt": when K hypotheses have ended in EOS; "transformers" (Hugging Face's default, for
+    imported models): once none of its running hypotheses could beat the worst of its K best
+    ended ones (`_cannot_improve`), and the EOS forced at the limit costs nothing."""
     B, K = max_len.size(0), beam
     device = max_len.device
     # The first step decodes one row per sentence (BOS alone); its 2K best continuations make the K beams.
@@ -156,18 +186,21 @@ def beam_search(
     while beams.sentence.numel() > 0:
         logits, cache = model.decode_step(beams.tokens[:, -1:], beams.cache)  # (N, 1, V)
         beams.cache = cache
-        logp = torch.log_softmax(logits[:, -1].float(), dim=-1)  # (N, V)
+        logp = _log_probs(logits[:, -1], banned)  # (N, V)
         if beams.guard is not None:
             logp = beams.guard.ban(logp)
         step += 1
         at_limit = (max_len[beams.sentence] <= step).repeat_interleave(beams.rows_per_sentence)  # (N,)
-        logp[at_limit] = torch.where(
-            torch.arange(logp.size(1), device=device) == eos_id, logp[at_limit], float("-inf"))
+        forced = logp[at_limit] if stopping == "mt" else torch.zeros_like(logp[at_limit])
+        logp[at_limit] = torch.where(torch.arange(logp.size(1), device=device) == eos_id, forced, float("-inf"))
         cand_scores, parent, token = _expand(beams, logp, K)
-        _finalize(finished, beams, cand_scores, parent, token, eos_id, K, length_penalty)
-        # A sentence ends with K finished hypotheses, or at its length limit (EOS was forced,
-        # so the limit always finalizes at least its best beam).
-        done = torch.tensor([len(finished[s]) >= K for s in beams.sentence.tolist()], device=device)
+        _finalize(finished, beams, cand_scores, parent, token, eos_id, K, length_penalty, stopping != "mt")
+        # A sentence ends with K finished hypotheses (or when they cannot be improved on), or at
+        # its length limit (EOS was forced, so the limit always finalizes at least its best beam).
+        if stopping == "mt":
+            done = torch.tensor([len(finished[s]) >= K for s in beams.sentence.tolist()], device=device)
+        else:
+            done = _cannot_improve(finished, beams, cand_scores, token, eos_id, K, step, length_penalty)
         done |= max_len[beams.sentence] <= step
         if done.all():
             break

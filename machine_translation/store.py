@@ -50,9 +50,10 @@ class PairStore:
     @classmethod
     def build(cls, path: Path, pairs: Iterable[tuple[str, str]], tokenizer, max_tokens: int, what: str,
               chunk: int = 10_000) -> PairStore:
-        """Encode a stream of pairs into `path`, `chunk` pairs at a time, then memory-map it."""
+        """Encode a stream of pairs into `path`, `chunk` pairs at a time, then memory-map it.
+        `tokenizer`: one for both sides (a joint vocabulary), or a (source, target) pair."""
         path.parent.mkdir(parents=True, exist_ok=True)
-        schema = _schema(tokenizer.vocab_size)
+        schema = _schema(max(t.vocab_size for t in _sides(tokenizer)))
         with atomic_path(path) as tmp, pa.OSFile(str(tmp), "wb") as sink, pa.ipc.new_file(sink, schema) as writer:
             for batch in _encode(pairs, tokenizer, max_tokens, what, schema, chunk):
                 writer.write_batch(batch)
@@ -61,7 +62,7 @@ class PairStore:
     @classmethod
     def from_pairs(cls, pairs: Iterable[tuple[str, str]], tokenizer, max_tokens: int, what: str) -> PairStore:
         """The same, in memory: for validation splits."""
-        schema = _schema(tokenizer.vocab_size)
+        schema = _schema(max(t.vocab_size for t in _sides(tokenizer)))
         return cls(pa.Table.from_batches(list(_encode(pairs, tokenizer, max_tokens, what, schema)), schema))
 
     def rows(self, indices: np.ndarray) -> tuple[Ragged, Ragged]:
@@ -119,6 +120,11 @@ def open_tokens(path: Path, vocab_size: int) -> np.ndarray:
     return np.memmap(path, dtype=token_dtype(vocab_size), mode="r")
 
 
+def _sides(tokenizer) -> tuple:
+    """(source, target) tokenizers from one (a joint vocabulary) or a pair."""
+    return tokenizer if isinstance(tokenizer, tuple) else (tokenizer, tokenizer)
+
+
 def _encode(pairs: Iterable[tuple[str, str]], tokenizer, max_tokens: int, what: str, schema: pa.Schema,
             chunk: int = 10_000) -> Iterator[pa.RecordBatch]:
     """Record batches of encoded pairs; empty pairs and pairs with a side over `max_tokens`
@@ -127,8 +133,8 @@ def _encode(pairs: Iterable[tuple[str, str]], tokenizer, max_tokens: int, what: 
     while raw := list(islice(pairs, chunk)):
         block = [p for p in raw if not is_empty(*p)]
         empty += len(raw) - len(block)
-        src = batch_encode(tokenizer, [s for s, _ in block])
-        tgt = batch_encode(tokenizer, [t for _, t in block])
+        src = batch_encode(_sides(tokenizer)[0], [s for s, _ in block])
+        tgt = batch_encode(_sides(tokenizer)[1], [t for _, t in block])
         keep = [i for i, (s, t) in enumerate(zip(src, tgt)) if len(s) <= max_tokens and len(t) <= max_tokens]
         long += len(src) - len(keep)
         kept += len(keep)

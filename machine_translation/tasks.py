@@ -138,7 +138,9 @@ class TranslationTask:
             total += sequence_loss(logits, batch.labels, self.pad, reduction="sum").item()
             count += batch.n_targets
         translator = Translator(self.loaded, self.device)  # the decoding path of `mt evaluate`
-        hyps = translator.translate(self.bleu_src, SearchOptions(beam=1))
+        # greedy, without the repetition guard or case handling (cheap, comparable across runs),
+        # but never PAD where the model bans it (an imported Marian model)
+        hyps = translator.translate(self.bleu_src, SearchOptions(beam=1, suppress_pad=translator.defaults.suppress_pad))
         bleu = corpus_bleu(hyps, self.bleu_ref)
         return {"val_loss": total / count, "val_bleu": bleu, "val_bleu_sentences": len(self.bleu_src), "score": bleu}
 

@@ -176,12 +176,13 @@ class Translator:
             source = self._piece_table(self.loaded.src_tokenizer).surfaces
             guard = RepeatGuard.start(self._piece_table(self.loaded.tgt_tokenizer),
                                       [[source[i] for i in ids] for ids in src], self.device)
+        banned = pad if opts.suppress_pad else None
         with torch.inference_mode():
             cache = self.model.start_cache(src_ids)
             if opts.beam == 1:
-                return [[h] for h in greedy_search(self.model, cache, max_len, bos, eos, guard)]
+                return [[h] for h in greedy_search(self.model, cache, max_len, bos, eos, guard, banned)]
             return beam_search(self.model, cache, max_len, bos, eos, opts.beam, opts.length_penalty, opts.n_best,
-                               guard)
+                               guard, banned, opts.stopping)
 
     def _piece_table(self, tok) -> PieceTable:
         """A vocabulary's character runs, for the repetition guard (built once per tokenizer)."""

@@ -1,4 +1,5 @@
-"""Tokenizers for `mt`: SentencePiece (subword) and character, behind one interface.
+"""Tokenizers for `mt`: SentencePiece (subword), character, and Marian (imported OPUS-MT
+models), behind one interface.
 
 The package is named `mt_tokenizers` and lives in the plain folder `tokenizers/` (no
 `__init__.py` there), so Hugging Face's `tokenizers` package is never shadowed or
@@ -9,9 +10,10 @@ from mt_tokenizers.base import (
 )
 from mt_tokenizers.char import CharTokenizer
 from mt_tokenizers.load import load_tokenizer
+from mt_tokenizers.marian import MarianTokenizer
 from mt_tokenizers.spm import SentencePieceTokenizer
 
 __all__ = [
-    "BOS_ID", "EOS_ID", "PAD_ID", "SPECIAL_TOKENS", "UNK_ID", "CharTokenizer",
+    "BOS_ID", "EOS_ID", "PAD_ID", "SPECIAL_TOKENS", "UNK_ID", "CharTokenizer", "MarianTokenizer",
     "SentencePieceTokenizer", "Tokenizer", "TokenizerError", "load_tokenizer",
 ]

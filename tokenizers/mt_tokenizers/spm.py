@@ -16,7 +16,7 @@ import sentencepiece as spm
 from mt_tokenizers.base import (
     BOS_ID, EOS_ID, PAD_ID, SPECIAL_TOKENS, UNK_ID, TokenizerError, special_ids_config, write_config,
 )
-from mt_tokenizers.files import read_json, write_atomic
+from mt_tokenizers.files import write_atomic
 
 MODEL_FILE = "spm.model"
 
@@ -109,21 +109,10 @@ class SentencePieceTokenizer:
         return True
 
     def sample_encode(self, text: str, alpha: float, u: float, nbest: int = 64) -> list[int]:
-        """One segmentation of `text` drawn from its `nbest` most likely ones with probability
-        proportional to P(segmentation) ** alpha: subword regularisation by l-best sampling
-        (Kudo 2018). `u` in [0, 1) is the caller's uniform draw (the inverse CDF is taken at
-        it), so a draw repeats in any process; SentencePiece's own sampler does not (its
-        generator differs between processes for the same seed)."""
-        candidates = self._sp.nbest_encode(text, nbest_size=nbest)
-        if len(candidates) < 2:
-            return candidates[0] if candidates else []
+        """One segmentation of `text` drawn from its `nbest` most likely ones (`draw_segmentation`)."""
         if self._piece_scores is None:  # log-probability of each piece under the unigram model
             self._piece_scores = np.array([self._sp.get_score(i) for i in range(self.vocab_size)])
-        lengths = np.fromiter(map(len, candidates), dtype=np.int64, count=len(candidates))
-        ids = np.fromiter((i for c in candidates for i in c), dtype=np.int64, count=int(lengths.sum()))
-        log_p = alpha * np.add.reduceat(self._piece_scores[ids], np.cumsum(lengths) - lengths)  # (n,)
-        cdf = np.cumsum(np.exp(log_p - log_p.max()))
-        return candidates[min(int(np.searchsorted(cdf, u * cdf[-1], side="right")), len(candidates) - 1)]
+        return draw_segmentation(self._sp, self._piece_scores, text, alpha, u, nbest)
 
     def id_to_piece(self, i: int) -> str:
         return self._sp.id_to_piece(i)
@@ -149,3 +138,21 @@ class SentencePieceTokenizer:
             return cls(proto)
         except Exception as e:  # sentencepiece raises RuntimeError, or others, on a damaged model
             raise TokenizerError(f"tokenizer file is corrupt: {path} ({e})") from None
+
+
+def draw_segmentation(sp: spm.SentencePieceProcessor, piece_scores: np.ndarray, text: str, alpha: float, u: float,
+                      nbest: int = 64) -> list[int]:
+    """One segmentation of `text` (SentencePiece ids) drawn from its `nbest` most likely ones
+    with probability proportional to P(segmentation) ** alpha: subword regularisation by l-best
+    sampling (Kudo 2018). `u` in [0, 1) is the caller's uniform draw (the inverse CDF is taken
+    at it), so a draw repeats in any process; SentencePiece's own sampler does not (its
+    generator differs between processes for the same seed). `piece_scores`: each piece's
+    log-probability under the unigram model."""
+    candidates = sp.nbest_encode(text, nbest_size=nbest)
+    if len(candidates) < 2:
+        return candidates[0] if candidates else []
+    lengths = np.fromiter(map(len, candidates), dtype=np.int64, count=len(candidates))
+    ids = np.fromiter((i for c in candidates for i in c), dtype=np.int64, count=int(lengths.sum()))
+    log_p = alpha * np.add.reduceat(piece_scores[ids], np.cumsum(lengths) - lengths)  # (n,)
+    cdf = np.cumsum(np.exp(log_p - log_p.max()))
+    return candidates[min(int(np.searchsorted(cdf, u * cdf[-1], side="right")), len(candidates) - 1)]
