@@ -180,6 +180,25 @@ MUTANTS = [
     Mutant("resume-appends-after-a-torn-line",  # the log stays corrupt for ever
            "machine_translation/training.py", "        drop_torn_line(self.log_path)\n", "",
            ("tests/test_user_errors.py::test_a_torn_log_line_is_skipped_by_plot_and_cut_by_resume",)),
+    Mutant("import-sinusoids-interleaved",  # Marian's positions read in mt's own layout
+           "machine_translation/interchange/marian.py", 'sinusoid_layout="halves"', 'sinusoid_layout="interleaved"',
+           ("tests/test_import.py::test_teacher_forced_logits_equal_the_reference",)),
+    Mutant("decoder-start-masked-as-pad",  # a Marian decoder starts from PAD: masked, its first query sees nothing
+           "encoder_transformer/masks.py", "    mask[:, 0] = True\n", "",
+           ("tests/test_import.py::test_teacher_forced_logits_equal_the_reference",)),
+    Mutant("transformers-stopping-rule-ignored",  # imported models' beams end at K finished, as mt's own
+           "machine_translation/search.py",
+           "            done = _cannot_improve(finished, beams, cand_scores, token, eos_id, K, step, length_penalty)",
+           "            done = torch.tensor([len(finished[s]) >= K for s in beams.sentence.tolist()], device=device)",
+           ("tests/test_import.py::test_greedy_and_beam_outputs_equal_generate",)),
+    Mutant("forced-eos-costs-its-probability",  # Hugging Face scores the EOS forced at the limit 0
+           "machine_translation/search.py",
+           'forced = logp[at_limit] if stopping == "mt" else torch.zeros_like(logp[at_limit])',
+           "forced = logp[at_limit]", ("tests/test_import.py::test_greedy_and_beam_outputs_equal_generate",)),
+    Mutant("int8-assumes-relu",  # swish's negative outputs squeezed into the int8 range for ReLU's
+           "encoder_transformer/layers.py",
+           'self.nonnegative_inputs = ("down",) if config.activation == "relu" else ()',
+           'self.nonnegative_inputs = ("down",)', ("tests/test_import.py::test_an_imported_model_quantizes_serves_and_fine_tunes",)),
     Mutant("batcher-mixes-search-settings",  # sentences with different beams share a batch
            "machine_translation/serve/batcher.py", "if item.options == first.options and (fits or not batch):",
            "if (fits or not batch):", ("tests/test_serve.py",)),

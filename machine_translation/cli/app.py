@@ -84,6 +84,8 @@ def cli_errors(fn):
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):
         logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr, force=True)
+        for chatty in ("httpx", "httpx2", "httpcore", "huggingface_hub"):  # a line per HTTP request is not progress
+            logging.getLogger(chatty).setLevel(logging.WARNING)
         previous = _raise_on_sigterm()
         try:
             if sys.stdout is None and kwargs.get("output") is None:  # `mt translate 'a dog' >&-`
