@@ -19,7 +19,7 @@ import sentencepiece as spm
 
 from mt_tokenizers.base import CONFIG_FILE, TokenizerError, write_config
 from mt_tokenizers.files import read_json, write_atomic
-from mt_tokenizers.spm import draw_segmentation
+from mt_tokenizers.spm import draw_segmentation, lists_segmentations
 
 EOS, UNK, PAD = "</s>", "<unk>", "<pad>"
 
@@ -71,12 +71,8 @@ class MarianTokenizer:
 
     @property
     def can_sample(self) -> bool:
-        """Whether `sample_encode` works: unigram SentencePiece models list n-best segmentations."""
-        try:
-            self._sp.nbest_encode("a", nbest_size=2)
-        except RuntimeError:
-            return False
-        return True
+        """Whether `sample_encode` works (`lists_segmentations`)."""
+        return lists_segmentations(self._sp)
 
     def sample_encode(self, text: str, alpha: float, u: float, nbest: int = 64) -> list[int]:
         """One segmentation drawn as `SentencePieceTokenizer.sample_encode` draws it, numbered

@@ -101,12 +101,8 @@ class SentencePieceTokenizer:
 
     @property
     def can_sample(self) -> bool:
-        """Whether `sample_encode` works: unigram models list n-best segmentations, BPE ones do not."""
-        try:
-            self._sp.nbest_encode("a", nbest_size=2)
-        except RuntimeError:
-            return False
-        return True
+        """Whether `sample_encode` works (`lists_segmentations`)."""
+        return lists_segmentations(self._sp)
 
     def sample_encode(self, text: str, alpha: float, u: float, nbest: int = 64) -> list[int]:
         """One segmentation of `text` drawn from its `nbest` most likely ones (`draw_segmentation`)."""
@@ -138,6 +134,15 @@ class SentencePieceTokenizer:
             return cls(proto)
         except Exception as e:  # sentencepiece raises RuntimeError, or others, on a damaged model
             raise TokenizerError(f"tokenizer file is corrupt: {path} ({e})") from None
+
+
+def lists_segmentations(sp: spm.SentencePieceProcessor) -> bool:
+    """Unigram models list n-best segmentations (so one can be sampled); BPE ones do not."""
+    try:
+        sp.nbest_encode("a", nbest_size=2)
+    except RuntimeError:
+        return False
+    return True
 
 
 def draw_segmentation(sp: spm.SentencePieceProcessor, piece_scores: np.ndarray, text: str, alpha: float, u: float,
