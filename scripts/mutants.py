@@ -91,8 +91,7 @@ MUTANTS = [
            '        if not self.dist.is_main:\n            return\n        with open(self.log_path',
            "        with open(self.log_path", ("tests/test_distributed.py",)),
     Mutant("keep-last-keeps-one-more",
-           "machine_translation/checkpoint.py", "checkpoint_dirs(run_dir)[:-keep_last] if",
-           "checkpoint_dirs(run_dir)[:-keep_last - 1] if",
+           "machine_translation/checkpoint.py", "stale = periodic[:-keep_last] +", "stale = periodic[:-keep_last - 1] +",
            ("tests/test_resume.py::test_keep_last_leaves_exactly_k_periodic_checkpoints",)),
     Mutant("resume-forgets-the-rng",
            "machine_translation/training.py", '        set_rng_state(training["rng"])\n', "",
@@ -243,6 +242,11 @@ def main(names: list[str]) -> int:
     if unknown:
         print(f"unknown mutants: {', '.join(sorted(unknown))}", file=sys.stderr)
         return 2
+    for mutant in chosen:  # every mutant still applies, before minutes are spent on the others
+        text = (REPO / mutant.path).read_text(encoding="utf-8")
+        if text.count(mutant.old) != 1:
+            raise SystemExit(f"mutant {mutant.name}: the text to change occurs {text.count(mutant.old)} times in "
+                             f"{mutant.path}; update the mutant")
     data_dir = os.environ.get("MT_DATA_DIR") or str(REPO.parent / "shared" / "data")
     missed = 0
     for mutant in chosen:
