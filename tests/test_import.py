@@ -349,12 +349,30 @@ def test_bad_sources_are_one_line_and_nothing_is_written(good_source, tmp_path, 
     assert sorted(p.name for p in tmp_path.iterdir()) == ["src"]
 
 
-def test_a_multilingual_model_needs_a_target_it_has(tmp_path_factory, tmp_path):
+def test_a_multilingual_model_needs_a_target_it_has_and_serves_them_all(tmp_path_factory, tmp_path):
+    from starlette.testclient import TestClient
+
+    from machine_translation.options import ServeOptions
+    from machine_translation.serve.api import Access
+    from machine_translation.serve.app import build_app
+    from machine_translation.serve.server import load_models
+    from machine_translation.translate import Translator
     source, _, _ = make_marian(tmp_path_factory.mktemp("multi"), "multilingual")
     r = runner.invoke(app, ["import", str(source), "--out", str(tmp_path / "m"), "--pair", "en-it"])
     assert r.exit_code == 2 and ">>deu<<, >>fra<<, >>spa<<" in r.stderr, r.output
     r = runner.invoke(app, ["import", str(source), "--out", str(tmp_path / "m")])  # no pair, none in the name
     assert r.exit_code == 2 and "--pair" in r.stderr, r.output
+    assert runner.invoke(app, ["import", str(source), "--out", str(tmp_path / "m"), "--pair", "en-fr"]).exit_code == 0
+    translator = Translator.from_pretrained(tmp_path / "m", "cpu")
+    options = ServeOptions()
+    with TestClient(build_app(load_models([tmp_path / "m"], "cpu", None, 1, options), options, Access(None, 0))) as c:
+        assert {"code": "en", "name": "English", "targets": ["de", "es", "fr"]} in c.get("/languages").json()
+        answers = {}
+        for target, token in (("de", ">>deu<<"), ("fr", ">>fra<<")):
+            r = c.post("/translate", json={"q": SOURCES[:4], "source": "en", "target": target})
+            answers[target] = r.json()["translatedText"]
+            assert answers[target] == translator.translate([f"{token} {s}" for s in SOURCES[:4]]), target
+        assert answers["de"] != answers["fr"]
 
 
 # -- what an imported model can do ------------------------------------------------------------

@@ -49,6 +49,7 @@ class ServedModel:
     translator: object  # a `Translator`
     batcher: Batcher
     max_tokens: int  # source tokens per line, EOS included
+    prefix: str = ""  # what a multilingual model reads before each sentence to know its target (">>deu<< ")
 
     def count_tokens(self, text: str) -> int:
         return len(self.translator.loaded.src_tokenizer.encode(text)) + 1
@@ -86,6 +87,7 @@ class Service:
         sentences dropped."""
         if not sentences:
             return []
+        sentences = [model.prefix + s for s in sentences]
         lengths = [model.count_tokens(s) for s in sentences]  # for this check and the batcher's token budget
         for line, n in zip(sentences, lengths):
             if n > model.max_tokens:
@@ -263,15 +265,17 @@ async def _internal_error(request: Request, exc: Exception) -> JSONResponse:
 def build_app(models: list[ServedModel], options: ServeOptions, access: Access) -> Starlette:
     """The application; the models' batchers start and stop with it (its lifespan)."""
 
+    batchers = list({id(m.batcher): m.batcher for m in models}.values())  # (a multilingual model's targets share one)
+
     @contextlib.asynccontextmanager
     async def lifespan(app):
-        for m in models:
-            m.batcher.start()
+        for batcher in batchers:
+            batcher.start()
         try:
             yield
         finally:
-            for m in models:  # requests already accepted have been answered; the queues are empty
-                await asyncio.to_thread(m.batcher.stop)
+            for batcher in batchers:  # requests already accepted have been answered; the queues are empty
+                await asyncio.to_thread(batcher.stop)
 
     routes = [
         Route("/translate", translate, methods=["POST"]),

@@ -38,9 +38,30 @@ def load_models(directories: list[Path], device: str | None, precision: str | No
         source, target = pair.split("-", 1)
         name = Path(directory).resolve().name
         batcher = Batcher(name, translator.translations, options, translator.workers)
-        models.append(ServedModel(name, source, target, translator, batcher,
-                                  translator.loaded.config.max_positions - 1))
+        # a multilingual model serves every target it has a token for, all through one batcher
+        targets = target_tokens(translator.loaded.src_tokenizer) or {target: ""}
+        for code, token in sorted(targets.items()):
+            if f"{source}-{code}" in pairs and pairs[f"{source}-{code}"] != directory:
+                raise ConfigError(f"--model {directory} and {pairs[f'{source}-{code}']} both translate "
+                                  f"{source}-{code}: serve one model per pair")
+            pairs[f"{source}-{code}"] = directory
+            models.append(ServedModel(f"{name}:{code}" if token else name, source, code, translator, batcher,
+                                      translator.loaded.config.max_positions - 1, f"{token} " if token else ""))
     return models
+
+
+def target_tokens(tokenizer) -> dict[str, str]:
+    """{two-letter code: ">>xxx<<"} of a multilingual Marian model's target tokens ({} for others)."""
+    import langcodes
+
+    found: dict[str, str] = {}
+    for token in getattr(tokenizer, "language_tokens", lambda: [])():
+        try:
+            code = langcodes.standardize_tag(token[2:-2].split("_")[0])
+        except (ValueError, LookupError):
+            continue
+        found.setdefault(code, token)
+    return found
 
 
 def bind(host: str, port: int) -> socket.socket:
