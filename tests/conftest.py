@@ -38,6 +38,27 @@ def multi30k_lines(lang: str, n: int, start: int = 0) -> list[str]:
         return [line.rstrip("\n") for i, line in zip(range(start + n), f) if i >= start]
 
 
+class Crash(BaseException):
+    """A process dying at this instant (not an Exception, so no handler of the code catches it)."""
+
+
+def crash_at(point: int, monkeypatch, events: tuple[str, ...]) -> None:
+    """Make the `point`-th call of any of the `os` functions `events` raise `Crash` (undone
+    by `monkeypatch.undo()`): the writes a crash could interrupt, tried one by one."""
+    real, calls = {name: getattr(os, name) for name in events}, [0]
+
+    def dying(name):
+        def call(*args, **kwargs):
+            calls[0] += 1
+            if calls[0] == point:
+                raise Crash(name)
+            return real[name](*args, **kwargs)
+        return call
+
+    for name in events:
+        monkeypatch.setattr(os, name, dying(name))
+
+
 def losses(out) -> dict[int, float]:
     """Training loss per step; a step logged twice (re-done after a crash) keeps its last value."""
     result = {}

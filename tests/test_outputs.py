@@ -16,7 +16,7 @@ import pytest
 from typer.testing import CliRunner
 
 from machine_translation.cli import app
-from tests.conftest import REPO, write_lines
+from tests.conftest import REPO, Crash, crash_at, write_lines
 
 runner = CliRunner()
 TRAIN = ["--preset", "tiny", "--vocab-size", "400", "--threads", "1", "--precision", "fp32", "--batch-tokens", "600",
@@ -226,10 +226,6 @@ def test_a_new_model_directory_has_one_mode_and_an_unreadable_file_is_named(tmp_
 
 
 # -- whole directories or none ---------------------------------------------------------------
-class Crash(BaseException):
-    """A process dying at this instant (no handler of the code catches it)."""
-
-
 @pytest.mark.parametrize("command", ["quantize", "average-checkpoints"])
 def test_a_crash_at_every_file_event_leaves_nothing_or_a_whole_directory(tmp_path, monkeypatch, model_dir, small_run,
                                                                          command):
@@ -237,23 +233,11 @@ def test_a_crash_at_every_file_event_leaves_nothing_or_a_whole_directory(tmp_pat
     from machine_translation.translate import Translator
     write = {"quantize": lambda out: derived.quantize_directory(model_dir, out),
              "average-checkpoints": lambda out: derived.average_checkpoints(small_run, 2, out)}[command]
-    events = ("replace", "fsync", "chmod", "mkdir", "rmdir")
-    real = {name: getattr(os, name) for name in events}
     point, completed = 0, False
     while not completed:
         point += 1
-        out, calls = tmp_path / f"out-{point}", [0]
-
-        def dying(name):
-            def call(*args, **kwargs):
-                calls[0] += 1
-                if calls[0] == point:
-                    raise Crash(name)
-                return real[name](*args, **kwargs)
-            return call
-
-        for name in events:
-            monkeypatch.setattr(os, name, dying(name))
+        out = tmp_path / f"out-{point}"
+        crash_at(point, monkeypatch, ("replace", "fsync", "chmod", "mkdir", "rmdir"))
         try:
             write(out)
             completed = True

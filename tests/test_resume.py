@@ -1,6 +1,5 @@
 """Training that survives: exact resume, SIGINT, kill -9 at random moments, corrupt and
 malicious checkpoints, checkpoint averaging. Training runs in subprocesses on the tiny preset."""
-import json
 import os
 import random
 import signal
@@ -14,7 +13,7 @@ import torch
 from machine_translation.checkpoint import CHECKPOINT_DIR, TRAINING_STATE_FILE, checkpoint_dirs, load_training_checkpoint
 from machine_translation.model import build_model
 from machine_translation.checkpoint import read_config
-from tests.conftest import losses
+from tests.conftest import Crash, crash_at, losses
 
 STEPS = 40
 ARGS = ["--preset", "tiny", "--vocab-size", "400", "--eval-every", "20", "--save-every", "5", "--log-every", "1",
@@ -201,10 +200,6 @@ def test_average_checkpoints(corpus, tmp_path):
     assert r.exit_code == 2 and "fewer than --last 9" in r.stderr
 
 
-class Crash(BaseException):
-    """A process dying at this instant (not an Exception, so no handler of the code catches it)."""
-
-
 def test_a_crash_at_every_point_of_a_checkpoint_write_leaves_a_whole_checkpoint(tmp_path, monkeypatch, caplog):
     """Die before each file-system step of writing checkpoint 10 (each fsync and rename: after
     the temporary files, after their flush, after the directory's rename, before `latest`
@@ -218,24 +213,12 @@ def test_a_crash_at_every_point_of_a_checkpoint_write_leaves_a_whole_checkpoint(
     base = tmp_path / "base"
     state = {"optimizer": {}, "rng": {}, "train_config": {}, "model_config": {}}  # the entries a checkpoint holds
     save_training_checkpoint(base, model, {**state, "state": {"step": 5}}, 5, keep_last=2)
-    real = {"replace": os.replace, "fsync": os.fsync}
     point, completed = 0, False
     while not completed:
         point += 1
         run = tmp_path / f"crash-{point}"
         shutil.copytree(base, run)
-        calls = [0]
-
-        def dying(name):
-            def call(*args, **kwargs):
-                calls[0] += 1
-                if calls[0] == point:
-                    raise Crash(name)
-                return real[name](*args, **kwargs)
-            return call
-
-        monkeypatch.setattr(os, "replace", dying("replace"))
-        monkeypatch.setattr(os, "fsync", dying("fsync"))
+        crash_at(point, monkeypatch, ("replace", "fsync"))
         try:
             save_training_checkpoint(run, model, {**state, "state": {"step": 10}}, 10, keep_last=2)
             completed = True
