@@ -30,8 +30,8 @@ def main() -> None:
 
     import sacrebleu
 
-    from machine_translation.options import SearchOptions
-    from machine_translation.translate import Translator
+    from machine_translation.base.options import SearchOptions
+    from machine_translation.inference.translate import Translator
 
     def lines(lang):
         with gzip.open(Path(args.data_dir) / "multi30k" / f"{args.split}.{lang}.gz", "rt", encoding="utf-8") as f:

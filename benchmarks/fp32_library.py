@@ -16,11 +16,11 @@ import time
 
 import torch
 
-from machine_translation.checkpoint import load_pretrained
-from machine_translation.data import parse_data_spec, read_split
-from machine_translation.options import SearchOptions
-from machine_translation.precision import use_onednn
-from machine_translation.translate import Translator
+from machine_translation.model.directory import load_pretrained
+from machine_translation.data.sources import parse_data_spec, read_split
+from machine_translation.base.options import SearchOptions
+from machine_translation.inference.kernels import use_onednn
+from machine_translation.inference.translate import Translator
 
 
 def main() -> None:

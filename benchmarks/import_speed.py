@@ -32,7 +32,7 @@ def make_model(out: Path, data_dir: str | None) -> Path:
     import sentencepiece as spm
     import transformers
 
-    from machine_translation.data import parse_data_spec, read_split
+    from machine_translation.data.sources import parse_data_spec, read_split
     hf = out / "hf"
     if (hf / "model.safetensors").is_file():
         return hf
@@ -72,7 +72,7 @@ def systems(hf: Path, mt_dir: Path, ct2_dirs: dict[str, Path], beam: int, max_le
     import ctranslate2
     import transformers
 
-    from machine_translation.translate import Translator
+    from machine_translation.inference.translate import Translator
     out = {}
     tok = transformers.MarianTokenizer.from_pretrained(hf)
     model = transformers.MarianMTModel.from_pretrained(hf).eval()
@@ -127,7 +127,7 @@ def main() -> None:
         if not ct2_dirs[quant].is_dir():
             subprocess.run(["ct2-transformers-converter", "--model", str(hf), "--output_dir", str(ct2_dirs[quant]),
                             "--quantization", quant], check=True, stdout=subprocess.DEVNULL)
-    from machine_translation.data import parse_data_spec, read_split
+    from machine_translation.data.sources import parse_data_spec, read_split
     src, _ = read_split(parse_data_spec("multi30k"), "test_2016_flickr", "en-fr", args.data_dir)
     src = src[: args.sentences]
     expected = len(src) * (args.max_length - 1)
@@ -147,7 +147,7 @@ def main() -> None:
                 rates[name].append(tokens / (time.perf_counter() - start))
                 print(f"{name} round {r + 1}: {rates[name][-1]:.0f} tokens/s", file=sys.stderr)
         results |= {name: round(statistics.median(v), 1) for name, v in rates.items()}
-    from machine_translation.runtime import cpu_flags
+    from machine_translation.inference.precision import cpu_flags
     results["machine"] = {"flags": sorted(cpu_flags() & {"amx_bf16", "amx_int8", "avx512_bf16", "avx512_vnni",
                                                          "avx_vnni", "avx512f", "avx2"}),
                           "date": time.strftime("%Y-%m-%d %H:%M"), "torch": torch.__version__}

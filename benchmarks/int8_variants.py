@@ -23,10 +23,10 @@ from dataclasses import replace
 import torch
 from torch import Tensor
 
-from machine_translation.data import parse_data_spec, read_split
-from machine_translation.evaluate import score_translations
-from machine_translation.precision import Int8Linear
-from machine_translation.translate import Translator
+from machine_translation.data.sources import parse_data_spec, read_split
+from machine_translation.inference.evaluate import score_translations
+from machine_translation.inference.kernels import Int8Linear
+from machine_translation.inference.translate import Translator
 
 
 def asymmetric_forward(layer: Int8Linear, x: Tensor) -> Tensor:

@@ -35,7 +35,7 @@ def synthesise(work: Path, n: int) -> tuple[Path, Path]:
     if src.is_file() and tgt.is_file():
         return src, tgt
     sys.path.insert(0, str(REPO))
-    from machine_translation.corpora import read_file_pair
+    from machine_translation.data.corpora import read_file_pair
     en, fr = read_file_pair(DATA / "multi30k" / "train.en.gz", DATA / "multi30k" / "train.fr.gz")
     rng = random.Random(n)
     with open(src, "w", encoding="utf-8") as fs, open(tgt, "w", encoding="utf-8") as ft:

@@ -27,7 +27,7 @@ def train(out: Path, extra: list[str]) -> tuple[float, list[dict]]:
     cmd = ["mt", "train", "--task", "lm", "--data", "tinyshakespeare", "--preset", "small", "--out", str(out), *extra]
     start = time.time()
     subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL)
-    from machine_translation.plot import read_log
+    from machine_translation.training.plot import read_log
     _, val, _ = read_log(out)  # the run's validations; the end-of-run checkpoint average is apart
     return start, list(val.values())
 
@@ -35,9 +35,9 @@ def train(out: Path, extra: list[str]) -> tuple[float, list[dict]]:
 def generation_speed(out: Path, tokens: int = 500, repeats: int = 3) -> dict:
     import torch
 
-    from machine_translation.checkpoint import load_pretrained
-    from machine_translation.options import SamplingOptions
-    from machine_translation.search import sample
+    from machine_translation.model.directory import load_pretrained
+    from machine_translation.base.options import SamplingOptions
+    from machine_translation.inference.search import sample
     torch.set_num_threads(2)
     loaded = load_pretrained(out)
     prompt = loaded.tgt_tokenizer.encode("ROMEO:")

@@ -30,8 +30,8 @@ from pathlib import Path
 
 import torch
 
-from machine_translation.options import RunOptions
-from machine_translation.plot import read_log  # a run's train, validation and averaged records
+from machine_translation.base.options import RunOptions
+from machine_translation.training.plot import read_log  # a run's train, validation and averaged records
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import peer  # noqa: E402
@@ -59,13 +59,14 @@ def score_mt(out: Path) -> dict:
 
 def train_peer(mt_dir: Path, out: Path, minutes: float, batch_tokens: int, data_dir: str | None):
     """The peer, trained by mt's Trainer with mt's run settings (read from its checkpoint)."""
-    from machine_translation.checkpoint import checkpoint_dirs, load_pretrained
-    from machine_translation.data import drop_empty, parse_data_spec, read_split
-    from machine_translation.options import RunOptions, TrainConfig
-    from machine_translation.runs import TRAIN_STORE
-    from machine_translation.store import PairStore
-    from machine_translation.tasks import TranslationTask
-    from machine_translation.training import Trainer
+    from machine_translation.model.directory import load_pretrained
+    from machine_translation.training.checkpoints import checkpoint_dirs
+    from machine_translation.data.sources import drop_empty, parse_data_spec, read_split
+    from machine_translation.base.options import RunOptions, TrainConfig
+    from machine_translation.training.runs import TRAIN_STORE
+    from machine_translation.data.store import PairStore
+    from machine_translation.training.tasks import TranslationTask
+    from machine_translation.training.trainer import Trainer
 
     loaded = load_pretrained(mt_dir)
     training = torch.load(checkpoint_dirs(mt_dir)[-1] / "training_state.pt", weights_only=True)
@@ -96,8 +97,8 @@ def train_peer(mt_dir: Path, out: Path, minutes: float, batch_tokens: int, data_
 def score_peer(peer_dir: Path, tok, data_dir) -> dict:
     from transformers import MarianMTModel
 
-    from machine_translation.data import parse_data_spec, read_split
-    from machine_translation.evaluate import score_translations
+    from machine_translation.data.sources import parse_data_spec, read_split
+    from machine_translation.inference.evaluate import score_translations
     model = MarianMTModel.from_pretrained(peer_dir).eval()
     scores = {}
     for split in TEST_SETS:
@@ -118,9 +119,9 @@ def speed(mt_dir: Path, peer_dir: Path, work: Path, data_dir, repeats: int, prec
     1 x 2 beam 4 fell from 116 to 69 sentences/s)."""
     from transformers import MarianMTModel
 
-    from machine_translation.data import parse_data_spec, read_split
-    from machine_translation.options import SearchOptions
-    from machine_translation.translate import Translator
+    from machine_translation.data.sources import parse_data_spec, read_split
+    from machine_translation.base.options import SearchOptions
+    from machine_translation.inference.translate import Translator
     torch.set_num_threads(2)
     src, _ = read_split(parse_data_spec("multi30k"), "test_2016_flickr", "en-fr", data_dir)
     tok = Translator.from_pretrained(mt_dir, "cpu").loaded.tgt_tokenizer
@@ -171,7 +172,7 @@ def _ct2_host(conn, peer_dir: str, work: str, mt_dir: str) -> None:
     seconds) until it receives None."""
     import ctranslate2
 
-    from machine_translation.translate import Translator
+    from machine_translation.inference.translate import Translator
     tok = Translator.from_pretrained(mt_dir, "cpu").loaded.tgt_tokenizer
     systems = {}
     for quant in ("float32", "int8"):
@@ -266,7 +267,7 @@ def main() -> None:
         wall, _ = train_peer(mt_dir, peer_dir, args.peer_minutes or args.minutes, args.batch_tokens, args.data_dir)
         results["peer_train_wall_s"] = round(wall, 1)
         results["peer_minutes"] = args.peer_minutes or args.minutes
-        from machine_translation.checkpoint import load_pretrained
+        from machine_translation.model.directory import load_pretrained
         results["peer_scores"] = score_peer(peer_dir, load_pretrained(mt_dir).tgt_tokenizer, args.data_dir)
     for name, d in (*mt_dirs.items(), ("peer", peer_dir)):
         if (d / "train_log.jsonl").exists():
@@ -278,7 +279,7 @@ def main() -> None:
          args.out / "training_curve.png")
     import os
     import platform
-    from machine_translation.runtime import cpu_flags
+    from machine_translation.inference.precision import cpu_flags
     model_name = next((line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name")),
                       platform.processor() or platform.machine())
     results["machine"] = {"cpus": os.cpu_count(), "processor": model_name, "torch": torch.__version__,

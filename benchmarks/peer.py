@@ -11,9 +11,9 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from machine_translation.evaluate import corpus_bleu
-from machine_translation.model import ModelConfig
-from machine_translation.tasks import TranslationBatch, TranslationTask, sequence_loss
+from machine_translation.inference.evaluate import corpus_bleu
+from machine_translation.model.transformer import ModelConfig
+from machine_translation.training.tasks import TranslationBatch, TranslationTask, sequence_loss
 
 
 def build_marian(cfg: ModelConfig):

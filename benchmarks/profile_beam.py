@@ -21,10 +21,10 @@ from collections import Counter
 import torch
 from torch.profiler import ProfilerActivity, profile
 
-import machine_translation.search as search
-from machine_translation.data import parse_data_spec, read_split
-from machine_translation.options import SearchOptions
-from machine_translation.translate import Translator
+import machine_translation.inference.search as search
+from machine_translation.data.sources import parse_data_spec, read_split
+from machine_translation.base.options import SearchOptions
+from machine_translation.inference.translate import Translator
 
 
 def add_timers(translator: Translator) -> Counter:

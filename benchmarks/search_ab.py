@@ -1,5 +1,5 @@
 """A/B of two versions of the search, or of the int8 layer, in one process: this checkout's
-`machine_translation/search.py` (B) against another checkout's (A, e.g. a git worktree of
+`machine_translation/inference/search.py` (B) against another checkout's (A, e.g. a git worktree of
 main), or this checkout's `Int8Linear.forward` against another checkout's precision.py
 (`--precision int8`), alternated round by round on the same loaded model, so that the machine's drift
 between runs (10-20% on the shared machines of docs/benchmarks.md) hits both alike. Prints
@@ -7,8 +7,8 @@ each side's median sentences/s, the median of the per-round ratios B/A and how m
 translations differ.
 
     git worktree add /tmp/A main
-    python benchmarks/search_ab.py --model DIR --old /tmp/A/machine_translation/search.py --rounds 8
-    python benchmarks/search_ab.py --model DIR --old /tmp/A/machine_translation/precision.py --precision int8
+    python benchmarks/search_ab.py --model DIR --old /tmp/A/machine_translation/inference/search.py --rounds 8
+    python benchmarks/search_ab.py --model DIR --old /tmp/A/machine_translation/inference/precision.py --precision int8
 """
 from __future__ import annotations
 
@@ -21,12 +21,12 @@ import time
 
 import torch
 
-import machine_translation.precision as new_precision
-import machine_translation.search as new_search
-import machine_translation.translate as translate_module
-from machine_translation.data import parse_data_spec, read_split
-from machine_translation.options import SearchOptions
-from machine_translation.translate import Translator
+import machine_translation.inference.precision as new_precision
+import machine_translation.inference.search as new_search
+import machine_translation.inference.translate as translate_module
+from machine_translation.data.sources import parse_data_spec, read_split
+from machine_translation.base.options import SearchOptions
+from machine_translation.inference.translate import Translator
 
 
 def load_module(path: str, name: str):
@@ -40,7 +40,7 @@ def load_module(path: str, name: str):
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--model", required=True)
-    p.add_argument("--old", required=True, help="the other checkout's machine_translation/search.py or precision.py (A)")
+    p.add_argument("--old", required=True, help="the other checkout's machine_translation/inference/search.py or precision.py (A)")
     p.add_argument("--sentences", type=int, default=320)
     p.add_argument("--rounds", type=int, default=8)
     p.add_argument("--threads", type=int, default=1)

@@ -20,9 +20,9 @@ from pathlib import Path
 def save(model: str, out: Path, split: str) -> None:
     import torch
 
-    from machine_translation.data import parse_data_spec, read_split
-    from machine_translation.options import SearchOptions
-    from machine_translation.translate import Translator
+    from machine_translation.data.sources import parse_data_spec, read_split
+    from machine_translation.base.options import SearchOptions
+    from machine_translation.inference.translate import Translator
     torch.set_num_threads(2)
     src, _ = read_split(parse_data_spec("multi30k"), split, "en-fr", os.environ.get("MT_DATA_DIR"))
     translator = Translator.from_pretrained(model, "cpu")

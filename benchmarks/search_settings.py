@@ -20,9 +20,9 @@ import time
 import torch
 from sacrebleu.metrics import BLEU
 
-from machine_translation.checkpoint import load_pretrained
-from machine_translation.data import parse_data_spec, read_split
-from machine_translation.translate import Translator
+from machine_translation.model.directory import load_pretrained
+from machine_translation.data.sources import parse_data_spec, read_split
+from machine_translation.inference.translate import Translator
 
 
 def main() -> None:

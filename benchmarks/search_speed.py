@@ -16,9 +16,9 @@ import time
 
 import torch
 
-from machine_translation.data import parse_data_spec, read_split
-from machine_translation.options import SearchOptions
-from machine_translation.translate import Translator
+from machine_translation.data.sources import parse_data_spec, read_split
+from machine_translation.base.options import SearchOptions
+from machine_translation.inference.translate import Translator
 
 
 def main() -> None:

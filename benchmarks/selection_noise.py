@@ -19,10 +19,11 @@ import time
 import torch
 from sacrebleu.metrics import BLEU
 
-from machine_translation.checkpoint import checkpoint_dirs, load_average, load_pretrained
-from machine_translation.data import parse_data_spec, read_split
-from machine_translation.options import SearchOptions
-from machine_translation.translate import Translator
+from machine_translation.model.directory import load_pretrained
+from machine_translation.training.checkpoints import checkpoint_dirs, load_average
+from machine_translation.data.sources import parse_data_spec, read_split
+from machine_translation.base.options import SearchOptions
+from machine_translation.inference.translate import Translator
 
 
 def stats(bleu: BLEU, hyps: list[str], refs: list[str]) -> list[list[float]]:

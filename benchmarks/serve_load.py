@@ -100,7 +100,7 @@ def offline(model: str, sentences: list[str], threads: int) -> dict:
         cli_wall = time.perf_counter() - t
     import torch
 
-    from machine_translation.translate import Translator
+    from machine_translation.inference.translate import Translator
     torch.set_num_threads(threads)
     translator = Translator.from_pretrained(model, "cpu")
     translator.translate(sentences[:64])  # warm-up
@@ -121,7 +121,7 @@ def main() -> None:
     p.add_argument("--time-limit", type=float, default=600.0, help="seconds per phase at most")
     p.add_argument("--sentences", type=int, default=None, help="only the first N (a quick try)")
     args, extra = p.parse_known_args()
-    from machine_translation.data import parse_data_spec, read_split
+    from machine_translation.data.sources import parse_data_spec, read_split
     sentences, _ = read_split(parse_data_spec("multi30k"), "test_2016_flickr", "en-fr", os.environ.get("MT_DATA_DIR"))
     sentences = sentences[: args.sentences]
 

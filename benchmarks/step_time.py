@@ -14,8 +14,8 @@ import time
 
 import torch
 
-from machine_translation.model import ModelConfig, build_model
-from machine_translation.tasks import sequence_loss
+from machine_translation.model.transformer import ModelConfig, build_model
+from machine_translation.training.tasks import sequence_loss
 
 
 def step_ms(task: str, preset: str, vocab: int, batch: int, length: int, mode: str, steps: int,

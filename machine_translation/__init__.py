@@ -13,9 +13,9 @@ def __getattr__(name: str):
     """`from machine_translation import Translator` works, but importing the package (e.g. for
     the CLI's --help) does not import torch until a model class is asked for."""
     if name == "Translator":
-        from machine_translation.translate import Translator
+        from machine_translation.inference.translate import Translator
         return Translator
     if name == "Generator":
-        from machine_translation.generate import Generator
+        from machine_translation.inference.generate import Generator
         return Generator
     raise AttributeError(f"module 'machine_translation' has no attribute {name!r}")

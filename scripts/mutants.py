@@ -46,10 +46,10 @@ MUTANTS = [
            "self.q_proj(query).view(G, B, Tq, D).transpose(0, 1).reshape(B, G * Tq, D)",
            ("tests/test_search_reference.py",)),
     Mutant("repeat-guard-lets-pieces-repeat",
-           "machine_translation/repetition.py", '            logp[rows, start[rows]] = float("-inf")\n', "",
+           "machine_translation/inference/repetition.py", '            logp[rows, start[rows]] = float("-inf")\n', "",
            ("tests/test_repetition.py",)),
     Mutant("repeat-guard-ignores-beam-parents",
-           "machine_translation/search.py", "beams.guard.select(parent).advance(token[:, 0])",
+           "machine_translation/inference/search.py", "beams.guard.select(parent).advance(token[:, 0])",
            "beams.guard.advance(token[:, 0])", ("tests/test_repetition.py", "tests/test_search_reference.py")),
     Mutant("learned-positions-ignore-cache-offset",
            "encoder_transformer/layers.py", "return self.learned.weight[start : start + length]",
@@ -58,79 +58,79 @@ MUTANTS = [
            "encoder_transformer/masks.py", "return (k_pos <= q_pos)[None, None]",
            "return (k_pos >= 0)[None, None]", ("tests/test_decoder.py",)),
     Mutant("no-non-finite-guard",
-           "machine_translation/training.py", "if not (math.isfinite(total) and torch.isfinite(grad_norm)):",
+           "machine_translation/training/trainer.py", "if not (math.isfinite(total) and torch.isfinite(grad_norm)):",
            "if False:", ("tests/test_training.py",)),
     Mutant("bf16-attention-ignores-the-mask",  # the written-out path attends to PAD and the future
            "encoder_transformer/attention.py", "    if attn_mask is not None:\n        scores = scores.masked_fill(",
            "    if False:\n        scores = scores.masked_fill(", ("tests/test_encoder_transformer.py",)),
     Mutant("buckets-pad-to-a-longer-bound",  # examples land one bucket too high: wasted PAD, shapes shift
-           "machine_translation/data.py", "members = np.flatnonzero((lengths > low) & (lengths <= bound))",
+           "machine_translation/data/sources.py", "members = np.flatnonzero((lengths > low) & (lengths <= bound))",
            "members = np.flatnonzero((lengths >= low) & (lengths < bound))",
            ("tests/test_data.py",)),
     Mutant("cosine-decays-during-warmup",  # the decay counted from the start: a slow run never reaches its peak
-           "machine_translation/training.py",
+           "machine_translation/training/trainer.py",
            "progress = (budget_progress(cfg, state, steps_per_epoch) - state.decay_from) / rest if rest > 0 else 1.0",
            "progress = budget_progress(cfg, state, steps_per_epoch)", ("tests/test_training.py",)),
     Mutant("warmup-end-not-recorded",
-           "machine_translation/training.py", "s.decay_from = budget_progress(c, s, self.task.steps_per_epoch())",
+           "machine_translation/training/trainer.py", "s.decay_from = budget_progress(c, s, self.task.steps_per_epoch())",
            "pass", ("tests/test_training.py",)),
     Mutant("bf16-autocast-disabled",
-           "machine_translation/training.py", "enabled=self.autocast_dtype is not None):",
+           "machine_translation/training/trainer.py", "enabled=self.autocast_dtype is not None):",
            "enabled=False):", ("tests/test_training.py",)),
     Mutant("checkpoint-in-place-and-latest-first",
-           "machine_translation/checkpoint.py",
+           "machine_translation/model/directory.py",
            "    with atomic_directory(final, replace=True) as tmp:",
            "    import contextlib\n    final.mkdir(parents=True, exist_ok=True)\n"
            "    write_atomic(root / LATEST_FILE, final.name.encode())\n    with contextlib.nullcontext(final) as tmp:",
            ("tests/test_resume.py::test_a_crash_at_every_point_of_a_checkpoint_write_leaves_a_whole_checkpoint",)),
     Mutant("torch-load-without-weights-only",
-           "machine_translation/checkpoint.py", "map_location=device, weights_only=True)", "map_location=device)",
+           "machine_translation/model/directory.py", "map_location=device, weights_only=True)", "map_location=device)",
            ("tests/test_resume.py::test_corrupt_latest_falls_back_and_pickles_are_refused",)),
     Mutant("every-rank-writes-the-log",
-           "machine_translation/training.py",
+           "machine_translation/training/trainer.py",
            '        if not self.dist.is_main:\n            return\n        with open(self.log_path',
            "        with open(self.log_path", ("tests/test_distributed.py",)),
     Mutant("keep-last-keeps-one-more",
-           "machine_translation/checkpoint.py", "stale = periodic[:-keep_last] +", "stale = periodic[:-keep_last - 1] +",
+           "machine_translation/model/directory.py", "stale = periodic[:-keep_last] +", "stale = periodic[:-keep_last - 1] +",
            ("tests/test_resume.py::test_keep_last_leaves_exactly_k_periodic_checkpoints",)),
     Mutant("resume-forgets-the-rng",
-           "machine_translation/training.py", '        set_rng_state(training["rng"])\n', "",
+           "machine_translation/training/trainer.py", '        set_rng_state(training["rng"])\n', "",
            ("tests/test_resume.py::test_a_signal_saves_and_resume_continues_exactly",)),
     Mutant("int8-one-scale-per-batch",  # activations quantized with one scale for the whole batch
-           "machine_translation/precision.py", "x_scale = x.abs().amax(dim=1, keepdim=True)",
+           "machine_translation/inference/precision.py", "x_scale = x.abs().amax(dim=1, keepdim=True)",
            "x_scale = x.abs().amax().expand(x.size(0), 1)", ("tests/test_precision.py",)),
     Mutant("int8-u8-one-scale-per-batch",  # the same in oneDNN's u8 kernel (x86 CPUs without VNNI)
-           "machine_translation/precision.py", "peak = magnitude.amax(dim=1, keepdim=True)",
+           "machine_translation/inference/precision.py", "peak = magnitude.amax(dim=1, keepdim=True)",
            "peak = magnitude.amax().repeat(x.size(0), 1)", ("tests/test_precision.py",)),
     Mutant("int8-u8-saturates",  # 8-bit inputs to the u8 kernel: its 16-bit pair sums saturate without VNNI
-           "machine_translation/precision.py", "(63.0, 64)", "(127.0, 128)", ("tests/test_precision.py",)),
+           "machine_translation/inference/precision.py", "(63.0, 64)", "(127.0, 128)", ("tests/test_precision.py",)),
     Mutant("topk-forgets-the-last-block",  # the blocked top-k skips the last L mod C columns
-           "machine_translation/search.py", "if nb * C < L:  # the last L mod C columns", "if False:  # the last L mod C columns",
+           "machine_translation/inference/search.py", "if nb * C < L:  # the last L mod C columns", "if False:  # the last L mod C columns",
            ("tests/test_search.py",)),
     Mutant("beam-parent-without-sentence-offset",  # a candidate's parent row counted within its sentence only
-           "machine_translation/search.py", "parent = flat // m + torch.arange(n, device=flat.device)[:, None] * r",
+           "machine_translation/inference/search.py", "parent = flat // m + torch.arange(n, device=flat.device)[:, None] * r",
            "parent = flat // m", ("tests/test_search.py", "tests/test_search_reference.py")),
     Mutant("batches-shortest-first",  # worker processes end on the longest batch while the others wait
-           "machine_translation/translate.py", "        batches.reverse()\n", "",
+           "machine_translation/inference/translate.py", "        batches.reverse()\n", "",
            ("tests/test_cli.py::test_the_longest_batch_is_searched_first",)),
     Mutant("overwrite-replaces-the-working-directory",  # `--out "" --overwrite` (an unset variable) empties `.`
-           "machine_translation/outputs.py", "if where == here or where in here.parents or",
+           "machine_translation/model/outputs.py", "if where == here or where in here.parents or",
            "if", ("tests/test_outputs.py::test_overwrite_never_touches_what_it_may_not_replace",)),
     Mutant("overwrite-replaces-what-mt-did-not-write",  # --overwrite deletes a folder that never held a run
-           "machine_translation/outputs.py", "    if not written_by_mt(out):\n        raise",
+           "machine_translation/model/outputs.py", "    if not written_by_mt(out):\n        raise",
            "    if False:\n        raise", ("tests/test_outputs.py::test_overwrite_never_touches_what_it_may_not_replace",)),
     Mutant("a-run-has-no-lock",  # two `mt train` on one --out both write it
            "tokenizers/mt_tokenizers/files.py", "fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)", "pass",
            ("tests/test_outputs.py::test_a_run_has_one_writer",)),
     Mutant("workers-outlive-their-parent",  # translate --workers: 580 MB processes left after kill -9 of the parent
-           "machine_translation/translate.py",
+           "machine_translation/inference/translate.py",
            "threading.Thread(target=_watch_parent, args=(lifeline,), daemon=True).start()", "pass",
            ("tests/test_outputs.py::test_worker_processes_end_with_their_parent",)),
     Mutant("translator-drops-the-length-penalty",  # --length-penalty, generation_config.json and the server: 1.0
-           "machine_translation/translate.py", "opts.beam, opts.length_penalty, opts.n_best,", "opts.beam, 1.0, opts.n_best,",
+           "machine_translation/inference/translate.py", "opts.beam, opts.length_penalty, opts.n_best,", "opts.beam, 1.0, opts.n_best,",
            ("tests/test_promises.py::test_the_length_penalty_divides_the_log_prob_and_changes_the_best",)),
     Mutant("translator-ignores-max-len-a",  # the output length limit forgets the user's a
-           "machine_translation/translate.py", "(lengths * opts.max_len_a + opts.max_len_b)",
+           "machine_translation/inference/translate.py", "(lengths * opts.max_len_a + opts.max_len_b)",
            "(lengths * 1.5 + opts.max_len_b)", ("tests/test_promises.py::test_the_output_length_limit_is_a_times_source_plus_b",)),
     Mutant("cli-drops-the-length-penalty",  # mt translate --length-penalty does nothing
            "machine_translation/cli/translate.py", "translator.defaults.updated(beam=beam, length_penalty=length_penalty,",
@@ -143,41 +143,41 @@ MUTANTS = [
            "machine_translation/serve/app.py", "todo = [t for t in texts if t.strip()]",
            "todo = sorted(t for t in texts if t.strip())", ("tests/test_promises.py::test_the_server_answers_each_line_in_its_order",)),
     Mutant("validation-batches-are-sampled",  # subword sampling leaks into validation: noisy model selection
-           "machine_translation/tasks.py",
+           "machine_translation/training/tasks.py",
            "self._val_batches = [self._batch(val, b) for b in token_batches(val.lengths, batch_tokens, 0, 0)]",
            "self._val_batches = [self._batch(val, b, sample=(0, i)) for i, b in "
            "enumerate(token_batches(val.lengths, batch_tokens, 0, 0))]",
            ("tests/test_promises.py::test_validation_is_never_sampled_whatever_the_subword_alpha",)),
     Mutant("lm-score-is-its-loss",  # mt train --task lm keeps its worst checkpoint
-           "machine_translation/tasks.py", '"score": -val_loss}', '"score": val_loss}',
+           "machine_translation/training/tasks.py", '"score": -val_loss}', '"score": val_loss}',
            ("tests/test_promises.py::test_each_task_scores_higher_for_the_better_model",)),
     Mutant("translation-score-is-minus-bleu",
-           "machine_translation/tasks.py", '"score": bleu}', '"score": -bleu}',
+           "machine_translation/training/tasks.py", '"score": bleu}', '"score": -bleu}',
            ("tests/test_promises.py::test_each_task_scores_higher_for_the_better_model",)),
     Mutant("trainer-keeps-the-worst",  # "higher is better" turned round in the trainer
-           "machine_translation/training.py", 'if metrics["score"] > s.best_score:', 'if metrics["score"] < s.best_score:',
+           "machine_translation/training/trainer.py", 'if metrics["score"] > s.best_score:', 'if metrics["score"] < s.best_score:',
            ("tests/test_promises.py::test_the_trainer_keeps_the_checkpoint_with_the_highest_score",)),
     Mutant("held-out-pairs-are-trained-on",  # --src/--tgt and TSV: validation BLEU measured on training data
-           "machine_translation/data.py", "if (i >= first_val) == (split == \"val\"))",
+           "machine_translation/data/sources.py", "if (i >= first_val) == (split == \"val\"))",
            "if split == \"train\" or i >= first_val)",
            ("tests/test_promises.py::test_the_validation_pairs_of_a_corpus_are_never_trained_on",)),
     Mutant("bleu-hypotheses-and-references-swapped",  # validation BLEU without its brevity penalty
-           "machine_translation/evaluate.py", "BLEU().corpus_score(hypotheses, [references])",
+           "machine_translation/inference/evaluate.py", "BLEU().corpus_score(hypotheses, [references])",
            "BLEU().corpus_score(references, [hypotheses])", ("tests/test_promises.py::test_metrics_equal_hand_computed_values",)),
     Mutant("no-memory-check",  # a config.json with d_model 1e7 tries to allocate 40 GB
-           "machine_translation/model.py", "    if need <= available:\n        return", "    if True:\n        return",
+           "machine_translation/model/transformer.py", "    if need <= available:\n        return", "    if True:\n        return",
            ("tests/test_user_errors.py::test_a_config_too_large_for_memory_is_refused_before_allocating",)),
     Mutant("search-takes-a-nan-length-penalty",  # --length-penalty nan changes output, exit 0
-           "machine_translation/options.py", 'check_finite("length_penalty", self.length_penalty)', "pass",
+           "machine_translation/base/options.py", 'check_finite("length_penalty", self.length_penalty)', "pass",
            ("tests/test_user_errors.py::test_nonsense_is_refused_in_one_line_before_any_work",)),
     Mutant("interrupt-checkpoint-counts-as-periodic",  # an interrupted run keeps and averages other checkpoints
-           "machine_translation/checkpoint.py", "        if interrupted:\n            (tmp / INTERRUPTED_FILE).touch()\n",
+           "machine_translation/model/directory.py", "        if interrupted:\n            (tmp / INTERRUPTED_FILE).touch()\n",
            "", ("tests/test_resume.py::test_a_signal_saves_and_resume_continues_exactly",)),
     Mutant("a-new-run-has-random-weights",  # a run killed before validating translates with random weights
-           "machine_translation/runs.py", "weights=False)  # no model to use until the first validation",
+           "machine_translation/training/runs.py", "weights=False)  # no model to use until the first validation",
            "weights=True)", ("tests/test_user_errors.py::test_a_run_killed_before_its_first_validation_has_no_model_to_use",)),
     Mutant("resume-appends-after-a-torn-line",  # the log stays corrupt for ever
-           "machine_translation/training.py", "        drop_torn_line(self.log_path)\n", "",
+           "machine_translation/training/trainer.py", "        drop_torn_line(self.log_path)\n", "",
            ("tests/test_user_errors.py::test_a_torn_log_line_is_skipped_by_plot_and_cut_by_resume",)),
     Mutant("import-sinusoids-interleaved",  # Marian's positions read in mt's own layout
            "machine_translation/interchange/marian.py", 'sinusoid_layout="halves"', 'sinusoid_layout="interleaved"',
@@ -186,12 +186,12 @@ MUTANTS = [
            "encoder_transformer/masks.py", "    mask[:, 0] = True\n", "",
            ("tests/test_import.py::test_teacher_forced_logits_equal_the_reference",)),
     Mutant("transformers-stopping-rule-ignored",  # imported models' beams end at K finished, as mt's own
-           "machine_translation/search.py",
+           "machine_translation/inference/search.py",
            "            done = _cannot_improve(finished, beams, cand_scores, token, eos_id, K, step, length_penalty)",
            "            done = torch.tensor([len(finished[s]) >= K for s in beams.sentence.tolist()], device=device)",
            ("tests/test_import.py::test_greedy_and_beam_outputs_equal_generate",)),
     Mutant("forced-eos-costs-its-probability",  # Hugging Face scores the EOS forced at the limit 0
-           "machine_translation/search.py",
+           "machine_translation/inference/search.py",
            'forced = logp[at_limit] if stopping == "mt" else torch.zeros_like(logp[at_limit])',
            "forced = logp[at_limit]", ("tests/test_import.py::test_greedy_and_beam_outputs_equal_generate",)),
     Mutant("int8-assumes-relu",  # swish's negative outputs squeezed into the int8 range for ReLU's

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from machine_translation.model import ModelConfig, build_model
+from machine_translation.model.transformer import ModelConfig, build_model
 
 REPO = Path(__file__).resolve().parents[1]
 # The data folder beside the repository, unless MT_DATA_DIR points elsewhere (as for the CLI).
@@ -128,7 +128,7 @@ def learned(tmp_path_factory):
 def model_dir(tmp_path_factory):
     """A random tiny en-fr model directory (SentencePiece on 600 lines, beam 2): quick to load,
     for what does not need real translations."""
-    from machine_translation.checkpoint import save_pretrained
+    from machine_translation.model.directory import save_pretrained
     from mt_tokenizers import SentencePieceTokenizer
     d = tmp_path_factory.mktemp("model") / "m"
     tok = SentencePieceTokenizer.train(multi30k_lines("en", 300) + multi30k_lines("fr", 300), 500)

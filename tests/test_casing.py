@@ -2,9 +2,7 @@
 case and ALL-CAPS ones come back in capitals; every other sentence is left exactly as it is."""
 import pytest
 
-from machine_translation import casing
-
-
+from machine_translation.inference import casing
 @pytest.mark.parametrize("sentence, kind, normalized", [
     ("A COUPLE OF WOOD SIGNS POINTED IN DIFFERENT DIRECTIONS", casing.UPPER,
      "A couple of wood signs pointed in different directions"),
@@ -28,8 +26,8 @@ def test_restore_gives_capitals_back_only_to_capitals():
 
 
 def test_the_translator_translates_capitals_like_clean_input(learned):
-    from machine_translation.options import SearchOptions
-    from machine_translation.translate import Translator
+    from machine_translation.base.options import SearchOptions
+    from machine_translation.inference.translate import Translator
     out, _ = learned
     tr = Translator.from_pretrained(out, "cpu")
     clean = ["Two dogs play in the snow.", "A man is riding a bike."]

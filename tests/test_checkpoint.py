@@ -4,9 +4,9 @@ import json
 import pytest
 import torch
 
-from machine_translation.checkpoint import load_pretrained, save_pretrained
-from machine_translation.errors import ConfigError, ModelDirError
-from machine_translation.model import ModelConfig
+from machine_translation.model.directory import load_pretrained, save_pretrained
+from machine_translation.base.errors import ConfigError, ModelDirError
+from machine_translation.model.transformer import ModelConfig
 from mt_tokenizers import CharTokenizer
 from tests.conftest import tiny_config
 
@@ -37,7 +37,7 @@ def test_an_old_config_json_keeps_the_old_architecture(saved):
     """Keys added to the model config over time are absent from older model directories; the
     defaults they load with are the old behaviour (pre-norm, no attention or activation
     dropout, PyTorch's init), whatever the presets now choose."""
-    from machine_translation.model import PRESETS
+    from machine_translation.model.transformer import PRESETS
     directory, model = saved
     data = json.loads((directory / "config.json").read_text())
     for key in ("norm_first", "attention_dropout", "activation_dropout", "init_std"):
@@ -52,7 +52,7 @@ def test_an_old_config_json_keeps_the_old_architecture(saved):
 
 
 def test_separate_vocabularies_round_trip(tmp_path):
-    from machine_translation.model import build_model
+    from machine_translation.model.transformer import build_model
     src_tok, tgt_tok = CharTokenizer.train(TEXT[:1]), CharTokenizer.train(TEXT[1:])
     cfg = tiny_config(vocab_size=tgt_tok.vocab_size, src_vocab_size=src_tok.vocab_size, share_embeddings=False)
     save_pretrained(tmp_path, build_model(cfg), cfg, src_tok, tgt_tok, pair="en-fr")
@@ -113,7 +113,7 @@ def test_no_model_directory(tmp_path):
 
 def test_an_old_generation_config_keeps_the_old_search(saved):
     """A model directory written before the repetition guard existed (no such key) translates as before."""
-    from machine_translation.translate import Translator
+    from machine_translation.inference.translate import Translator
     directory, _ = saved
     assert json.loads((directory / "generation_config.json").read_text()) == {"beam": 2}
     defaults = Translator.from_pretrained(directory, "cpu").defaults

@@ -63,9 +63,9 @@ def test_translate_lines_in_lines_out(learned, tmp_path):
 
 
 def test_batch_equals_one_by_one_and_beam1_equals_greedy(learned, slice_files):
-    from machine_translation.search import beam_search, greedy_search
-    from machine_translation.options import SearchOptions
-    from machine_translation.translate import Translator
+    from machine_translation.inference.search import beam_search, greedy_search
+    from machine_translation.base.options import SearchOptions
+    from machine_translation.inference.translate import Translator
     out, _ = learned
     sentences = slice_files[2][:12]
     tr = Translator.from_pretrained(out, "cpu")
@@ -73,7 +73,7 @@ def test_batch_equals_one_by_one_and_beam1_equals_greedy(learned, slice_files):
     assert batch == [tr.translate([s], SearchOptions(beam=4))[0] for s in sentences]
     assert len(set(batch)) == len(sentences)  # real, distinct translations are compared
     import torch
-    from machine_translation.data import pad_batch
+    from machine_translation.data.sources import pad_batch
     src = pad_batch(tr.encode_source(sentences), 0)
     max_len = torch.full((len(sentences),), 20)
     greedy = greedy_search(tr.model, tr.model.start_cache(src), max_len, 2, 3)
@@ -95,8 +95,8 @@ def test_worker_processes_give_the_same_translations_in_order(learned, slice_fil
 def test_the_longest_batch_is_searched_first(learned, slice_files, monkeypatch):
     """Worker processes take batches in the order given: the longest first, so that none is
     left translating it at the end while the others wait; the output keeps the input's order."""
-    from machine_translation.options import SearchOptions
-    from machine_translation.translate import Translator
+    from machine_translation.base.options import SearchOptions
+    from machine_translation.inference.translate import Translator
     tr = Translator.from_pretrained(learned[0], "cpu")
     longest: list[list[int]] = []  # per call, the longest source of each batch, in search order
     search_batches = Translator._search_batches
@@ -300,7 +300,7 @@ def test_impossible_training_precisions_are_one_line_before_any_work(tmp_path, s
 def test_generation_config_sets_the_search_when_no_flag_is_given(learned, slice_files, tmp_path):
     import shutil
 
-    from machine_translation.translate import Translator
+    from machine_translation.inference.translate import Translator
     out, _ = learned
     model = tmp_path / "m"
     shutil.copytree(out, model)
@@ -341,7 +341,8 @@ def test_training_ends_with_the_better_of_the_best_checkpoint_and_the_average(sl
     import torch
     from safetensors.torch import load_file
 
-    from machine_translation.checkpoint import checkpoint_dirs, load_average, load_pretrained
+    from machine_translation.model.directory import load_pretrained
+    from machine_translation.training.checkpoints import checkpoint_dirs, load_average
     src, tgt, _, _ = slice_files
     out = tmp_path / "run"
     r = mt("train", "--src", src, "--tgt", tgt, "--out", out, "--max-steps", 40, "--json", *TINY, "--save-every", 10,
@@ -402,7 +403,7 @@ def test_attention_heatmap_of_one_sentence(learned, tmp_path):
 
 
 def test_alignment_rows_are_distributions_over_the_source(learned):
-    from machine_translation.translate import Translator
+    from machine_translation.inference.translate import Translator
     tr = Translator.from_pretrained(learned[0], "cpu")
     best = tr.translations(["a man is riding a bike ."])[0][0]
     al = tr.alignment(best)

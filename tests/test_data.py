@@ -8,9 +8,9 @@ import threading
 import numpy as np
 import pytest
 
-from machine_translation import corpora
-from machine_translation.data import BUCKET_WIDTH, bucket_bounds, parse_data_spec, read_split, token_batches
-from machine_translation.errors import DataError
+from machine_translation.data import corpora
+from machine_translation.data.sources import BUCKET_WIDTH, bucket_bounds, parse_data_spec, read_split, token_batches
+from machine_translation.base.errors import DataError
 
 
 def test_named_corpus_from_data_dir_both_directions(shared_data):

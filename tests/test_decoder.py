@@ -72,7 +72,7 @@ def test_tying_is_one_parameter(seq2seq, gpt):
 
 
 def test_untied_encoder_with_separate_vocab():
-    from machine_translation.model import build_model
+    from machine_translation.model.transformer import build_model
     from tests.conftest import tiny_config
     model = build_model(tiny_config(src_vocab_size=50, share_embeddings=False))
     assert model.encoder.embed.token.weight is not model.decoder.embed.token.weight
@@ -159,7 +159,7 @@ VARIANTS = {"post-norm": dict(norm_first=False), "learned positions": dict(posit
 
 @pytest.mark.parametrize("variant", VARIANTS)
 def test_post_norm_and_learned_positions_hide_pad_and_match_alone(variant):
-    from machine_translation.model import build_model
+    from machine_translation.model.transformer import build_model
     from tests.conftest import tiny_config
     torch.manual_seed(0)
     model = build_model(tiny_config(**VARIANTS[variant])).eval()
@@ -176,7 +176,7 @@ def test_post_norm_and_learned_positions_hide_pad_and_match_alone(variant):
 @pytest.mark.parametrize("preset", ["tiny", "small", "base"])
 def test_cached_decoding_equals_full_pass_for_the_lm_presets(preset):
     """small and base use learned positions: the cache must offset them by the tokens already decoded."""
-    from machine_translation.model import ModelConfig, build_model
+    from machine_translation.model.transformer import ModelConfig, build_model
     torch.manual_seed(0)
     model = build_model(ModelConfig.from_preset(preset, "lm", vocab_size=40)).eval()
     ids = torch.randint(4, 40, (2, 12))

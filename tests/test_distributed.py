@@ -3,7 +3,7 @@ and only rank 0 writes checkpoints and logs."""
 import subprocess
 import sys
 
-from machine_translation.checkpoint import checkpoint_dirs
+from machine_translation.training.checkpoints import checkpoint_dirs
 from tests.conftest import losses
 
 ARGS = ["--preset", "tiny", "--vocab-size", "400", "--eval-every", "10", "--save-every", "5", "--log-every", "1",

@@ -95,7 +95,7 @@ def imported(request, tmp_path_factory):
     pair = ["--pair", "en-fr"]
     r = runner.invoke(app, ["import", str(source), "--out", str(out), *pair])
     assert r.exit_code == 0, r.output
-    from machine_translation.translate import Translator
+    from machine_translation.inference.translate import Translator
     return request.param, model, tok, Translator.from_pretrained(out, "cpu")
 
 
@@ -250,7 +250,7 @@ def mt_import(hub, tmp_path, *args):
 
 
 def test_hf_sources_download_through_the_hub_api(hub, tmp_path):
-    from machine_translation.translate import Translator
+    from machine_translation.inference.translate import Translator
     r = mt_import(hub, tmp_path, "hf:Helsinki-NLP/opus-mt-en-fr", "--out", tmp_path / "m")
     assert r.returncode == 0, r.stderr
     assert Translator.from_pretrained(tmp_path / "m", "cpu").pair == "en-fr"  # the pair from the name
@@ -352,11 +352,11 @@ def test_bad_sources_are_one_line_and_nothing_is_written(good_source, tmp_path, 
 def test_a_multilingual_model_needs_a_target_it_has_and_serves_them_all(tmp_path_factory, tmp_path):
     from starlette.testclient import TestClient
 
-    from machine_translation.options import ServeOptions
+    from machine_translation.base.options import ServeOptions
     from machine_translation.serve.api import Access
     from machine_translation.serve.app import build_app
     from machine_translation.serve.server import load_models
-    from machine_translation.translate import Translator
+    from machine_translation.inference.translate import Translator
     source, _, _ = make_marian(tmp_path_factory.mktemp("multi"), "multilingual")
     r = runner.invoke(app, ["import", str(source), "--out", str(tmp_path / "m"), "--pair", "en-it"])
     assert r.exit_code == 2 and ">>deu<<, >>fra<<, >>spa<<" in r.stderr, r.output
@@ -377,7 +377,7 @@ def test_a_multilingual_model_needs_a_target_it_has_and_serves_them_all(tmp_path
 
 # -- what an imported model can do ------------------------------------------------------------
 def test_an_imported_model_quantizes_serves_and_fine_tunes(good_source, tmp_path, corpus):
-    from machine_translation.translate import Translator
+    from machine_translation.inference.translate import Translator
     out = tmp_path / "m"
     assert runner.invoke(app, ["import", str(good_source), "--out", str(out), "--pair", "en-fr"]).exit_code == 0
     fp32 = Translator.from_pretrained(out, "cpu")
@@ -392,7 +392,7 @@ def test_an_imported_model_quantizes_serves_and_fine_tunes(good_source, tmp_path
     assert r.exit_code == 0, r.output
     from starlette.testclient import TestClient
 
-    from machine_translation.options import ServeOptions
+    from machine_translation.base.options import ServeOptions
     from machine_translation.serve.api import Access
     from machine_translation.serve.app import build_app
     from machine_translation.serve.server import load_models

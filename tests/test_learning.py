@@ -1,10 +1,10 @@
 """The model learns: it overfits a toy parallel corpus to exact reproduction."""
 import torch
 
-from machine_translation.data import collate_pairs
-from machine_translation.model import build_model
-from machine_translation.search import greedy_search
-from machine_translation.tasks import sequence_loss
+from machine_translation.data.sources import collate_pairs
+from machine_translation.model.transformer import build_model
+from machine_translation.inference.search import greedy_search
+from machine_translation.training.tasks import sequence_loss
 from tests.conftest import tiny_config
 
 

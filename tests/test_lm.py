@@ -7,10 +7,10 @@ import torch
 from typer.testing import CliRunner
 
 from machine_translation.cli import app
-from machine_translation.model import build_model
-from machine_translation.options import SamplingOptions
-from machine_translation.search import sample
-from machine_translation.tasks import sequence_loss
+from machine_translation.model.transformer import build_model
+from machine_translation.base.options import SamplingOptions
+from machine_translation.inference.search import sample
+from machine_translation.training.tasks import sequence_loss
 from tests.conftest import tiny_config
 
 runner = CliRunner()

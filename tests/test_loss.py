@@ -3,8 +3,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from machine_translation.loss import label_smoothed_cross_entropy
-from machine_translation.tasks import sequence_loss
+from machine_translation.training.loss import label_smoothed_cross_entropy
+from machine_translation.training.tasks import sequence_loss
 
 
 @pytest.mark.parametrize("eps", [0.0, 0.1, 0.3])

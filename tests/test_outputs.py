@@ -156,7 +156,7 @@ def test_a_run_has_one_writer(tmp_path, corpus):
         first.send_signal(signal.SIGTERM)
         _, err = first.communicate(timeout=120)
     assert first.returncode == -signal.SIGTERM and "checkpoint saved" in err, err
-    from machine_translation.translate import Translator
+    from machine_translation.inference.translate import Translator
     assert Translator.from_pretrained(out, "cpu").translate(["a dog"])  # the first run's model loads
     resumed = mt(*args, "--resume", "--max-steps", 12)
     assert resumed.exit_code == 0, resumed.output  # and resumes once it is gone
@@ -229,10 +229,11 @@ def test_a_new_model_directory_has_one_mode_and_an_unreadable_file_is_named(tmp_
 @pytest.mark.parametrize("command", ["quantize", "average-checkpoints"])
 def test_a_crash_at_every_file_event_leaves_nothing_or_a_whole_directory(tmp_path, monkeypatch, model_dir, small_run,
                                                                          command):
-    from machine_translation import derived
-    from machine_translation.translate import Translator
-    write = {"quantize": lambda out: derived.quantize_directory(model_dir, out),
-             "average-checkpoints": lambda out: derived.average_checkpoints(small_run, 2, out)}[command]
+    from machine_translation.inference.precision import quantize_directory
+    from machine_translation.inference.translate import Translator
+    from machine_translation.training.averaging import average_checkpoints
+    write = {"quantize": lambda out: quantize_directory(model_dir, out),
+             "average-checkpoints": lambda out: average_checkpoints(small_run, 2, out)}[command]
     point, completed = 0, False
     while not completed:
         point += 1
@@ -255,13 +256,14 @@ def test_a_crash_at_every_file_event_leaves_nothing_or_a_whole_directory(tmp_pat
 
 def test_kill_9_while_writing_a_directory_then_the_rerun_succeeds(tmp_path, model_dir):
     out = tmp_path / "q"
-    script = ("import os, sys; from machine_translation import derived; from pathlib import Path\n"
+    script = ("import os, sys; from machine_translation.inference.precision import quantize_directory\n"
+              "from pathlib import Path\n"
               "real = os.replace\n"
               "def replace(a, b):\n"
               "    if Path(b).name == 'model.safetensors': os.kill(os.getpid(), 9)\n"
               "    real(a, b)\n"
               "os.replace = replace\n"
-              "derived.quantize_directory(Path(sys.argv[1]), Path(sys.argv[2]))\n")
+              "quantize_directory(Path(sys.argv[1]), Path(sys.argv[2]))\n")
     killed = subprocess.run([sys.executable, "-c", script, str(model_dir), str(out)], cwd=REPO, timeout=120)
     assert killed.returncode == -9 and not out.exists()
     assert [p.name.startswith(".q.partial-") for p in tmp_path.iterdir()] == [True]  # what kill -9 leaves

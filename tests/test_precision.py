@@ -6,11 +6,11 @@ import sacrebleu
 import torch
 from typer.testing import CliRunner
 
-from machine_translation import runtime
+from machine_translation.inference import precision
 from machine_translation.cli import app
-from machine_translation.errors import ConfigError
-from machine_translation.options import SearchOptions
-from machine_translation.translate import Translator
+from machine_translation.base.errors import ConfigError
+from machine_translation.base.options import SearchOptions
+from machine_translation.inference.translate import Translator
 from tests.conftest import write_lines
 
 runner = CliRunner()
@@ -53,7 +53,7 @@ NEEDS_U8 = pytest.mark.skipif(not HAS_U8, reason="this torch has no oneDNN u8 in
 
 def use_kernel(model, kernel):
     """Put every Int8Linear of `model` on `kernel`: "s8" (`torch._int_mm`) or "u8" (oneDNN)."""
-    from machine_translation.precision import Int8Linear
+    from machine_translation.inference.kernels import Int8Linear
     for m in model.modules():
         if isinstance(m, Int8Linear):
             if kernel == "u8":
@@ -86,7 +86,7 @@ def test_int8_kernels_sum_exactly_and_each_row_alone(kernel, nonnegative):
     every product is at its largest (oneDNN's u8 x s8 instruction saturates 16-bit pair sums
     unless the inputs have 7 bits), and a row's result does not depend on its batch mates.
     A layer whose input is never negative (a ReLU's output) gives the u8 kernel 127 levels."""
-    from machine_translation.precision import Int8Linear
+    from machine_translation.inference.kernels import Int8Linear
     torch.manual_seed(0)
     linear = torch.nn.Linear(256, 300)
     layer = use_kernel(Int8Linear.from_float(linear, nonnegative_input=nonnegative), kernel)
@@ -156,8 +156,8 @@ def test_impossible_precisions_are_refused_in_one_line(learned, int8_dir, tmp_pa
 
 
 def test_a_language_model_is_not_quantized(tmp_path):
-    from machine_translation.checkpoint import save_pretrained
-    from machine_translation.model import ModelConfig, build_model
+    from machine_translation.model.directory import save_pretrained
+    from machine_translation.model.transformer import ModelConfig, build_model
     from mt_tokenizers import CharTokenizer
     tok = CharTokenizer.train(["to be or not to be"])
     config = ModelConfig.from_preset("tiny", "lm", tok.vocab_size)
@@ -166,30 +166,43 @@ def test_a_language_model_is_not_quantized(tmp_path):
     assert not (tmp_path / "q").exists()
 
 
-def test_the_precision_helper_follows_the_hardware(monkeypatch, caplog):
+def test_the_precision_plan_follows_the_hardware(monkeypatch, caplog):
+    """One decision for every path (`precision.resolve`): auto follows the CPU's bf16 support,
+    impossible combinations are one line naming the flag, an int8 directory stays int8 and on
+    CPU, and the kernels are chosen for this machine's CPU, inference only."""
     cpu, cuda, mps = torch.device("cpu"), torch.device("cuda"), torch.device("mps")
-    monkeypatch.setattr(runtime, "cpu_flags", lambda: frozenset({"avx2", "avx512_bf16"}))
-    assert runtime.check_precision("auto", cpu, runtime.TRAIN_PRECISIONS) == "bf16"
-    assert runtime.check_precision("bf16", cpu) == "bf16" and not caplog.records
-    monkeypatch.setattr(runtime, "cpu_flags", lambda: frozenset({"avx2", "amx_bf16"}))
-    assert runtime.check_precision("auto", cpu, runtime.TRAIN_PRECISIONS) == "bf16"
-    monkeypatch.setattr(runtime, "cpu_flags", lambda: frozenset({"avx2"}))
-    assert runtime.check_precision("auto", cpu, runtime.TRAIN_PRECISIONS) == "fp32"
-    assert runtime.check_precision("bf16", cpu) == "bf16"  # runs, with a warning
+    monkeypatch.setattr(precision, "cpu_flags", lambda: frozenset({"avx2", "avx512_bf16"}))
+    assert precision.resolve("auto", cpu, training=True).precision == "bf16"
+    assert precision.resolve(None, cpu, training=True).autocast_dtype == torch.bfloat16
+    assert precision.resolve("bf16", cpu).precision == "bf16" and not caplog.records
+    monkeypatch.setattr(precision, "cpu_flags", lambda: frozenset({"avx2", "amx_bf16"}))
+    assert precision.resolve("auto", cpu, training=True).precision == "bf16"
+    monkeypatch.setattr(precision, "cpu_flags", lambda: frozenset({"avx2"}))
+    assert precision.resolve("auto", cpu, training=True).precision == "fp32"
+    assert precision.resolve("bf16", cpu).precision == "bf16"  # runs, with a warning
     assert "slow" in caplog.text
-    for precision, device in (("int8", cuda), ("int8", mps), ("fp16", cpu), ("fp16", mps)):
-        with pytest.raises(ConfigError, match=precision):
-            runtime.check_precision(precision, device, runtime.PRECISIONS + ("fp16",))
+    assert precision.resolve("int8", cpu).onednn_u8  # AVX2 without VNNI: oneDNN's u8 kernel
+    assert not precision.resolve("int8", cpu, training=False).onednn_fp32
+    assert precision.resolve(None, cpu, stored="int8").precision == "int8"
+    for requested, device in (("int8", cuda), ("int8", mps), ("fp16", cpu), ("fp16", mps)):
+        with pytest.raises(ConfigError, match=requested):
+            precision.resolve(requested, device, training=requested == "fp16")
     with pytest.raises(ConfigError, match="choose one of"):
-        runtime.check_precision("auto", cpu)  # inference has no auto
+        precision.resolve("auto", cpu)  # inference has no auto
+    with pytest.raises(ConfigError, match="choose one of"):
+        precision.resolve("int8", cpu, training=True)  # training has no int8
+    with pytest.raises(ConfigError, match="DIR is an int8 model.*--precision int8"):
+        precision.resolve("fp32", cpu, stored="int8", model="DIR")
+    with pytest.raises(ConfigError, match="DIR is an int8 model.*CPU only"):
+        precision.resolve(None, cuda, stored="int8", model="DIR")
 
 
 def test_onednn_linears_compute_the_same_model(learned, sentences):
-    """Float32 on AMD CPUs multiplies with oneDNN (`runtime.onednn_fp32_is_faster`); forced
+    """Float32 on AMD CPUs multiplies with oneDNN (`precision.onednn_fp32_is_faster`); forced
     here on any CPU: the same parameters, the same logits up to floating-point order, the
     same translations, batch equal to single, and gradients still flow in training."""
-    from machine_translation.checkpoint import load_pretrained
-    from machine_translation.precision import OneDnnLinear, use_onednn
+    from machine_translation.model.directory import load_pretrained
+    from machine_translation.inference.kernels import OneDnnLinear, use_onednn
     cpu = torch.device("cpu")
     plain = Translator(load_pretrained(learned[0], cpu, task="mt"), cpu)  # a training run's validation: never swapped
     assert not any(isinstance(m, OneDnnLinear) for m in plain.model.modules())
@@ -215,13 +228,13 @@ def test_onednn_linears_compute_the_same_model(learned, sentences):
 def test_the_int8_kernel_follows_the_hardware(learned, monkeypatch):
     """oneDNN's u8 kernel on x86 CPUs without VNNI or AMX, where `torch._int_mm` is a reference
     loop; `torch._int_mm` elsewhere. Translators get it when they load."""
-    from machine_translation.precision import Int8Linear
+    from machine_translation.inference.kernels import Int8Linear
     cpu = torch.device("cpu")
     for flags, chosen in (({"avx2", "fma"}, HAS_U8), ({"avx2", "avx512f"}, HAS_U8), ({"avx2", "avx512_vnni"}, False),
                           ({"avx2", "avx_vnni"}, False), ({"avx2", "amx_int8"}, False), ({"asimd"}, False)):
-        monkeypatch.setattr(runtime, "cpu_flags", lambda f=frozenset(flags): f)
-        assert runtime.onednn_u8_int8(cpu) == chosen, flags
-        assert not runtime.onednn_u8_int8(torch.device("cuda"))
+        monkeypatch.setattr(precision, "cpu_flags", lambda f=frozenset(flags): f)
+        assert precision.onednn_u8_int8(cpu) == chosen, flags
+        assert not precision.onednn_u8_int8(torch.device("cuda"))
         layers = [m for m in Translator.from_pretrained(learned[0], "cpu", precision="int8").model.modules()
                   if isinstance(m, Int8Linear)]
         assert layers and all((m.packed is not None) == chosen for m in layers), flags
@@ -230,6 +243,6 @@ def test_the_int8_kernel_follows_the_hardware(learned, monkeypatch):
 def test_onednn_is_chosen_for_float32_on_amd_cpus_only(monkeypatch):
     cpu = torch.device("cpu")
     for vendor, chosen in (("AuthenticAMD", torch.backends.mkldnn.is_available()), ("GenuineIntel", False), ("", False)):
-        monkeypatch.setattr(runtime, "_cpuinfo", lambda: {"vendor_id": vendor} if vendor else {})
-        assert runtime.onednn_fp32_is_faster(cpu) == chosen
-        assert not runtime.onednn_fp32_is_faster(torch.device("cuda"))
+        monkeypatch.setattr(precision, "_cpuinfo", lambda: {"vendor_id": vendor} if vendor else {})
+        assert precision.onednn_fp32_is_faster(cpu) == chosen
+        assert not precision.onednn_fp32_is_faster(torch.device("cuda"))

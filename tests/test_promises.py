@@ -13,8 +13,8 @@ from starlette.testclient import TestClient
 from typer.testing import CliRunner
 
 from machine_translation.cli import app
-from machine_translation.options import SearchOptions, ServeOptions
-from machine_translation.translate import Translator
+from machine_translation.base.options import SearchOptions, ServeOptions
+from machine_translation.inference.translate import Translator
 from tests.conftest import multi30k_lines, write_lines
 
 runner = CliRunner()
@@ -119,7 +119,8 @@ def test_the_model_settings_and_request_options_reach_the_server_search(learned,
 # -- held out stays held out; validation is never sampled -------------------------------------
 @pytest.mark.parametrize("kind", ["files", "tsv"])
 def test_the_validation_pairs_of_a_corpus_are_never_trained_on(tmp_path, kind):
-    from machine_translation.data import DataSpec, iter_split
+    from machine_translation.base.options import DataSpec
+    from machine_translation.data.sources import iter_split
     src = [f"source sentence {i}" for i in range(400)]
     tgt = [f"phrase cible {i}" for i in range(400)]
     if kind == "files":
@@ -133,9 +134,9 @@ def test_the_validation_pairs_of_a_corpus_are_never_trained_on(tmp_path, kind):
 
 
 def test_validation_is_never_sampled_whatever_the_subword_alpha(model_dir):
-    from machine_translation.checkpoint import load_pretrained
-    from machine_translation.store import PairStore
-    from machine_translation.tasks import TranslationTask
+    from machine_translation.model.directory import load_pretrained
+    from machine_translation.data.store import PairStore
+    from machine_translation.training.tasks import TranslationTask
     loaded = load_pretrained(model_dir)
     tok = loaded.tgt_tokenizer
     pairs = list(zip(multi30k_lines("en", 240), multi30k_lines("fr", 240)))
@@ -178,8 +179,8 @@ class ScriptedTask:
 
 
 def test_the_trainer_keeps_the_checkpoint_with_the_highest_score(tmp_path):
-    from machine_translation.options import TrainConfig
-    from machine_translation.training import Trainer
+    from machine_translation.base.options import TrainConfig
+    from machine_translation.training.trainer import Trainer
     kept = []
     model = torch.nn.Linear(2, 2)
     cfg = TrainConfig(max_steps=3, eval_every=1, save_every=100, average_last=0, warmup_steps=1)
@@ -193,10 +194,10 @@ def test_each_task_scores_higher_for_the_better_model(model_dir, learned):
     """Translation: the score is validation BLEU; language model: minus the validation loss."""
     import numpy as np
 
-    from machine_translation.checkpoint import load_pretrained
-    from machine_translation.model import build_model
-    from machine_translation.store import PairStore
-    from machine_translation.tasks import LanguageModelTask, TranslationTask
+    from machine_translation.model.directory import load_pretrained
+    from machine_translation.model.transformer import build_model
+    from machine_translation.data.store import PairStore
+    from machine_translation.training.tasks import LanguageModelTask, TranslationTask
     from tests.conftest import tiny_config
     ids = np.tile(np.arange(20, dtype=np.uint16), 50)  # a text that repeats: a model that learned it is better
     lm_task = LanguageModelTask(ids, ids, block_size=16, batch_size=8, seed=0, device=torch.device("cpu"))
@@ -228,7 +229,7 @@ def test_each_task_scores_higher_for_the_better_model(model_dir, learned):
 
 # -- metrics against hand-computed references ------------------------------------------------
 def test_metrics_equal_hand_computed_values():
-    from machine_translation.evaluate import corpus_bleu, score_translations
+    from machine_translation.inference.evaluate import corpus_bleu, score_translations
     ref = ["the cat sat on the mat today"]
     short = ["the cat sat on the mat"]  # every n-gram right, one word short: only the brevity penalty
     assert corpus_bleu(short, ref) == pytest.approx(100 * math.exp(1 - 7 / 6), abs=0.01)  # 84.65

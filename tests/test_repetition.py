@@ -4,8 +4,8 @@ import pytest
 import torch
 
 from decoder import KVCache
-from machine_translation.repetition import PieceTable, RepeatGuard, runs
-from machine_translation.search import beam_search, greedy_search
+from machine_translation.inference.repetition import PieceTable, RepeatGuard, runs
+from machine_translation.inference.search import beam_search, greedy_search
 
 PIECES = ["<pad>", "<unk>", "<bos>", "<eos>", "\u2581a", "l", "ll", "\u2581b", "<0xE9>", "xxxxxx"]
 EOS = 3

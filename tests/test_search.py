@@ -2,7 +2,7 @@
 import pytest
 import torch
 
-from machine_translation.search import beam_search, blocked_topk, filter_logits, greedy_search
+from machine_translation.inference.search import beam_search, blocked_topk, filter_logits, greedy_search
 
 SRC = torch.tensor([[5, 6, 7, 8, 3], [9, 10, 3, 0, 0], [11, 3, 0, 0, 0]])
 

@@ -12,10 +12,10 @@ import itertools
 import pytest
 import torch
 
-from machine_translation.data import collate_pairs, pad_batch
-from machine_translation.model import build_model
-from machine_translation.search import beam_search, greedy_search
-from machine_translation.tasks import sequence_loss
+from machine_translation.data.sources import collate_pairs, pad_batch
+from machine_translation.model.transformer import build_model
+from machine_translation.inference.search import beam_search, greedy_search
+from machine_translation.training.tasks import sequence_loss
 from tests.conftest import tiny_config
 
 BOS, EOS, V = 2, 3, 10  # tokens 4..9 are the toy alphabet
@@ -108,7 +108,7 @@ def test_beam_search_equals_exhaustive_search(toy_model):
 
 
 def test_with_the_repetition_guard_scores_stay_log_probabilities_and_batch_equals_single(toy_model):
-    from machine_translation.repetition import PieceTable, RepeatGuard
+    from machine_translation.inference.repetition import PieceTable, RepeatGuard
     pieces = ["<pad>", "<unk>", "<bos>", "<eos>"] + list("abcdef")  # toy tokens 4..9 as letters
     table = PieceTable.from_pieces(pieces)
     sources = SOURCES + [[9, 9, 9, 9, 9]]  # its reverse repeats a piece 5 times: the source allows it

@@ -13,7 +13,7 @@ import time
 import pytest
 from starlette.testclient import TestClient
 
-from machine_translation.options import SearchOptions, ServeOptions
+from machine_translation.base.options import SearchOptions, ServeOptions
 from machine_translation.serve.api import Access
 from machine_translation.serve.app import build_app
 from machine_translation.serve.server import load_models
@@ -37,7 +37,7 @@ def client(learned):
 @pytest.fixture(scope="module")
 def alone(learned):
     """Each sentence translated alone, through the Translator: what the server must give."""
-    from machine_translation.translate import Translator
+    from machine_translation.inference.translate import Translator
     tr = Translator.from_pretrained(learned[0], "cpu")
     return {s: tr.translate([s])[0] for s in SENTENCES}, tr
 
@@ -295,8 +295,8 @@ def test_sigterm_answers_the_open_request_then_stops(learned):
 
 
 def test_a_taken_port_and_a_language_model_are_one_line_errors(learned, live, tmp_path):
-    from machine_translation.checkpoint import save_pretrained
-    from machine_translation.model import ModelConfig, build_model
+    from machine_translation.model.directory import save_pretrained
+    from machine_translation.model.transformer import ModelConfig, build_model
     from mt_tokenizers import CharTokenizer
     port = live[1].rsplit(":", 1)[1]
     taken = subprocess.run([sys.executable, "-m", "machine_translation", "serve", "--model", str(learned[0]),
@@ -358,7 +358,7 @@ def test_several_models_one_per_pair(learned, tmp_path):
     model, auto cannot choose between two source languages, and a pair twice is refused."""
     import shutil
 
-    from machine_translation.errors import ConfigError
+    from machine_translation.base.errors import ConfigError
     other = tmp_path / "fr-en"
     shutil.copytree(learned[0], other, ignore=shutil.ignore_patterns("checkpoints", "data"))
     config = json.loads((other / "config.json").read_text())

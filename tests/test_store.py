@@ -6,10 +6,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from machine_translation import corpora
-from machine_translation.data import collate_pairs, sample_pairs, split_text, token_batches
-from machine_translation.errors import DataError
-from machine_translation.store import PairStore, open_tokens, write_token_files
+from machine_translation.data import corpora
+from machine_translation.data.sources import collate_pairs, sample_pairs, split_text, token_batches
+from machine_translation.base.errors import DataError
+from machine_translation.data.store import PairStore, open_tokens, write_token_files
 from mt_tokenizers import CharTokenizer
 
 

@@ -34,8 +34,8 @@ def test_sentencepiece_round_trip(model_type):
 
 
 def test_sampled_segmentations_repeat_by_seed_and_spell_the_same_text(spm_tok):
-    from machine_translation.data import ragged
-    from machine_translation.tasks import resegment
+    from machine_translation.data.sources import ragged
+    from machine_translation.training.tasks import resegment
     draws = {tuple(spm_tok.sample_encode(SAMPLE, 0.1, u)) for u in (0.05, 0.2, 0.4, 0.6, 0.8, 0.95)}
     assert len(draws) > 2  # different draws, different segmentations
     assert all(spm_tok.decode(list(d)) == SAMPLE for d in draws)

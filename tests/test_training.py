@@ -10,10 +10,10 @@ import pytest
 import torch
 from torch import nn
 
-from machine_translation import runtime
-from machine_translation.model import build_model
-from machine_translation.options import TrainConfig
-from machine_translation.training import (
+from machine_translation.inference import precision
+from machine_translation.model.transformer import build_model
+from machine_translation.base.options import TrainConfig
+from machine_translation.training.trainer import (
     StopRequest, Trainer, TrainingError, TrainState, learning_rate, make_optimizer,
 )
 from tests.conftest import tiny_config
@@ -195,7 +195,7 @@ def test_five_non_finite_steps_in_a_row_stop_with_the_last_good_checkpoint(tmp_p
 
 @pytest.mark.parametrize("flags, auto", [({"avx512_bf16"}, "bf16"), ({"amx_bf16"}, "bf16"), ({"avx2"}, "fp32")])
 def test_bf16_runs_the_step_under_bfloat16_autocast(tmp_path, monkeypatch, flags, auto):
-    monkeypatch.setattr(runtime, "cpu_flags", lambda: frozenset(flags))  # auto follows the CPU
+    monkeypatch.setattr(precision, "cpu_flags", lambda: frozenset(flags))  # auto follows the CPU
     for precision in ("bf16", "fp32", "auto"):
         task = ToyTask()
         toy_trainer(tmp_path / precision, task, max_steps=2, precision=precision).run()
@@ -205,7 +205,7 @@ def test_bf16_runs_the_step_under_bfloat16_autocast(tmp_path, monkeypatch, flags
 
 
 def test_impossible_training_precisions_are_refused(tmp_path):
-    from machine_translation.errors import ConfigError
+    from machine_translation.base.errors import ConfigError
     for precision, match in (("fp16", "needs CUDA"), ("int8", "choose one of"), ("half", "choose one of")):
         with pytest.raises(ConfigError, match=match):
             toy_trainer(tmp_path, ToyTask(), max_steps=1, precision=precision)

@@ -38,7 +38,7 @@ DAMAGE = {  # what is done to a copy of the model directory -> what the one line
     "string norm_first": (model_key("norm_first", "no"), "'norm_first' must be bool"),
     "no d_model": (damage_json("config.json", lambda c: {**c, "model": {k: v for k, v in c["model"].items()
                                                                          if k != "d_model"}}),
-                   "model.safetensors does not match config.json"),
+                   "model config key 'd_model' is missing"),
     "tokenizers without target": (damage_json("config.json", lambda c: {**c, "tokenizers": {"source": "."}}),
                                   "'tokenizers'"),
     "tokenizers a list": (damage_json("config.json", lambda c: {**c, "tokenizers": ["."]}), "'tokenizers'"),
@@ -171,7 +171,7 @@ def test_a_model_directory_without_checkpoints_is_never_replaced(model_dir, tmp_
 
 
 def test_an_unexpected_error_is_one_line_naming_the_traceback_file(model_dir, tmp_path, monkeypatch):
-    from machine_translation import translate
+    from machine_translation.inference import translate
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
     monkeypatch.setattr(translate.Translator, "translations", lambda *a, **k: 1 / 0)  # what the CLI calls
     r = runner.invoke(app, ["translate", "--model", str(model_dir), "x"])
@@ -189,8 +189,8 @@ def test_a_corpus_too_small_for_validation_says_so(tmp_path):
 
 def test_identical_weights_give_identical_bytes_in_every_process(tmp_path):
     """The tied weights' aliases are metadata; the bytes must not depend on the process (hash seed)."""
-    script = ("import sys, torch; from machine_translation.checkpoint import save_weights; "
-              "from machine_translation.model import build_model; from tests.conftest import tiny_config; "
+    script = ("import sys, torch; from machine_translation.model.directory import save_weights; "
+              "from machine_translation.model.transformer import build_model; from tests.conftest import tiny_config; "
               "from pathlib import Path; torch.manual_seed(0); save_weights(build_model(tiny_config()), Path(sys.argv[1]))")
     files = []
     for seed in range(4):
@@ -281,7 +281,7 @@ def test_a_config_too_large_for_memory_is_refused_before_allocating(model_dir, t
 def test_out_of_memory_is_one_typed_line(model_dir, monkeypatch):
     """Row 7: a MemoryError or an allocator's error (here a real one: an allocation of 1 TiB, which
     the allocator refuses at once) is one line, exit 2, not 'a bug in mt'."""
-    from machine_translation import translate
+    from machine_translation.inference import translate
     monkeypatch.setattr(translate.Translator, "translations", lambda *a, **k: torch.empty(2**40, dtype=torch.uint8))
     assert_one_line(runner.invoke(app, ["translate", "--model", str(model_dir), "x"]), "out of memory (an allocation of")
     monkeypatch.setattr(translate.Translator, "translations", lambda *a, **k: (_ for _ in ()).throw(MemoryError()))
@@ -290,7 +290,7 @@ def test_out_of_memory_is_one_typed_line(model_dir, monkeypatch):
 
 def test_more_workers_than_cores_run_with_one_warning(model_dir, tmp_path):
     """Row 8."""
-    from machine_translation.runtime import cpu_count
+    from machine_translation.base.runtime import cpu_count
     src = write_lines(tmp_path / "in.en", ["a dog runs", "two cats"] * 70)
     r = runner.invoke(app, ["translate", "--model", str(model_dir), "--input", str(src), "--workers",
                             str(cpu_count() + 1), "--batch-size", "8"])
@@ -336,7 +336,7 @@ def test_pipes_are_read_like_files(model_dir, tmp_path, corpus_files):
 def test_the_non_finite_stop_names_only_what_exists(tmp_path):
     """Row 14: with no checkpoint saved yet, no checkpoint directory is named."""
     from tests.test_training import ToyTask, toy_trainer
-    from machine_translation.training import TrainingError
+    from machine_translation.base.errors import TrainingError
     trainer = toy_trainer(tmp_path, ToyTask(nan_steps=range(0, 100)), max_steps=50, save_every=1000)
     with pytest.raises(TrainingError) as e:
         trainer.run()

@@ -21,7 +21,7 @@ import typer
 from typer.core import TyperGroup
 
 from machine_translation import __version__
-from machine_translation.errors import ConfigError, Interrupted, MTError, Terminated, out_of_memory
+from machine_translation.base.errors import ConfigError, Interrupted, MTError, Terminated, out_of_memory
 from mt_tokenizers import TokenizerError
 
 EXIT_BUG, EXIT_USER_ERROR, EXIT_INTERRUPTED = 1, 2, 128 + signal.SIGINT  # 130

@@ -18,6 +18,6 @@ def average_checkpoints(
                                    "new one is complete)."),
 ) -> None:
     """Average the weights of the last K training checkpoints into a new model directory."""
-    from machine_translation.derived import average_checkpoints as average
+    from machine_translation.training.averaging import average_checkpoints as average
     chosen = average(model, last, out, overwrite)
     typer.echo(f"averaged {len(chosen)} checkpoints ({chosen[0].name} .. {chosen[-1].name}) into {out}")

@@ -13,8 +13,8 @@ from machine_translation.cli.app import app, cli_errors
 from machine_translation.cli.translate import (
     MODEL_SETTING, NORMALIZE_CASE_HELP, PRECISION_HELP, REPEAT_GUARD_HELP, WORKERS_HELP, load_translator,
 )
-from machine_translation.errors import DataError
-from machine_translation.options import DEFAULT_PAIR, SearchOptions
+from machine_translation.base.errors import DataError
+from machine_translation.base.options import DEFAULT_PAIR, SearchOptions
 
 
 @app.command()
@@ -42,10 +42,10 @@ def evaluate(
     precision: Optional[str] = typer.Option(None, help=PRECISION_HELP),
 ) -> None:
     """Translate a test set and score it with sacreBLEU (BLEU, chrF, TER), or score --hyp FILE."""
-    from machine_translation.corpora import read_file_pair, read_lines
-    from machine_translation.data import parse_data_spec, read_split
-    from machine_translation.evaluate import score_translations
-    from machine_translation.files import write_atomic, write_json
+    from machine_translation.data.corpora import read_file_pair, read_lines
+    from machine_translation.data.sources import parse_data_spec, read_split
+    from machine_translation.inference.evaluate import score_translations
+    from machine_translation.base.files import write_atomic, write_json
 
     if (src is None) != (ref is None) and hyp is None:
         raise DataError("--src and --ref go together: give both files")

@@ -10,8 +10,8 @@ import typer
 
 from machine_translation.cli.app import app, cli_errors
 from machine_translation.cli.translate import MODEL_SETTING
-from machine_translation.options import SamplingOptions as S
-from machine_translation.options import check_seed
+from machine_translation.base.options import SamplingOptions as S
+from machine_translation.base.options import check_seed
 
 
 @app.command()
@@ -36,12 +36,12 @@ def generate(
     """Generate text with a decoder-only language model."""
     import torch
 
-    from machine_translation.generate import Generator
-    from machine_translation.runtime import pick_device, set_threads
+    from machine_translation.inference.generate import Generator
+    from machine_translation.base.runtime import prepare
 
     if seed is not None:
         check_seed(seed)
-    set_threads(pick_device(device), threads)
+    prepare(device, threads)
     gen = Generator.from_pretrained(model, device)
     options = gen.defaults.updated(max_new_tokens=max_new_tokens, temperature=temperature, top_k=top_k, top_p=top_p)
     prompt_ids = gen.encode_prompt(prompt)  # unknown characters: one clear line before anything is printed

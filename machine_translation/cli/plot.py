@@ -16,5 +16,5 @@ def plot(
     out: Optional[Path] = typer.Option(None, help="PNG to write (default: RUN/training_curve.png)."),
 ) -> None:
     """Draw a run's training and validation loss, and validation BLEU, against the step."""
-    from machine_translation.plot import plot_run
+    from machine_translation.training.plot import plot_run
     typer.echo(str(plot_run(run, out)))

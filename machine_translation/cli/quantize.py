@@ -18,8 +18,8 @@ def quantize(
                                    "new one is complete)."),
 ) -> None:
     """Save a translation model with int8 linear layers; `mt translate --model OUT` runs it on CPU."""
-    from machine_translation.checkpoint import WEIGHTS_FILE
-    from machine_translation.derived import quantize_directory
+    from machine_translation.model.directory import WEIGHTS_FILE
+    from machine_translation.inference.precision import quantize_directory
     quantize_directory(model, out, precision, overwrite)
     sizes = [(d / WEIGHTS_FILE).stat().st_size / 2**20 for d in (model, out)]
     typer.echo(f"wrote the int8 model {out} ({sizes[1]:.1f} MiB of weights, from {sizes[0]:.1f} MiB)")

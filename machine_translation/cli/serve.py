@@ -9,7 +9,7 @@ import typer
 
 from machine_translation.cli.app import app, cli_errors
 from machine_translation.cli.translate import PRECISION_HELP, WORKERS_HELP
-from machine_translation.options import ServeOptions
+from machine_translation.base.options import ServeOptions
 
 D = ServeOptions()  # the defaults, written once in options.py
 
@@ -39,7 +39,7 @@ def serve(
                                             "REQUESTS_PER_MINUTE); with it, requests need a valid api_key."),
 ) -> None:
     """Serve translation models over HTTP (LibreTranslate's API, /v1/translate, a web page at /)."""
-    from machine_translation.runtime import pick_device, set_threads
+    from machine_translation.base.runtime import prepare
     from machine_translation.serve.server import load_models, run
 
     options = ServeOptions(host=host, port=port, max_batch_tokens=max_batch_tokens,
@@ -50,5 +50,5 @@ def serve(
     if api_keys is not None:
         from machine_translation.serve.api import load_api_keys
         load_api_keys(api_keys)  # a bad key file is refused before the models load
-    set_threads(pick_device(device), threads)
+    prepare(device, threads)
     run(load_models(model, device, precision, workers, options), options)

@@ -9,14 +9,14 @@ from typing import Optional
 import typer
 
 from machine_translation.cli.app import app, cli_errors
-from machine_translation.options import DEFAULT_MAX_MINUTES, DEFAULT_MODELS, SUBWORD_ALPHA, RunOptions, TrainConfig
+from machine_translation.base.options import DEFAULT_MAX_MINUTES, DEFAULT_MODELS, SUBWORD_ALPHA, RunOptions, TrainConfig
 
 T, R = TrainConfig, RunOptions  # the defaults
 
 
 def precision_flag(precision: str, bf16: Optional[bool]) -> str:
     """--bf16/--no-bf16 are the older spellings of --precision bf16/fp32."""
-    from machine_translation.errors import ConfigError
+    from machine_translation.base.errors import ConfigError
     if bf16 is None:
         return precision
     alias = "bf16" if bf16 else "fp32"
@@ -98,9 +98,9 @@ def train(
     batch_size: int = typer.Option(R.batch_size, min=1, help="--task lm: blocks per batch."),
 ) -> None:
     """Train a translation model (or, with --task lm, a language model)."""
-    from machine_translation.data import parse_data_spec
-    from machine_translation.errors import ConfigError
-    from machine_translation.runs import train_run
+    from machine_translation.data.sources import parse_data_spec
+    from machine_translation.base.errors import ConfigError
+    from machine_translation.training.runs import train_run
 
     if norm not in (None, "pre", "post"):
         raise ConfigError(f"--norm {norm!r}: choose pre or post")

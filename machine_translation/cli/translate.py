@@ -10,8 +10,8 @@ from typing import Optional
 import typer
 
 from machine_translation.cli.app import app, cli_errors
-from machine_translation.errors import ConfigError, ModelDirError
-from machine_translation.options import DEFAULT_MODELS, DEFAULT_PAIR, SearchOptions
+from machine_translation.base.errors import ConfigError, ModelDirError
+from machine_translation.base.options import DEFAULT_MODELS, DEFAULT_PAIR, SearchOptions
 
 MODEL_SETTING = "default: the model's generation_config.json, else {}"
 REPEAT_GUARD_HELP = ("Never emit a piece 4 times or a character 5 times in a row unless the source does "
@@ -31,9 +31,9 @@ def model_dir_for(model: Optional[Path], pair: Optional[str]) -> Path:
 def load_translator(model: Optional[Path], pair: Optional[str], device: Optional[str], threads: Optional[int],
                     workers: int = 1, precision: Optional[str] = None):
     """The Translator of --model (or models/<pair>), with a hint to train one when it is missing."""
-    from machine_translation.checkpoint import is_model_dir
-    from machine_translation.runtime import pick_device, set_threads
-    from machine_translation.translate import Translator
+    from machine_translation.model.directory import is_model_dir
+    from machine_translation.base.runtime import prepare
+    from machine_translation.inference.translate import Translator
 
     directory = model_dir_for(model, pair)
     if not is_model_dir(directory):
@@ -42,12 +42,12 @@ def load_translator(model: Optional[Path], pair: Optional[str], device: Optional
             raise ModelDirError(f"no trained {p} model in {directory}: run `mt train --pair {p}` first, "
                                 "or pass --model DIR")
         raise ModelDirError(f"no model in {directory}: pass the directory `mt train --out` wrote")
-    set_threads(pick_device(device), threads)
+    prepare(device, threads)
     return Translator.from_pretrained(directory, device, workers, pair=pair, precision=precision)
 
 
 def read_input_lines(text: list[str], input_file: Optional[Path]) -> list[str]:
-    from machine_translation.corpora import read_lines
+    from machine_translation.data.corpora import read_lines
     if input_file is not None and text:
         raise ConfigError("give the text as arguments or with --input, not both")
     if input_file is not None:
@@ -68,7 +68,7 @@ def read_input_lines(text: list[str], input_file: Optional[Path]) -> list[str]:
 def _stdin_lines() -> list[str]:
     """Standard input split like a file: on \\n only (a \\r\\n ending is removed), so a line
     holding \\f, \\r or U+2028 stays one line and the output stays aligned with the input."""
-    from machine_translation.corpora import decode_line
+    from machine_translation.data.corpora import decode_line
     data = sys.stdin.buffer.read()
     lines = data.split(b"\n")
     if lines and lines[-1] == b"":
@@ -82,7 +82,7 @@ def write_output(lines: list[str], output: Optional[Path]) -> None:
         sys.stdout.write(text)
         sys.stdout.flush()
     else:
-        from machine_translation.files import write_atomic
+        from machine_translation.base.files import write_atomic
         if output.is_dir():
             raise ConfigError(f"--output {output} is a directory: name a file")
         write_atomic(output, text.encode("utf-8"))
@@ -129,7 +129,7 @@ def translate(
                                        repeat_guard=repeat_guard, normalize_case=normalize_case)
     results = translator.translations(lines, opts)
     if attention is not None:
-        from machine_translation.plot import plot_attention
+        from machine_translation.training.plot import plot_attention
         plot_attention(translator.alignment(results[0][0]), attention)
     if n_best == 1:
         write_output([n_best_list[0].text for n_best_list in results], output)

@@ -24,11 +24,11 @@ from pathlib import Path
 
 import torch
 
-from machine_translation.checkpoint import save_pretrained, tied_aliases
-from machine_translation.errors import ConfigError, ModelDirError
-from machine_translation.files import atomic_directory, read_json, write_atomic
-from machine_translation.model import ModelConfig, build_model
-from machine_translation.outputs import check_out_dir
+from machine_translation.model.directory import save_pretrained, tied_aliases
+from machine_translation.base.errors import ConfigError, ModelDirError
+from machine_translation.base.files import atomic_directory, read_json, write_atomic
+from machine_translation.model.transformer import ModelConfig, build_model
+from machine_translation.model.outputs import check_out_dir
 from mt_tokenizers import MarianTokenizer, TokenizerError
 from mt_tokenizers.marian import read_vocab
 
@@ -81,7 +81,7 @@ def download(source: str) -> Path:
     from huggingface_hub.errors import HfHubHTTPError, LocalEntryNotFoundError, RepositoryNotFoundError, \
         RevisionNotFoundError
 
-    from machine_translation.corpora import hub_offline, hub_reachable
+    from machine_translation.data.corpora import hub_offline, hub_reachable
 
     repo, _, revision = source[3:].partition("@")
     if not re.fullmatch(r"[\w.-]+/[\w.-]+", repo):

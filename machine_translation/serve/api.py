@@ -17,7 +17,7 @@ from pathlib import Path
 
 from starlette.requests import Request
 
-from machine_translation.errors import ConfigError
+from machine_translation.base.errors import ConfigError
 
 
 class ApiError(Exception):

@@ -29,7 +29,7 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse
 from starlette.routing import Route
 
-from machine_translation.options import ServeOptions
+from machine_translation.base.options import ServeOptions
 from machine_translation.serve import markup
 from machine_translation.serve.api import Access, ApiError, int_param, missing, read_params, text_items
 from machine_translation.serve.batcher import Batcher, QueueFull

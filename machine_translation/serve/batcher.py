@@ -19,7 +19,7 @@ import time
 from collections import Counter
 from dataclasses import dataclass, replace
 
-from machine_translation.options import SearchOptions, ServeOptions
+from machine_translation.base.options import SearchOptions, ServeOptions
 
 logger = logging.getLogger(__name__)
 

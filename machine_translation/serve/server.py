@@ -8,11 +8,10 @@ from __future__ import annotations
 import errno
 import logging
 import socket
-import sys
 from pathlib import Path
 
-from machine_translation.errors import ConfigError
-from machine_translation.options import ServeOptions
+from machine_translation.base.errors import ConfigError
+from machine_translation.base.options import ServeOptions
 from machine_translation.serve.api import Access, load_api_keys
 from machine_translation.serve.app import ServedModel, build_app
 from machine_translation.serve.batcher import Batcher
@@ -23,7 +22,7 @@ logger = logging.getLogger(__name__)
 def load_models(directories: list[Path], device: str | None, precision: str | None, workers: int,
                 options: ServeOptions) -> list[ServedModel]:
     """A translator and a batcher per model directory; one model per language pair."""
-    from machine_translation.translate import Translator
+    from machine_translation.inference.translate import Translator
 
     models, pairs = [], {}
     for directory in directories:
@@ -98,11 +97,11 @@ def run(models: list[ServedModel], options: ServeOptions) -> None:
         async def startup(self, sockets=None):
             await super().startup(sockets)
             if not self.should_exit:
-                print(f"mt serve: listening on {url} ({pairs}); Ctrl+C stops", file=sys.stderr, flush=True)
+                logger.info("mt serve: listening on %s (%s); Ctrl+C stops", url, pairs)
 
         async def shutdown(self, sockets=None):
             await super().shutdown(sockets)  # open requests answered, batchers stopped
-            print("mt serve: stopped", file=sys.stderr, flush=True)
+            logger.info("mt serve: stopped")
 
     config = uvicorn.Config(app, log_level="warning", access_log=False, timeout_graceful_shutdown=30,
                             lifespan="on")

@@ -9,7 +9,7 @@ the one home of atomic files, atomic directories, the run lock and the disk-full
 - `atomic_directory(out)`: a directory is built under a temporary name beside `out` and
   renamed into place when complete; with `replace`, an existing `out` is swapped out and
   deleted only after the new one is in place. The caller decides whether `out` may be
-  replaced (`machine_translation.outputs`).
+  replaced (`machine_translation.model.outputs`).
 - `DirLock`: an OS-level lock (flock) on a file inside a directory, holding the owner's PID;
   the kernel releases it when the process dies, however it dies.
 - `DiskFull`: what every writer here raises when the disk (or a file size limit) is full,
@@ -17,7 +17,7 @@ the one home of atomic files, atomic directories, the run lock and the disk-full
 
 They live here, in the lowest package that needs them (the tokenizer package imports
 nothing of ours), so the tokenizers and the application share one copy; the application
-reaches them through `machine_translation.files`.
+reaches them through `machine_translation.base.files`.
 """
 from __future__ import annotations
 

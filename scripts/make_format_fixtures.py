@@ -1,0 +1,86 @@
+"""Write tests/fixtures/formats/: run directories (which are model directories) as earlier
+versions of mt wrote them, each with the translations that version gave, so the tests can
+check that today's mt loads them, translates them identically and resumes them.
+
+    python scripts/make_format_fixtures.py            # all formats (about a minute)
+
+Each format is made by the commit that wrote it, checked out into a temporary worktree and
+run with this environment's packages: `mt train --preset tiny` on tests/fixtures/formats/
+corpus.tsv for 200 steps (one checkpoint), then `mt translate` of sources.txt, greedy and
+beam 2. Only what the tests read is kept (no training curve, no token store: a resumed run
+rebuilds it).
+"""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+FIXTURES = REPO / "tests" / "fixtures" / "formats"
+# name -> (commit, what sets it apart)
+FORMATS = {
+    "2026-11-23": ("d125cfc", "the first run directories: separate Q and KV self-attention projections; no "
+                              "batching, precision or tied-weights records"),
+    "2026-11-24": ("96f9163", "fused QKV, precision and batching recorded; no subword sampling, no warmup-end record"),
+    "2026-12-06": ("1f89189", "the last format_version 1: every model field, interruption marks"),
+}
+STEPS = 200
+
+
+def run(args: list[str], cwd: Path, **kwargs) -> subprocess.CompletedProcess:
+    env = {**os.environ, "PYTHONPATH": f"{cwd}{os.pathsep}{cwd / 'tokenizers'}"}
+    done = subprocess.run([sys.executable, "-m", "machine_translation", *args], cwd=cwd, env=env,
+                          capture_output=True, text=True, **kwargs)
+    if done.returncode:
+        sys.exit(f"{cwd.name}: mt {' '.join(args)} failed:\n{done.stderr[-2000:]}")
+    return done
+
+
+def make(name: str, commit: str, note: str, scratch: Path) -> None:
+    tree = scratch / name
+    subprocess.run(["git", "worktree", "add", "--detach", str(tree), commit], cwd=REPO, check=True,
+                   capture_output=True)
+    try:
+        out = FIXTURES / name
+        shutil.rmtree(out, ignore_errors=True)
+        run_dir = out / "run"
+        run(["train", "--preset", "tiny", "--data", str(FIXTURES / "corpus.tsv"), "--vocab-size", "400",
+             "--max-steps", str(STEPS), "--eval-every", str(STEPS), "--save-every", str(STEPS), "--threads", "1",
+             "--batch-tokens", "800", "--warmup-steps", "20", "--lr", "3e-3", "--out", str(run_dir)], tree)
+        for extra in ("training_curve.png", "data"):
+            shutil.rmtree(run_dir / extra, ignore_errors=True) if (run_dir / extra).is_dir() \
+                else (run_dir / extra).unlink(missing_ok=True)
+        translations = {}
+        for beam in (1, 2):
+            done = run(["translate", "--model", str(run_dir), "--beam", str(beam), "--threads", "1",
+                        "--input", str(FIXTURES / "sources.txt")], tree)
+            translations[f"beam{beam}"] = done.stdout.splitlines()
+        (out / "expected.json").write_text(json.dumps(
+            {"commit": commit, "note": note, "steps": STEPS, "translations": translations}, indent=1,
+            ensure_ascii=False) + "\n", encoding="utf-8")
+    finally:
+        subprocess.run(["git", "worktree", "remove", "--force", str(tree)], cwd=REPO, check=True)
+
+
+def main() -> None:
+    data = Path(os.environ.get("MT_DATA_DIR", REPO.parent / "shared" / "data")) / "multi30k"
+    if not (FIXTURES / "corpus.tsv").is_file():
+        import gzip
+        with gzip.open(data / "train.en.gz", "rt") as en, gzip.open(data / "train.fr.gz", "rt") as fr:
+            pairs = [f"{e.strip()}\t{f.strip()}" for _, e, f in zip(range(300), en, fr)]
+        (FIXTURES / "corpus.tsv").write_text("\n".join(pairs) + "\n", encoding="utf-8")
+        with gzip.open(data / "val.en.gz", "rt") as en:
+            (FIXTURES / "sources.txt").write_text("".join(line for _, line in zip(range(20), en)), encoding="utf-8")
+    with tempfile.TemporaryDirectory() as scratch:
+        for name, (commit, note) in FORMATS.items():
+            make(name, commit, note, Path(scratch))
+            print(f"wrote {FIXTURES / name} ({commit})", file=sys.stderr)
+
+
+if __name__ == "__main__":
+    main()
