@@ -91,7 +91,7 @@ def systems(hf: Path, mt_dir: Path, ct2_dirs: dict[str, Path], beam: int, max_le
             tr = Translator.from_pretrained(mt_dir, "cpu", workers=workers, precision=precision)
             options = tr.defaults.updated(beam=beam, batch_size=64, max_len_a=0.0, max_len_b=max_length - 1)
             out[f"mt {precision} {'2x1' if workers == 2 else '1x2'}/beam{beam}"] = (
-                lambda s, t=tr, o=options: sum(len(h[0].tokens) + 1 for h in t.search(s, o)))
+                lambda s, t=tr, o=options: sum(len(h[0].tokens) + 1 for h in t._search(s, o)))
     for quant, path in ct2_dirs.items():
         for inter, intra in ((1, 2), (2, 1)):
             ct = ctranslate2.Translator(str(path), device="cpu", inter_threads=inter, intra_threads=intra,

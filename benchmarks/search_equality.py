@@ -30,7 +30,8 @@ def save(model: str, out: Path, split: str) -> None:
     for beam in (1, 4):
         for guard in (False, True):  # the raw search, and with the repetition guard riding along
             opts = SearchOptions(beam=beam, batch_size=64, repeat_guard=guard)
-            result[f"beam{beam}" + ("-guard" if guard else "")] = translator.translate_scored(src, opts)
+            result[f"beam{beam}" + ("-guard" if guard else "")] = [[(t.text, t.score) for t in n_best]
+                                                                   for n_best in translator.translations(src, opts)]
     out.write_text(json.dumps(result, ensure_ascii=False))
     print(f"wrote {out}", file=sys.stderr)
 

@@ -22,7 +22,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from encoder_transformer.config import TransformerConfig
-from encoder_transformer.dropout import dropout
+from encoder_transformer.dropout import fast_dropout
 
 
 class MultiHeadAttention(nn.Module):
@@ -76,20 +76,24 @@ class MultiHeadAttention(nn.Module):
         q = self._split_heads(self.q_proj(query).reshape(B, G * Tq, D))  # (B, H, G*Tq, Dh)
         return self.attend(q, key, value, attn_mask).reshape(N, Tq, D)
 
-    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
-        if self.self_attention and prefix + "q_proj.weight" in state_dict:  # written before the fused layout
-            for name in ("weight", "bias"):
-                q, kv = state_dict.pop(prefix + "q_proj." + name), state_dict.pop(prefix + "kv_proj." + name)
-                state_dict[prefix + "qkv_proj." + name] = torch.cat([q, kv], dim=0)
-        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
+    def attention_weights(self, query: Tensor, key: Tensor, attn_mask: Tensor | None) -> Tensor:
+        """Cross-attention's weights, which the fused kernel does not return: for the hidden
+        states `query` (B, Tq, D) over keys from `project_kv` (B, H, S, Dh) and the mask
+        `forward` was given, (B, H, Tq, S) float32, each row summing to 1."""
+        return attention_weights(self._split_heads(self.q_proj(query)), key, attn_mask)
+
+
+def attention_weights(q: Tensor, key: Tensor, attn_mask: Tensor | None) -> Tensor:
+    """softmax(q k^T / sqrt(Dh)) in float32, masked (True = may attend): (B, H, Tq, Tk) for
+    q (B, H, Tq, Dh) and key (B, H, Tk, Dh). No row is fully masked (masks.py)."""
+    scores = (q @ key.transpose(-2, -1)) * q.size(-1) ** -0.5  # (B, H, Tq, Tk)
+    if attn_mask is not None:
+        scores = scores.masked_fill(~attn_mask, float("-inf"))
+    return torch.softmax(scores.float(), dim=-1)
 
 
 def _written_out_attention(q: Tensor, key: Tensor, value: Tensor, attn_mask: Tensor | None, dropout_p: float) -> Tensor:
     """softmax(q k^T / sqrt(Dh)) v with the softmax in float32: what the fused kernel computes.
     q: (B, H, Tq, Dh); key, value: (B, H, Tk, Dh); attn_mask: True = may attend."""
-    scores = (q @ key.transpose(-2, -1)) * q.size(-1) ** -0.5  # (B, H, Tq, Tk)
-    if attn_mask is not None:
-        scores = scores.masked_fill(~attn_mask, float("-inf"))  # no row is fully masked (masks.py)
-    weights = torch.softmax(scores.float(), dim=-1)  # (B, H, Tq, Tk)
-    weights = dropout(weights, dropout_p)
+    weights = fast_dropout(attention_weights(q, key, attn_mask), dropout_p)  # (B, H, Tq, Tk)
     return weights.to(q.dtype) @ value  # (B, H, Tq, Dh)

@@ -9,7 +9,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from encoder_transformer.config import TransformerConfig
-from encoder_transformer.dropout import Dropout
+from encoder_transformer.dropout import FastDropout
 
 
 ACTIVATION_FUNCTIONS = {"relu": F.relu, "swish": F.silu, "gelu": F.gelu}  # (the exact, erf-based GELU)
@@ -22,7 +22,7 @@ class FeedForward(nn.Module):
         super().__init__()
         self.up = nn.Linear(config.d_model, config.d_ff)
         self.down = nn.Linear(config.d_ff, config.d_model)
-        self.dropout = Dropout(config.activation_dropout)
+        self.dropout = FastDropout(config.activation_dropout)
         self.activation = ACTIVATION_FUNCTIONS[config.activation]
         # Linear children whose input is never negative (`down` reads ReLU's output, not
         # swish's or GELU's): int8 inference can then give all of its bits to the magnitude.
@@ -87,7 +87,7 @@ class Embeddings(nn.Module):
             self.token.weight[config.pad_id].zero_()
         self.position = PositionalEncoding(config)
         self.scale = math.sqrt(config.d_model)
-        self.dropout = Dropout(config.dropout)
+        self.dropout = FastDropout(config.dropout)
 
     def forward(self, input_ids: Tensor, start: int = 0) -> Tensor:  # (B, T) -> (B, T, D)
         x = self.token(input_ids) * self.scale + self.position(start, input_ids.size(1))
@@ -119,7 +119,7 @@ class Residual(nn.Module):
     def __init__(self, config: TransformerConfig):
         super().__init__()
         self.norm = nn.LayerNorm(config.d_model)
-        self.dropout = Dropout(config.dropout)
+        self.dropout = FastDropout(config.dropout)
         self.norm_first = config.norm_first
 
     def norm_in(self, x: Tensor) -> Tensor:

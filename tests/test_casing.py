@@ -34,5 +34,5 @@ def test_the_translator_translates_capitals_like_clean_input(learned):
     options = SearchOptions(beam=2, normalize_case=True, repeat_guard=True)
     assert tr.translate([s.upper() for s in clean], options) == [t.upper() for t in tr.translate(clean, options)]
     assert tr.translate([s.title() for s in clean], options) == tr.translate(clean, options)
-    scored = tr.translate_scored([clean[0].upper()], options.updated(beam=3, n_best=3))[0]
-    assert len(scored) == 3 and all(text == text.upper() for text, _ in scored)
+    n_best = tr.translations([clean[0].upper()], options.updated(beam=3, n_best=3))[0]
+    assert len(n_best) == 3 and all(t.text == t.text.upper() for t in n_best)

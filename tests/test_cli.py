@@ -74,7 +74,7 @@ def test_batch_equals_one_by_one_and_beam1_equals_greedy(learned, slice_files):
     assert len(set(batch)) == len(sentences)  # real, distinct translations are compared
     import torch
     from machine_translation.data.sources import pad_batch
-    src = pad_batch(tr.encode_source(sentences), 0)
+    src = pad_batch(tr._encode_source(sentences), 0)
     max_len = torch.full((len(sentences),), 20)
     greedy = greedy_search(tr.model, tr.model.start_cache(src), max_len, 2, 3)
     beam1 = beam_search(tr.model, tr.model.start_cache(src), max_len, 2, 3, beam=1)
@@ -407,6 +407,6 @@ def test_alignment_rows_are_distributions_over_the_source(learned):
     tr = Translator.from_pretrained(learned[0], "cpu")
     best = tr.translations(["a man is riding a bike ."])[0][0]
     al = tr.alignment(best)
-    assert len(al.source_pieces) == len(tr.encode_source([best.source])[0])  # the pieces and EOS
+    assert len(al.source_pieces) == len(tr._encode_source([best.source])[0])  # the pieces and EOS
     assert len(al.weights) == len(best.tokens) + 1 == len(al.target_pieces)
     assert all(len(row) == len(al.source_pieces) and abs(sum(row) - 1) < 1e-3 for row in al.weights)

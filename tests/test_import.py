@@ -146,7 +146,7 @@ def test_greedy_and_beam_outputs_equal_generate(imported, beam):
         row = row[1:]  # the decoder's start
         expected.append(row[: row.index(0)] if 0 in row else row)
     options = translator.defaults.updated(beam=beam)
-    got = [h[0].tokens for h in translator.search(SOURCES, options)]
+    got = [h[0].tokens for h in translator._search(SOURCES, options)]
     differ = [(i, g, e) for i, (g, e) in enumerate(zip(got, expected)) if g != e]
     assert not differ, differ[:3]
     assert any(len(e) < MAX_LENGTH - 2 for e in expected)  # some outputs end by EOS, not at the limit

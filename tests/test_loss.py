@@ -3,7 +3,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from machine_translation.training.loss import label_smoothed_cross_entropy
+from machine_translation.training.fused_loss import label_smoothed_cross_entropy
 from machine_translation.training.tasks import sequence_loss
 
 

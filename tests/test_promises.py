@@ -30,7 +30,7 @@ def translator(learned):
 def test_the_length_penalty_divides_the_log_prob_and_changes_the_best(translator):
     best = {}
     for alpha in (0.0, 1.0, 2.5):
-        n_best = translator.search(VAL, SearchOptions(beam=5, n_best=5, length_penalty=alpha))
+        n_best = translator._search(VAL, SearchOptions(beam=5, n_best=5, length_penalty=alpha))
         for hyps in n_best:
             for h in hyps:  # the documented score: log-prob / (length + 1) ** alpha
                 assert h.score == pytest.approx(h.log_prob / (len(h.tokens) + 1) ** alpha, rel=1e-5, abs=1e-6)
@@ -42,17 +42,17 @@ def test_the_length_penalty_divides_the_log_prob_and_changes_the_best(translator
 
 
 def test_the_output_length_limit_is_a_times_source_plus_b(translator):
-    free = translator.search(VAL, SearchOptions(beam=1))
+    free = translator._search(VAL, SearchOptions(beam=1))
     for a, b in ((0.0, 4), (0.5, 1)):
-        limited = translator.search(VAL, SearchOptions(beam=1, max_len_a=a, max_len_b=b))
-        sources = translator.encode_source(VAL)
+        limited = translator._search(VAL, SearchOptions(beam=1, max_len_a=a, max_len_b=b))
+        sources = translator._encode_source(VAL)
         for src, hyps in zip(sources, limited):  # the limit counts the EOS, which is forced at it
             assert len(hyps[0].tokens) <= int(len(src) * a + b) - 1
         assert any(len(h[0].tokens) < len(f[0].tokens) for h, f in zip(limited, free))
 
 
 def test_n_best_and_beam_give_what_they_promise(translator):
-    n_best = translator.search(VAL[:5], SearchOptions(beam=6, n_best=4))
+    n_best = translator._search(VAL[:5], SearchOptions(beam=6, n_best=4))
     assert all(len(hyps) == 4 and len({tuple(h.tokens) for h in hyps}) == 4 for hyps in n_best)
     greedy = translator.translate(VAL, SearchOptions(beam=1))
     assert greedy != translator.translate(VAL, SearchOptions(beam=6))  # beam search finds other translations

@@ -69,8 +69,8 @@ def test_a_list_auto_detection_alternatives_and_lines(client, alone):
     assert r["translatedText"] == [alone[0][one], f"{alone[0][one]}\n\n{alone[0][two]}"]
     assert r["detectedLanguage"] == [{"confidence": 100.0, "language": "en"}] * 2
     assert len(r["alternatives"]) == 2 and all(len(a) == 2 for a in r["alternatives"])
-    n_best = alone[1].translate_n_best([one], SearchOptions(beam=4, n_best=3, repeat_guard=True,
-                                                                normalize_case=True))[0]
+    n_best = [t.text for t in alone[1].translations([one], SearchOptions(beam=4, n_best=3, repeat_guard=True,
+                                                                             normalize_case=True))[0]]
     assert r["alternatives"][0] == n_best[1:], "alternatives are the n-best after the first"
 
 

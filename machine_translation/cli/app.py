@@ -30,6 +30,7 @@ EXIT_TERMINATED = 128 + signal.SIGTERM  # 143
 # their own copy of click, so `import click` would name other classes).
 UsageError = typer.BadParameter.__mro__[1]
 ClickException = UsageError.__mro__[1]
+DISK_FULL = (errno.ENOSPC, errno.EFBIG, errno.EDQUOT)
 
 
 class OneLineErrors(TyperGroup):
@@ -59,7 +60,7 @@ app = typer.Typer(cls=OneLineErrors, add_completion=False, no_args_is_help=True,
 def os_error_message(e: OSError) -> str:
     """One line for a file the user named that cannot be read or written."""
     where = f" {e.filename}" if e.filename else ""
-    if e.errno in (errno.ENOSPC, errno.EFBIG, errno.EDQUOT):
+    if e.errno in DISK_FULL:
         return f"disk full while writing{where} ({e.strerror}): free some space and run again"
     return f"cannot use{where}: {e.strerror or e}"
 
@@ -78,12 +79,33 @@ def report_bug(e: BaseException) -> str:
            f"in mt; please report it with the traceback in {path}"
 
 
+class ProgressAwareHandler(logging.StreamHandler):
+    """Log records as lines on stderr, written around a tqdm progress bar (`tqdm.write`)
+    rather than through it."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        from tqdm import tqdm
+        try:
+            tqdm.write(self.format(record), file=sys.stderr)
+        except Exception:  # noqa: BLE001  (logging's own rule: a handler never raises)
+            self.handleError(record)
+
+
+def is_user_error(e: BaseException) -> bool:
+    """Exit 2: mt's typed errors (`MTError`: bad flags, files, inputs, out of memory, a full
+    disk), the tokenizer package's, and an OSError on a path (a file the user named that cannot
+    be read or written). Anything else is a bug in mt, reported with its traceback."""
+    if isinstance(e, (MTError, TokenizerError)):
+        return True
+    return isinstance(e, OSError) and (e.filename is not None or e.errno in DISK_FULL)
+
+
 def cli_errors(fn):
     """User errors become one line on stderr and a non-zero exit code, never a traceback."""
 
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):
-        logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr, force=True)
+        logging.basicConfig(level=logging.INFO, format="%(message)s", handlers=[ProgressAwareHandler()], force=True)
         for chatty in ("httpx", "httpx2", "httpcore", "huggingface_hub"):  # a line per HTTP request is not progress
             logging.getLogger(chatty).setLevel(logging.WARNING)
         previous = _raise_on_sigterm()
@@ -91,7 +113,7 @@ def cli_errors(fn):
             if sys.stdout is None and kwargs.get("output") is None:  # `mt translate 'a dog' >&-`
                 raise ConfigError("standard output is closed: redirect it (> FILE) or give --output FILE")
             return fn(*args, **kwargs)
-        except (MTError, TokenizerError, ValueError) as e:
+        except (MTError, TokenizerError) as e:
             typer.echo(f"error: {e}", err=True)
             raise typer.Exit(EXIT_USER_ERROR) from None
         except Interrupted as e:
@@ -105,6 +127,9 @@ def cli_errors(fn):
             sys.stderr.close()
             raise typer.Exit(0) from None
         except OSError as e:  # a path the user gave: missing folder, a file in the way, read-only, disk full
+            if not is_user_error(e):
+                typer.echo(report_bug(e), err=True)
+                raise typer.Exit(EXIT_BUG) from None
             typer.echo(f"error: {os_error_message(e)}", err=True)
             raise typer.Exit(EXIT_USER_ERROR) from None
         except (typer.Exit, ClickException, typer.Abort):

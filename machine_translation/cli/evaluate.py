@@ -44,8 +44,7 @@ def evaluate(
     """Translate a test set and score it with sacreBLEU (BLEU, chrF, TER), or score --hyp FILE."""
     from machine_translation.data.corpora import read_file_pair, read_lines
     from machine_translation.data.sources import parse_data_spec, read_split
-    from machine_translation.inference.evaluate import score_translations
-    from machine_translation.base.files import write_atomic, write_json
+    from machine_translation.inference.evaluate import evaluate as evaluate_test_set, score_translations
 
     if (src is None) != (ref is None) and hyp is None:
         raise DataError("--src and --ref go together: give both files")
@@ -61,21 +60,11 @@ def evaluate(
         sources, references = read_split(parse_data_spec(data, pair=pair), split, pair, data_dir)
         name = f"{split}.{pair}"
     if translator is None:
-        hypotheses = read_lines(hyp)
+        result = {"pair": pair, "test_set": name, **score_translations(read_lines(hyp), references)}
     else:
         options = translator.defaults.updated(beam=beam, length_penalty=length_penalty, batch_size=batch_size,
                                               repeat_guard=repeat_guard, normalize_case=normalize_case)
-        hypotheses = translator.translate(sources, options)
-    result = {"pair": pair, "test_set": name, **score_translations(hypotheses, references)}
-    if translator is not None:
-        result["beam"], result["precision"] = options.beam, translator.precision
-        out_dir = save_dir or translator.loaded.directory / "eval"
-        out_dir.mkdir(parents=True, exist_ok=True)
-        stem = f"{name}.beam{options.beam}" + ("" if translator.precision == "fp32" else f".{translator.precision}")
-        hyp_file = out_dir / f"{stem}.hyp"
-        write_atomic(hyp_file, "".join(h + "\n" for h in hypotheses).encode("utf-8"))
-        result["hypotheses_file"] = str(hyp_file)
-        write_json(out_dir / f"{stem}.scores.json", result)
+        result = {**evaluate_test_set(translator, name, sources, references, options, save_dir), "pair": pair}
     if json_out:
         typer.echo(json.dumps(result, ensure_ascii=False))
         return

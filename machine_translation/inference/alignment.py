@@ -3,11 +3,13 @@ layer, averaged over heads, while the model reads its own 1-best output (teacher
 BOS + output, predicting output + EOS). Shown by `mt translate --attention FILE.png` and by
 the server's web page; it is what the model attended to, not a word alignment.
 
-The weights are recomputed from the inputs the layer's cross-attention receives (caught by
-a forward hook for one pass), since `scaled_dot_product_attention` does not return them.
+`scaled_dot_product_attention` does not return the weights: the last layer's cross-attention
+is asked for them (`MultiHeadAttention.attention_weights`) with the arguments its `forward`
+received in one teacher-forced pass (caught by a forward pre-hook, by name).
 """
 from __future__ import annotations
 
+import inspect
 from dataclasses import dataclass
 
 import torch
@@ -30,23 +32,21 @@ def cross_attention(model, src_ids: list[int], tgt_ids: list[int], bos_id: int) 
     Returns (T, S) float32 weights of the last decoder layer, averaged over heads."""
     attn = model.decoder.blocks[-1].cross_attn
     device = next(model.parameters()).device
+    signature = inspect.signature(attn.forward)
     caught = {}
 
-    def hook(module, args):
-        caught["query"], caught["key"], caught["mask"] = args[0], args[1], args[3]
+    def hook(module, args, kwargs):
+        caught.update(signature.bind(*args, **kwargs).arguments)  # query, key, value, attn_mask
 
-    handle = attn.register_forward_pre_hook(hook)
+    handle = attn.register_forward_pre_hook(hook, with_kwargs=True)
     try:
         src = torch.tensor([src_ids], device=device)  # (1, S)
         tgt = torch.tensor([[bos_id] + tgt_ids], device=device)  # (1, T)
         model(src, tgt)
     finally:
         handle.remove()
-    q = attn._split_heads(attn.q_proj(caught["query"])).float()  # (1, H, T, Dh)
-    k = caught["key"].float()  # (1, H, S, Dh)
-    scores = q @ k.transpose(-1, -2) / attn.head_dim**0.5  # (1, H, T, S)
-    scores = scores.masked_fill(~caught["mask"], float("-inf"))  # the padding mask: True = may attend
-    return scores.softmax(dim=-1).mean(dim=1)[0]  # (T, S)
+    weights = attn.attention_weights(caught["query"].float(), caught["key"].float(), caught["attn_mask"])  # (1, H, T, S)
+    return weights.mean(dim=1)[0]  # (T, S)
 
 
 def align(model, src_tokenizer, tgt_tokenizer, src_ids: list[int], tgt_ids: list[int]) -> Alignment:

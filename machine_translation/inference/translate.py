@@ -1,7 +1,10 @@
 """Translate lists of sentences with a trained model directory: the Python API behind
-`mt translate` and `mt evaluate`.
+`mt translate`, `mt evaluate` and `mt serve`.
 
-    Translator.from_pretrained("models/en-fr").translate(["the cat sat"])
+    translator = Translator.from_pretrained("models/en-fr")
+    translator.translate(["the cat sat"])            # ["le chat s'est assis"]
+    translator.translations(["the cat sat"], SearchOptions(beam=4, n_best=2))  # Translation objects
+    translator.alignment(translation)                 # what one translation attended to
 
 Sentences are batched by length (order restored on output); empty lines give empty
 translations; a source longer than the model's positions is truncated with a warning.
@@ -87,7 +90,7 @@ class Translator:
     def pair(self) -> str | None:
         return self.loaded.pair
 
-    def encode_source(self, sentences: list[str]) -> list[list[int]]:
+    def _encode_source(self, sentences: list[str]) -> list[list[int]]:
         tok = self.loaded.src_tokenizer
         limit = self.loaded.config.max_positions - 1  # room for EOS
         out = []
@@ -101,15 +104,8 @@ class Translator:
         return out
 
     def translate(self, sentences: list[str], options: SearchOptions | None = None) -> list[str]:
-        return [hyps[0] for hyps in self.translate_n_best(sentences, options)]
-
-    def translate_n_best(self, sentences: list[str], options: SearchOptions | None = None) -> list[list[str]]:
-        return [[text for text, _ in hyps] for hyps in self.translate_scored(sentences, options)]
-
-    def translate_scored(self, sentences: list[str],
-                         options: SearchOptions | None = None) -> list[list[tuple[str, float]]]:
-        """The n-best (translation, score) of each sentence, best first."""
-        return [[(t.text, t.score) for t in n_best] for n_best in self.translations(sentences, options)]
+        """The best translation of each sentence, in order."""
+        return [n_best[0].text for n_best in self.translations(sentences, options)]
 
     def translations(self, sentences: list[str], options: SearchOptions | None = None) -> list[list[Translation]]:
         """The n-best `Translation`s of each sentence, best first. With `normalize_case`,
@@ -118,21 +114,21 @@ class Translator:
         prepared = [casing.normalize(s) if opts.normalize_case else (s, casing.AS_IS) for s in sentences]
         decode = self.loaded.tgt_tokenizer.decode
         return [[Translation(casing.restore(decode(h.tokens), kind), h.score, h.tokens, text) for h in hyps]
-                for (text, kind), hyps in zip(prepared, self.search([text for text, _ in prepared], opts))]
+                for (text, kind), hyps in zip(prepared, self._search([text for text, _ in prepared], opts))]
 
     def alignment(self, translation: Translation) -> Alignment:
         """The cross-attention of a translation's output pieces over its source pieces (`alignment`)."""
-        src_ids = self.encode_source([translation.source])[0]
+        src_ids = self._encode_source([translation.source])[0]
         return align(self.model, self.loaded.src_tokenizer, self.loaded.tgt_tokenizer, src_ids, translation.tokens)
 
-    def search(self, sentences: list[str], options: SearchOptions | None = None) -> list[list[Hypothesis]]:
+    def _search(self, sentences: list[str], options: SearchOptions | None = None) -> list[list[Hypothesis]]:
         """n-best hypotheses per sentence (as given: no case handling), in input order; empty
         sentences give one empty hypothesis."""
         opts = options or self.defaults
         vocab = self.loaded.config.vocab_size
         if opts.beam > vocab:
             raise ConfigError(f"--beam {opts.beam}: more than the {vocab} pieces of this model's target vocabulary")
-        encoded = self.encode_source(sentences)
+        encoded = self._encode_source(sentences)
         results: list[list[Hypothesis]] = [[Hypothesis([], 0.0, 0.0)] for _ in sentences]
         todo = sorted((i for i, s in enumerate(sentences) if s.strip()), key=lambda i: len(encoded[i]))
         batches = [todo[start : start + opts.batch_size] for start in range(0, len(todo), opts.batch_size)]

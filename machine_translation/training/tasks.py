@@ -14,7 +14,7 @@ from machine_translation.model.directory import LoadedModel
 from machine_translation.data.sources import BUCKET_WIDTH, Batch, Ragged, collate, ragged, token_batches
 from machine_translation.base.errors import ConfigError, DataError
 from machine_translation.inference.evaluate import corpus_bleu
-from machine_translation.training.loss import label_smoothed_cross_entropy
+from machine_translation.training.fused_loss import label_smoothed_cross_entropy
 from machine_translation.base.options import SUBWORD_ALPHA, SearchOptions
 from machine_translation.data.store import PairStore
 from machine_translation.inference.translate import Translator
