@@ -11,9 +11,8 @@ weighted sum) instead of calling PyTorch's fused CPU kernel, which is several ti
 in reduced precision at translation's lengths (measured in docs/benchmarks.md, Training speed);
 float32 and GPUs keep `F.scaled_dot_product_attention`.
 
-Model directories written before the fused layout hold `q_proj` and `kv_proj` for
-self-attention as well; they are joined into `qkv_proj` when loaded (`_load_from_state_dict`),
-so old models translate exactly as before.
+Cross-attention's weights, which the fused kernel does not return, are computed on request
+(`attention_weights`) by the same formula the written-out path uses.
 """
 from __future__ import annotations
 

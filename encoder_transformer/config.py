@@ -27,10 +27,9 @@ class LayerConfig:
     activation_dropout: float = 0.0
     max_positions: int = 256
     positional: str = "sinusoidal"  # or "learned"
-    # Pre-norm unless a preset says otherwise (and for config files written before the
-    # choice existed): it trains stably at any depth, learning rate and warmup. mt's small
-    # translation preset is post-norm (the 2017 paper, Marian), which measured better for 3+3
-    # layers given 200+ warmup steps.
+    # Pre-norm unless a preset says otherwise: it trains stably at any depth, learning rate
+    # and warmup. mt's small translation preset is post-norm (the 2017 paper, Marian), which
+    # measured better for 3+3 layers given 200+ warmup steps.
     norm_first: bool = True
     pad_id: int = 0
     activation: str = "relu"

@@ -68,7 +68,7 @@ MUTANTS = [
            "members = np.flatnonzero((lengths >= low) & (lengths < bound))",
            ("tests/test_data.py",)),
     Mutant("cosine-decays-during-warmup",  # the decay counted from the start: a slow run never reaches its peak
-           "machine_translation/training/trainer.py",
+           "machine_translation/training/state.py",
            "progress = (budget_progress(cfg, state, steps_per_epoch) - state.decay_from) / rest if rest > 0 else 1.0",
            "progress = budget_progress(cfg, state, steps_per_epoch)", ("tests/test_training.py",)),
     Mutant("warmup-end-not-recorded",
@@ -78,32 +78,32 @@ MUTANTS = [
            "machine_translation/training/trainer.py", "enabled=self.autocast_dtype is not None):",
            "enabled=False):", ("tests/test_training.py",)),
     Mutant("checkpoint-in-place-and-latest-first",
-           "machine_translation/model/directory.py",
+           "machine_translation/training/checkpoints.py",
            "    with atomic_directory(final, replace=True) as tmp:",
            "    import contextlib\n    final.mkdir(parents=True, exist_ok=True)\n"
            "    write_atomic(root / LATEST_FILE, final.name.encode())\n    with contextlib.nullcontext(final) as tmp:",
            ("tests/test_resume.py::test_a_crash_at_every_point_of_a_checkpoint_write_leaves_a_whole_checkpoint",)),
     Mutant("torch-load-without-weights-only",
-           "machine_translation/model/directory.py", "map_location=device, weights_only=True)", "map_location=device)",
+           "machine_translation/training/checkpoints.py", "map_location=device, weights_only=True)", "map_location=device)",
            ("tests/test_resume.py::test_corrupt_latest_falls_back_and_pickles_are_refused",)),
     Mutant("every-rank-writes-the-log",
            "machine_translation/training/trainer.py",
            '        if not self.dist.is_main:\n            return\n        with open(self.log_path',
            "        with open(self.log_path", ("tests/test_distributed.py",)),
     Mutant("keep-last-keeps-one-more",
-           "machine_translation/model/directory.py", "stale = periodic[:-keep_last] +", "stale = periodic[:-keep_last - 1] +",
+           "machine_translation/training/checkpoints.py", "stale = periodic[:-keep_last] +", "stale = periodic[:-keep_last - 1] +",
            ("tests/test_resume.py::test_keep_last_leaves_exactly_k_periodic_checkpoints",)),
     Mutant("resume-forgets-the-rng",
            "machine_translation/training/trainer.py", '        set_rng_state(training["rng"])\n', "",
            ("tests/test_resume.py::test_a_signal_saves_and_resume_continues_exactly",)),
     Mutant("int8-one-scale-per-batch",  # activations quantized with one scale for the whole batch
-           "machine_translation/inference/precision.py", "x_scale = x.abs().amax(dim=1, keepdim=True)",
+           "machine_translation/inference/kernels.py", "x_scale = x.abs().amax(dim=1, keepdim=True)",
            "x_scale = x.abs().amax().expand(x.size(0), 1)", ("tests/test_precision.py",)),
     Mutant("int8-u8-one-scale-per-batch",  # the same in oneDNN's u8 kernel (x86 CPUs without VNNI)
-           "machine_translation/inference/precision.py", "peak = magnitude.amax(dim=1, keepdim=True)",
+           "machine_translation/inference/kernels.py", "peak = magnitude.amax(dim=1, keepdim=True)",
            "peak = magnitude.amax().repeat(x.size(0), 1)", ("tests/test_precision.py",)),
     Mutant("int8-u8-saturates",  # 8-bit inputs to the u8 kernel: its 16-bit pair sums saturate without VNNI
-           "machine_translation/inference/precision.py", "(63.0, 64)", "(127.0, 128)", ("tests/test_precision.py",)),
+           "machine_translation/inference/kernels.py", "(63.0, 64)", "(127.0, 128)", ("tests/test_precision.py",)),
     Mutant("topk-forgets-the-last-block",  # the blocked top-k skips the last L mod C columns
            "machine_translation/inference/search.py", "if nb * C < L:  # the last L mod C columns", "if False:  # the last L mod C columns",
            ("tests/test_search.py",)),
@@ -155,7 +155,7 @@ MUTANTS = [
            "machine_translation/training/tasks.py", '"score": bleu}', '"score": -bleu}',
            ("tests/test_promises.py::test_each_task_scores_higher_for_the_better_model",)),
     Mutant("trainer-keeps-the-worst",  # "higher is better" turned round in the trainer
-           "machine_translation/training/trainer.py", 'if metrics["score"] > s.best_score:', 'if metrics["score"] < s.best_score:',
+           "machine_translation/training/trainer.py", 'if metrics["score"] > self.state.best_score:', 'if metrics["score"] < self.state.best_score:',
            ("tests/test_promises.py::test_the_trainer_keeps_the_checkpoint_with_the_highest_score",)),
     Mutant("held-out-pairs-are-trained-on",  # --src/--tgt and TSV: validation BLEU measured on training data
            "machine_translation/data/sources.py", "if (i >= first_val) == (split == \"val\"))",
@@ -171,7 +171,7 @@ MUTANTS = [
            "machine_translation/base/options.py", 'check_finite("length_penalty", self.length_penalty)', "pass",
            ("tests/test_user_errors.py::test_nonsense_is_refused_in_one_line_before_any_work",)),
     Mutant("interrupt-checkpoint-counts-as-periodic",  # an interrupted run keeps and averages other checkpoints
-           "machine_translation/model/directory.py", "        if interrupted:\n            (tmp / INTERRUPTED_FILE).touch()\n",
+           "machine_translation/training/checkpoints.py", "        if interrupted:\n            (tmp / INTERRUPTED_FILE).touch()\n",
            "", ("tests/test_resume.py::test_a_signal_saves_and_resume_continues_exactly",)),
     Mutant("a-new-run-has-random-weights",  # a run killed before validating translates with random weights
            "machine_translation/training/runs.py", "weights=False)  # no model to use until the first validation",
@@ -201,6 +201,24 @@ MUTANTS = [
     Mutant("batcher-mixes-search-settings",  # sentences with different beams share a batch
            "machine_translation/serve/batcher.py", "if item.options == first.options and (fits or not batch):",
            "if (fits or not batch):", ("tests/test_serve.py",)),
+    Mutant("old-weights-stack-kv-before-q",  # a directory from before fused attention loads scrambled
+           "machine_translation/model/compat.py",
+           "torch.cat([tensors[n] for n in unfused_names(fused_name(name))], dim=0)",
+           "torch.cat([tensors[n] for n in reversed(unfused_names(fused_name(name)))], dim=0)",
+           ("tests/test_formats.py",)),
+    Mutant("old-runs-resume-with-fresh-moments",  # an upgraded run forgets its optimizer's moments
+           "machine_translation/model/compat.py", "if all(part is not None for part in parts):", "if False:",
+           ("tests/test_formats.py",)),
+    Mutant("old-configs-take-todays-defaults",  # a config.json without norm_first becomes post-norm
+           "machine_translation/model/compat.py", 'MODEL_FIELDS_ADDED = {"norm_first": True,',
+           'MODEL_FIELDS_ADDED = {"norm_first": False,',
+           ("tests/test_checkpoint.py::test_an_old_config_json_keeps_the_old_architecture",)),
+    Mutant("a-bug-is-called-the-users-mistake",  # any ValueError is exit 2, "error: ...", no traceback kept
+           "machine_translation/cli/app.py", "        except (MTError, TokenizerError) as e:",
+           "        except (MTError, TokenizerError, ValueError) as e:", ("tests/test_user_errors.py",)),
+    Mutant("a-resumed-run-keeps-another-precision-quietly",  # resuming in another precision says nothing
+           "machine_translation/training/checkpoints.py", 'if training["precision"] != precision:', "if False:",
+           ("tests/test_resume.py",)),
 ]
 
 

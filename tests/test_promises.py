@@ -63,13 +63,13 @@ class Recorder:
 
     def __init__(self, monkeypatch):
         self.seen = []
-        real = Translator.search
+        real = Translator._search
 
         def search(tr, sentences, options=None):
             self.seen.append(options or tr.defaults)
             return real(tr, sentences, options)
 
-        monkeypatch.setattr(Translator, "search", search)
+        monkeypatch.setattr(Translator, "_search", search)
 
 
 def test_every_cli_search_flag_reaches_the_search(learned, monkeypatch, tmp_path):

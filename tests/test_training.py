@@ -196,10 +196,10 @@ def test_five_non_finite_steps_in_a_row_stop_with_the_last_good_checkpoint(tmp_p
 @pytest.mark.parametrize("flags, auto", [({"avx512_bf16"}, "bf16"), ({"amx_bf16"}, "bf16"), ({"avx2"}, "fp32")])
 def test_bf16_runs_the_step_under_bfloat16_autocast(tmp_path, monkeypatch, flags, auto):
     monkeypatch.setattr(precision, "cpu_flags", lambda: frozenset(flags))  # auto follows the CPU
-    for precision in ("bf16", "fp32", "auto"):
+    for kind in ("bf16", "fp32", "auto"):
         task = ToyTask()
-        toy_trainer(tmp_path / precision, task, max_steps=2, precision=precision).run()
-        bf16 = (precision if precision != "auto" else auto) == "bf16"
+        toy_trainer(tmp_path / kind, task, max_steps=2, precision=kind).run()
+        bf16 = (kind if kind != "auto" else auto) == "bf16"
         assert task.autocast == [bf16, bf16]
         assert set(task.dtypes) == {torch.bfloat16 if bf16 else torch.float32}
 

@@ -170,14 +170,22 @@ def test_a_model_directory_without_checkpoints_is_never_replaced(model_dir, tmp_
     assert (averaged / "model.safetensors").read_bytes() == before
 
 
-def test_an_unexpected_error_is_one_line_naming_the_traceback_file(model_dir, tmp_path, monkeypatch):
+def raise_(e):
+    raise e
+
+
+@pytest.mark.parametrize("bug", [ZeroDivisionError("division by zero"), ValueError("a bug's own ValueError"),
+                                 OSError(22, "an OSError on no path of the user's")], ids=lambda e: type(e).__name__)
+def test_an_unexpected_error_is_one_line_naming_the_traceback_file(model_dir, tmp_path, monkeypatch, bug):
+    """Only mt's typed errors and an OSError on a path are the user's (exit 2): a ValueError or
+    an OSError from inside mt is a bug, exit 1, its traceback in a file."""
     from machine_translation.inference import translate
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
-    monkeypatch.setattr(translate.Translator, "translations", lambda *a, **k: 1 / 0)  # what the CLI calls
+    monkeypatch.setattr(translate.Translator, "translations", lambda *a, **k: raise_(bug))  # what the CLI calls
     r = runner.invoke(app, ["translate", "--model", str(model_dir), "x"])
     assert_one_line(r, "this is a bug in mt", code=1)
     logs = list((tmp_path / "mt" / "crashes").iterdir())
-    assert len(logs) == 1 and str(logs[0]) in r.stderr and "ZeroDivisionError" in logs[0].read_text()
+    assert len(logs) == 1 and str(logs[0]) in r.stderr and type(bug).__name__ in logs[0].read_text()
 
 
 def test_a_corpus_too_small_for_validation_says_so(tmp_path):
