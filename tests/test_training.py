@@ -206,9 +206,9 @@ def test_bf16_runs_the_step_under_bfloat16_autocast(tmp_path, monkeypatch, flags
 
 def test_impossible_training_precisions_are_refused(tmp_path):
     from machine_translation.base.errors import ConfigError
-    for precision, match in (("fp16", "needs CUDA"), ("int8", "choose one of"), ("half", "choose one of")):
+    for kind, match in (("fp16", "needs CUDA"), ("int8", "choose one of"), ("half", "choose one of")):
         with pytest.raises(ConfigError, match=match):
-            toy_trainer(tmp_path, ToyTask(), max_steps=1, precision=precision)
+            toy_trainer(tmp_path, ToyTask(), max_steps=1, precision=kind)
 
 
 def test_epochs_and_minutes_budgets(tmp_path):
