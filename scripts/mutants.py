@@ -219,6 +219,18 @@ MUTANTS = [
     Mutant("a-resumed-run-keeps-another-precision-quietly",  # resuming in another precision says nothing
            "machine_translation/training/checkpoints.py", 'if training["precision"] != precision:', "if False:",
            ("tests/test_resume.py",)),
+    Mutant("paragraph-spacing-lost",  # the whitespace between sentences is not given back
+           "machine_translation/text/sentences.py", "            parts += [sentence, gap]", "            parts += [sentence, \" \"]",
+           ("tests/test_text.py",)),
+    Mutant("urls-are-translated",  # a URL goes to the model like words
+           "machine_translation/text/spans.py", '    r"\\b(?:https?|ftp)://[^\\s<>\\"\']*[^\\s<>\\"\'.,;:!?)\\]]",  # URLs, without a final stop or bracket\n',
+           "", ("tests/test_text.py::test_protected_spans_survive_byte_for_byte",)),
+    Mutant("a-long-line-is-truncated",  # a line over the model's positions loses its end again
+           "machine_translation/text/sentences.py", "    if fits(sentence) or len(sentence) < 2:", "    if True:",
+           ("tests/test_text.py::test_a_line_longer_than_the_model_is_translated_whole_not_truncated",)),
+    Mutant("auto-is-always-the-first-source",  # source=auto answers from the first served model
+           "machine_translation/serve/texts.py", "    if best.language in sources:\n        return best",
+           "    if True:\n        return Guess(sources[0], 1.0)", ("tests/test_serve.py",)),
 ]
 
 

@@ -32,9 +32,9 @@ def write_lines(path, lines):
     return path
 
 
-def multi30k_lines(lang: str, n: int, start: int = 0) -> list[str]:
-    """Lines start..start+n of Multi30k's training split in one language."""
-    with gzip.open(SHARED_DATA / f"multi30k/train.{lang}.gz", "rt", encoding="utf-8") as f:
+def multi30k_lines(lang: str, n: int, start: int = 0, split: str = "train") -> list[str]:
+    """Lines start..start+n of a Multi30k split (the training split unless named) in one language."""
+    with gzip.open(SHARED_DATA / f"multi30k/{split}.{lang}.gz", "rt", encoding="utf-8") as f:
         return [line.rstrip("\n") for i, line in zip(range(start + n), f) if i >= start]
 
 

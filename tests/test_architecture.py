@@ -3,7 +3,7 @@ reading every module's imports, and the size of the rooms.
 
 tokenizers and encoder_transformer import none of the others; decoder imports only
 encoder_transformer; nothing imports machine_translation. Inside machine_translation, every
-module sits in a group (base, model, data, inference, training, interchange, serve, cli) and
+module sits in a group (base, text, model, data, inference, training, interchange, serve, cli) and
 imports only the groups below it: inference never reaches training, only the CLI imports the
 CLI. No library file is over 400 lines, no function over 50, and the library never prints.
 """
@@ -27,13 +27,14 @@ APP = REPO / "machine_translation"
 # The application's groups, bottom to top, and the groups each may import (itself included).
 GROUPS = {
     "base": {"base"},
+    "text": {"base", "text"},
     "model": {"base", "model"},
     "data": {"base", "data"},
-    "inference": {"base", "model", "data", "inference"},
-    "training": {"base", "model", "data", "inference", "training"},
+    "inference": {"base", "text", "model", "data", "inference"},
+    "training": {"base", "text", "model", "data", "inference", "training"},
     "interchange": {"base", "model", "data", "inference", "interchange"},
-    "serve": {"base", "model", "data", "inference", "serve"},
-    "cli": {"base", "model", "data", "inference", "training", "interchange", "serve", "cli"},
+    "serve": {"base", "text", "model", "data", "inference", "serve"},
+    "cli": {"base", "text", "model", "data", "inference", "training", "interchange", "serve", "cli"},
 }
 TOP_LEVEL = {"machine_translation", "machine_translation.__main__"}  # the package's lazy API and `python -m`
 MAX_FILE_LINES, MAX_FUNCTION_LINES = 400, 50
@@ -187,3 +188,11 @@ def test_checker_sees_violations(tmp_path):
     long.write_text('def f():\n    """doc"""\n' + "    x = 1\n" * (MAX_FUNCTION_LINES + 1))
     assert len(long_functions(long)) == 1
     assert "machine_translation.training.trainer" in reachable("machine_translation.training.runs", app_modules())
+
+
+def test_every_package_is_installed():
+    """pyproject.toml lists the packages a wheel holds: each folder with an __init__.py."""
+    import tomllib
+    listed = set(tomllib.loads((REPO / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"])
+    found = {module_name(p) for p in APP.rglob("__init__.py")} | {"encoder_transformer", "decoder", "mt_tokenizers"}
+    assert listed == found, (sorted(found - listed), sorted(listed - found))

@@ -207,11 +207,15 @@ def test_translate_errors(trained, tmp_path):
     assert r.exit_code == 2 and "bad.txt line 2: not valid UTF-8" in r.stderr
 
 
-def test_too_long_input_is_truncated_with_a_warning(trained):
+def test_too_long_input_is_split_and_whole_lines_are_truncated_with_a_warning(trained):
     out, _ = trained
     r = mt("translate", "--model", out, "a man " * 200)
+    assert r.exit_code == 0 and "truncated" not in r.stderr and len(r.stdout.splitlines()) == 1
+    r = mt("translate", "--model", out, "--no-split-sentences", "a man " * 200)  # one sentence, still cut to fit
+    assert r.exit_code == 0 and "truncated" not in r.stderr and len(r.stdout.splitlines()) == 1
+    r = mt("translate", "--model", out, "--n-best", "2", "a man " * 200)  # n-best lists are of whole lines
     assert r.exit_code == 0
-    assert "truncated" in r.stderr and len(r.stdout.splitlines()) == 1
+    assert "truncated" in r.stderr and len(r.stdout.splitlines()) == 2
 
 
 def test_bad_training_data(tmp_path, slice_files):

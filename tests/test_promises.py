@@ -65,9 +65,9 @@ class Recorder:
         self.seen = []
         real = Translator._search
 
-        def search(tr, sentences, options=None):
+        def search(tr, sentences, options=None, progress=None):
             self.seen.append(options or tr.defaults)
-            return real(tr, sentences, options)
+            return real(tr, sentences, options, progress)
 
         monkeypatch.setattr(Translator, "_search", search)
 

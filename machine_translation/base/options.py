@@ -246,6 +246,25 @@ class SamplingOptions(_Options):
 
 
 @dataclass(frozen=True)
+class TextOptions:
+    """How a text is prepared for the model and put back together (`inference.pipeline`):
+    split into sentences and joined around its own whitespace, and with its protected spans
+    (placeholders, URLs, e-mail addresses, `terms`) passed through untouched. Off, each text
+    is one sentence for the model, as a training corpus line is."""
+
+    split_sentences: bool = True
+    protect: bool = True
+    terms: tuple[str, ...] = ()  # --do-not-translate FILE: passed through byte for byte
+
+    @property
+    def active(self) -> bool:
+        return self.split_sentences or self.protect
+
+
+AS_IS = TextOptions(split_sentences=False, protect=False)  # each text one sentence, nothing protected
+
+
+@dataclass(frozen=True)
 class ServeOptions:
     """`mt serve`: where it listens, how it batches concurrent requests, and its limits."""
 

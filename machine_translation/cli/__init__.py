@@ -6,6 +6,7 @@ prints results and chooses exit codes; nothing else in `machine_translation` imp
 from machine_translation.cli import train  # noqa: F401, I001
 from machine_translation.cli import translate  # noqa: F401
 from machine_translation.cli import evaluate  # noqa: F401
+from machine_translation.cli import detect  # noqa: F401
 from machine_translation.cli import generate  # noqa: F401
 from machine_translation.cli import average  # noqa: F401
 from machine_translation.cli import quantize  # noqa: F401

@@ -14,7 +14,7 @@ from machine_translation.cli.translate import (
     MODEL_SETTING, NORMALIZE_CASE_HELP, PRECISION_HELP, REPEAT_GUARD_HELP, WORKERS_HELP, load_translator,
 )
 from machine_translation.base.errors import DataError
-from machine_translation.base.options import DEFAULT_PAIR, SearchOptions
+from machine_translation.base.options import DEFAULT_PAIR, SearchOptions, TextOptions
 
 
 @app.command()
@@ -40,6 +40,8 @@ def evaluate(
     threads: Optional[int] = typer.Option(None, min=1),
     workers: int = typer.Option(1, min=1, help=WORKERS_HELP),
     precision: Optional[str] = typer.Option(None, help=PRECISION_HELP),
+    split_sentences: bool = typer.Option(True, "--split-sentences/--no-split-sentences", help="Split lines into sentences, as `mt translate` does "
+                               "(off: each line one sentence for the model)."),
 ) -> None:
     """Translate a test set and score it with sacreBLEU (BLEU, chrF, TER), or score --hyp FILE."""
     from machine_translation.data.corpora import read_file_pair, read_lines
@@ -64,7 +66,8 @@ def evaluate(
     else:
         options = translator.defaults.updated(beam=beam, length_penalty=length_penalty, batch_size=batch_size,
                                               repeat_guard=repeat_guard, normalize_case=normalize_case)
-        result = {**evaluate_test_set(translator, name, sources, references, options, save_dir), "pair": pair}
+        text = TextOptions(split_sentences=split_sentences)
+        result = {**evaluate_test_set(translator, name, sources, references, options, save_dir, text), "pair": pair}
     if json_out:
         typer.echo(json.dumps(result, ensure_ascii=False))
         return

@@ -3,7 +3,10 @@ directory, the search flags (each defaults to the model's own setting), reading 
 and writing output files."""
 from __future__ import annotations
 
+import contextlib
+import logging
 import sys
+from collections import Counter
 from pathlib import Path
 from typing import Optional
 
@@ -11,7 +14,7 @@ import typer
 
 from machine_translation.cli.app import app, cli_errors
 from machine_translation.base.errors import ConfigError, ModelDirError
-from machine_translation.base.options import DEFAULT_MODELS, DEFAULT_PAIR, SearchOptions
+from machine_translation.base.options import DEFAULT_MODELS, DEFAULT_PAIR, SearchOptions, TextOptions
 
 MODEL_SETTING = "default: the model's generation_config.json, else {}"
 REPEAT_GUARD_HELP = ("Never emit a piece 4 times or a character 5 times in a row unless the source does "
@@ -44,6 +47,14 @@ def load_translator(model: Optional[Path], pair: Optional[str], device: Optional
         raise ModelDirError(f"no model in {directory}: pass the directory `mt train --out` wrote")
     prepare(device, threads)
     return Translator.from_pretrained(directory, device, workers, pair=pair, precision=precision)
+
+
+def read_terms(path: Optional[Path]) -> tuple[str, ...]:
+    """--do-not-translate FILE: its non-empty lines, each a term passed through untouched."""
+    if path is None:
+        return ()
+    from machine_translation.data.corpora import read_lines
+    return tuple(line.strip() for line in read_lines(path) if line.strip())
 
 
 def read_input_lines(text: list[str], input_file: Optional[Path]) -> list[str]:
@@ -115,8 +126,14 @@ def translate(
     precision: Optional[str] = typer.Option(None, help=PRECISION_HELP),
     attention: Optional[Path] = typer.Option(None, help="Draw the cross-attention of the translation (one "
                                              "sentence) as a heatmap into this PNG file."),
+    split_sentences: bool = typer.Option(True, "--split-sentences/--no-split-sentences", help="Split each line into sentences for the model and "
+                               "join their translations with the line's own spacing (off: a line is one sentence)."),
+    do_not_translate: Optional[Path] = typer.Option(None, "--do-not-translate", help="A file of terms (one a line) "
+                                                    "to pass through untouched, like {{placeholders}}, %s, URLs "
+                                                    "and e-mail addresses, which always are."),
 ) -> None:
-    """Translate sentences: one line out per line in, in the same order."""
+    """Translate text: one line out per line in, in the same order; a line may hold several
+    sentences."""
     lines = read_input_lines(text or [], input_file)
     if attention is not None and (len(lines) != 1 or not lines[0].strip()):
         raise ConfigError(f"--attention draws one sentence, and {len(lines)} lines were given: translate one "
@@ -127,7 +144,13 @@ def translate(
     opts = translator.defaults.updated(beam=beam, length_penalty=length_penalty, max_len_a=max_len_a,
                                        max_len_b=max_len_b, n_best=n_best, batch_size=batch_size,
                                        repeat_guard=repeat_guard, normalize_case=normalize_case)
-    results = translator.translations(lines, opts)
+    warn_if_another_language(lines, translator.source_language, translator.pair)
+    with progress_bar(len(lines)) as progress:
+        if n_best == 1 and attention is None:
+            text = TextOptions(split_sentences=split_sentences, terms=read_terms(do_not_translate))
+            write_output(translator.translate(lines, opts, text, progress), output)
+            return
+        results = translator.translations(lines, opts, progress)  # n-best lists and attention: of whole lines
     if attention is not None:
         from machine_translation.training.plot import plot_attention
         plot_attention(translator.alignment(results[0][0]), attention)
@@ -136,3 +159,35 @@ def translate(
         return
     write_output([f"{i}\t{t.score:.4f}\t{t.text}" for i, n_best_list in enumerate(results) for t in n_best_list],
                  output)
+
+
+PROGRESS_FROM = 200  # lines: fewer are done before a bar would help
+DETECT_SAMPLE, DETECT_LENGTH, DETECT_CONFIDENCE = 200, 20, 0.9
+
+
+@contextlib.contextmanager
+def progress_bar(lines: int):
+    """A progress bar on stderr (sentences done and sentences/s) for inputs of PROGRESS_FROM
+    lines or more; yields the callback the Translator calls (None: no bar)."""
+    if lines < PROGRESS_FROM:
+        yield None
+        return
+    from tqdm import tqdm
+    with tqdm(desc=f"{lines} lines", unit=" sentences", file=sys.stderr, dynamic_ncols=True,
+              mininterval=1.0 if sys.stderr.isatty() else 30.0) as bar:
+        yield bar.update
+
+
+def warn_if_another_language(lines: list[str], source: str, pair: Optional[str]) -> None:
+    """One warning when most of the (first 200) lines of 20 characters or more are detected,
+    with confidence >= 0.9, as a language other than the model's source."""
+    from machine_translation.text.detect import detect
+
+    long_lines = [line for line in lines if len(line.strip()) >= DETECT_LENGTH][:DETECT_SAMPLE]
+    guesses = [detect(line)[0] for line in long_lines]
+    others = Counter(g.language for g in guesses if g.language != source and g.confidence >= DETECT_CONFIDENCE)
+    if others and sum(others.values()) * 2 > len(long_lines):
+        language, _ = others.most_common(1)[0]
+        logging.getLogger(__name__).warning(
+            "most lines look like %s, not %s: this model translates %s; check --model (or --pair)", language,
+            source, pair or source)

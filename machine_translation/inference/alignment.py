@@ -25,6 +25,18 @@ class Alignment:
     def to_dict(self) -> dict:
         return {"source_pieces": self.source_pieces, "target_pieces": self.target_pieces, "weights": self.weights}
 
+    def target_word_of(self, source_word: int) -> int | None:
+        """The target word (index among the translation's space-separated words) that attended
+        most to the pieces of source word `source_word` (None: the source has no such word).
+        Words are counted by SentencePiece's word-start mark; a piece before the first mark
+        (Marian's target tag) counts as a word of its own."""
+        source, target = word_numbers(self.source_pieces[:-1]), word_numbers(self.target_pieces[:-1])
+        columns = [i for i, w in enumerate(source) if w == source_word]
+        if not columns or not target:
+            return None
+        rows = [sum(self.weights[t][i] for i in columns) for t in range(len(target))]
+        return target[max(range(len(rows)), key=rows.__getitem__)]
+
 
 @torch.inference_mode()
 def cross_attention(model, src_ids: list[int], tgt_ids: list[int], bos_id: int) -> Tensor:
@@ -47,6 +59,16 @@ def cross_attention(model, src_ids: list[int], tgt_ids: list[int], bos_id: int) 
         handle.remove()
     weights = attn.attention_weights(caught["query"].float(), caught["key"].float(), caught["attn_mask"])  # (1, H, T, S)
     return weights.mean(dim=1)[0]  # (T, S)
+
+
+def word_numbers(pieces: list[str]) -> list[int]:
+    """The word each SentencePiece piece belongs to (a piece starting with U+2581 starts one)."""
+    numbers, word = [], -1
+    for i, piece in enumerate(pieces):
+        if piece.startswith("\u2581") or i == 0:
+            word += 1
+        numbers.append(word)
+    return numbers
 
 
 def align(model, src_tokenizer, tgt_tokenizer, src_ids: list[int], tgt_ids: list[int]) -> Alignment:

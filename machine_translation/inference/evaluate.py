@@ -11,7 +11,7 @@ from sacrebleu.metrics import BLEU, CHRF, TER
 
 from machine_translation.base.errors import DataError
 from machine_translation.base.files import write_atomic, write_json
-from machine_translation.base.options import SearchOptions
+from machine_translation.base.options import SearchOptions, TextOptions
 
 
 def score_translations(hypotheses: list[str], references: list[str], lowercase_bleu: bool = True) -> dict:
@@ -36,15 +36,15 @@ def corpus_bleu(hypotheses: list[str], references: list[str]) -> float:
 
 
 def evaluate(translator, name: str, sources: list[str], references: list[str], options: SearchOptions,
-             save_dir: Path | None = None) -> dict:
-    """Translate the test set `name` with `translator` (a `Translator`) under `options`, score
-    it, and save the hypotheses and scores in `save_dir` (default: the model's `eval/`) as
-    NAME.beamK[.PRECISION].hyp and .scores.json. Returns the scores, the settings and the
-    hypotheses file."""
-    hypotheses = translator.translate(sources, options)
+             save_dir: Path | None = None, text: TextOptions = TextOptions()) -> dict:
+    """Translate the test set `name` with `translator` (a `Translator`) under `options` and
+    `text` (sentence splitting, protected spans), score it, and save the hypotheses and
+    scores in `save_dir` (default: the model's `eval/`) as NAME.beamK[.PRECISION].hyp and
+    .scores.json. Returns the scores, the settings and the hypotheses file."""
+    hypotheses = translator.translate(sources, options, text)
     precision = translator.precision
     result = {"pair": translator.pair, "test_set": name, **score_translations(hypotheses, references),
-              "beam": options.beam, "precision": precision}
+              "beam": options.beam, "precision": precision, "split_sentences": text.split_sentences}
     out_dir = Path(save_dir) if save_dir is not None else translator.loaded.directory / "eval"
     out_dir.mkdir(parents=True, exist_ok=True)
     stem = f"{name}.beam{options.beam}" + ("" if precision == "fp32" else f".{precision}")

@@ -1,15 +1,18 @@
-"""Translate lists of sentences with a trained model directory: the Python API behind
-`mt translate`, `mt evaluate` and `mt serve`.
+"""Translate texts with a trained model directory: the Python API behind `mt translate`,
+`mt evaluate` and `mt serve`.
 
     translator = Translator.from_pretrained("models/en-fr")
-    translator.translate(["the cat sat"])            # ["le chat s'est assis"]
-    translator.translations(["the cat sat"], SearchOptions(beam=4, n_best=2))  # Translation objects
-    translator.alignment(translation)                 # what one translation attended to
+    translator.translate(["A dog runs. It is raining."])      # sentence by sentence, spans kept
+    translator.translate(texts, text=AS_IS)                   # each text one sentence for the model
+    translator.translations(["the cat sat"], SearchOptions(beam=4, n_best=2))  # scored n-best lists
+    translator.alignment(translation)                         # what one translation attended to
 
-Sentences are batched by length (order restored on output); empty lines give empty
-translations; a source longer than the model's positions is truncated with a warning.
-Search settings: the model directory's own (`generation_config.json`), unless a call
-passes `SearchOptions`.
+`translate` runs the text pipeline (`inference.pipeline`): sentences split and joined around
+their own whitespace, protected spans passed through, a sentence too long for the model cut
+at its best boundary. `translations` takes each sentence whole: batched by length (order
+restored), empty lines give empty translations, a source longer than the model's positions
+is truncated with a warning. Search settings: the model directory's own
+(`generation_config.json`), unless a call passes `SearchOptions`.
 """
 from __future__ import annotations
 
@@ -18,7 +21,7 @@ import multiprocessing
 import os
 import threading
 import weakref
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from concurrent.futures import ProcessPoolExecutor
 from itertools import repeat
@@ -33,11 +36,13 @@ from machine_translation.data.sources import pad_batch
 from machine_translation.base.errors import ConfigError
 from machine_translation.inference.precision import Plan, apply_plan, resolve, stored_layers
 from machine_translation.base.runtime import cpu_count, pick_device
-from machine_translation.base.options import SearchOptions
+from machine_translation.base.options import SearchOptions, TextOptions
+from machine_translation.inference import pipeline
 from machine_translation.inference.repetition import PieceTable, RepeatGuard
 from machine_translation.inference.search import Hypothesis, beam_search, greedy_search
 
 logger = logging.getLogger(__name__)
+Progress = Callable[[int], None]  # told how many more sentences are done
 
 
 @dataclass
@@ -103,25 +108,45 @@ class Translator:
             out.append(ids + [tok.eos_id])
         return out
 
-    def translate(self, sentences: list[str], options: SearchOptions | None = None) -> list[str]:
-        """The best translation of each sentence, in order."""
-        return [n_best[0].text for n_best in self.translations(sentences, options)]
+    def translate(self, texts: list[str], options: SearchOptions | None = None,
+                  text: TextOptions = TextOptions(), progress: Progress | None = None) -> list[str]:
+        """The best translation of each text, in order. By default a text is split into
+        sentences (translated as one batch and joined around its own whitespace) and its
+        protected spans pass through untouched (`inference.pipeline`); `text=AS_IS` gives
+        the model each text as one sentence."""
+        if not text.active:
+            return [n_best[0].text for n_best in self.translations(texts, options, progress)]
+        prepared = pipeline.prepare(texts, text, self.source_language, self.fits)
+        best = [n_best[0] for n_best in self.translations(prepared.sentences, options, progress)]
+        return pipeline.finish(prepared, best, self.alignment)
 
-    def translations(self, sentences: list[str], options: SearchOptions | None = None) -> list[list[Translation]]:
-        """The n-best `Translation`s of each sentence, best first. With `normalize_case`,
-        ALL-CAPS and Title-Case sentences are translated in sentence case (`casing`)."""
+    @property
+    def source_language(self) -> str:
+        """The source language's code ("en" of "en-fr"; "en" when the model does not say)."""
+        return (self.pair or "en").split("-")[0]
+
+    def fits(self, sentence: str) -> bool:
+        """Whether the model reads `sentence` whole (its pieces and EOS within its positions)."""
+        return len(self.loaded.src_tokenizer.encode(sentence)) < self.loaded.config.max_positions
+
+    def translations(self, sentences: list[str], options: SearchOptions | None = None,
+                     progress: Progress | None = None) -> list[list[Translation]]:
+        """The n-best `Translation`s of each sentence (taken whole), best first. With
+        `normalize_case`, ALL-CAPS and Title-Case sentences are translated in sentence case
+        (`casing`). `progress(n)` is called as each batch of n sentences is done."""
         opts = options or self.defaults
         prepared = [casing.normalize(s) if opts.normalize_case else (s, casing.AS_IS) for s in sentences]
         decode = self.loaded.tgt_tokenizer.decode
         return [[Translation(casing.restore(decode(h.tokens), kind), h.score, h.tokens, text) for h in hyps]
-                for (text, kind), hyps in zip(prepared, self._search([text for text, _ in prepared], opts))]
+                for (text, kind), hyps in zip(prepared, self._search([text for text, _ in prepared], opts, progress))]
 
     def alignment(self, translation: Translation) -> Alignment:
         """The cross-attention of a translation's output pieces over its source pieces (`alignment`)."""
         src_ids = self._encode_source([translation.source])[0]
         return align(self.model, self.loaded.src_tokenizer, self.loaded.tgt_tokenizer, src_ids, translation.tokens)
 
-    def _search(self, sentences: list[str], options: SearchOptions | None = None) -> list[list[Hypothesis]]:
+    def _search(self, sentences: list[str], options: SearchOptions | None = None,
+                progress: Progress | None = None) -> list[list[Hypothesis]]:
         """n-best hypotheses per sentence (as given: no case handling), in input order; empty
         sentences give one empty hypothesis."""
         opts = options or self.defaults
@@ -138,6 +163,8 @@ class Translator:
         for batch, hyps in zip(batches, self._search_batches([[encoded[i] for i in b] for b in batches], opts)):
             for i, h in zip(batch, hyps):
                 results[i] = h
+            if progress is not None:
+                progress(len(batch))
         return results
 
     def _search_batches(self, batches: list[list[list[int]]],

@@ -2,7 +2,7 @@
 with scores, n-best lists and the cross-attention, health, and the web page.
 
     POST /translate          LibreTranslate: q, source (or auto), target, format, alternatives, api_key
-    POST /detect             the source language (one per served pair)
+    POST /detect             the likeliest languages of q, with confidences
     GET  /languages          [{"code", "name", "targets"}]
     GET  /frontend/settings  what LibreTranslate's web page asks first
     POST /v1/translate       {"src": [...], "source", "target", "beam", "n_best", "attention"}
@@ -30,9 +30,10 @@ from starlette.responses import HTMLResponse, JSONResponse
 from starlette.routing import Route
 
 from machine_translation.base.options import ServeOptions
-from machine_translation.serve import markup
 from machine_translation.serve.api import Access, ApiError, int_param, missing, read_params, text_items
 from machine_translation.serve.batcher import Batcher, QueueFull
+from machine_translation.serve.texts import detect_source, translate_texts
+from machine_translation.text.detect import Guess, detect as detect_language
 
 logger = logging.getLogger(__name__)
 
@@ -62,23 +63,20 @@ class Service:
         self.models, self.options, self.access = models, options, access
         self.sources = sorted({m.source for m in models})
 
-    def model_for(self, source: str, target: str) -> tuple[ServedModel, str | None]:
-        """The model of the pair, and the detected source when `source` was auto."""
+    def model_for(self, source: str, target: str, texts: list[str] = ()) -> tuple[ServedModel, Guess | None]:
+        """The model of the pair, and the detected source when `source` was auto (`texts.detect_source`)."""
         detected = None
         if source == "auto":
-            source = detected = self.detect()
+            detected = detect_source(list(texts), self.sources)
+            source = detected.language
+        if source == target:
+            raise ApiError(400, f"Invalid request: source and target are both {source}: choose another target")
         if not any(m.source == source for m in self.models):
             raise ApiError(400, f"{source} is not supported")
         for m in self.models:
             if m.source == source and m.target == target:
                 return m, detected
         raise ApiError(400, f"{target} is not supported")
-
-    def detect(self) -> str:
-        if len(self.sources) > 1:
-            raise ApiError(400, f"Invalid request: the language cannot be detected among {', '.join(self.sources)}: "
-                                "pass source")
-        return self.sources[0]
 
     async def run(self, model: ServedModel, sentences: list[str], options, request: Request) -> list:
         """Translations (n-best lists) of non-empty sentences through the model's batcher: a
@@ -148,35 +146,28 @@ async def translate(request: Request) -> JSONResponse:
     chars = sum(len(t) for t in texts)
     if chars > service.options.char_limit:
         raise ApiError(400, f"Invalid request: Request ({chars}) exceeds text limit ({service.options.char_limit})")
-    model, detected = service.model_for(params["source"], params["target"])
-
-    # each text as segments (lines, or html text runs); every non-empty one is translated in one batch
-    pieces = [markup.split(t) if fmt == "html" else None for t in texts]
-    segments = [markup.texts(p) if p is not None else t.split("\n") for t, p in zip(texts, pieces)]
-    todo = sorted({s.strip() for segs in segments for s in segs if s.strip()})
-    defaults = model.translator.defaults
-    options = defaults.updated(n_best=1 + alternatives, beam=max(defaults.beam, 1 + alternatives))
-    done = dict(zip(todo, await service.run(model, todo, options, request)))
-
-    def render(segs, parts, k):  # the k-th hypothesis of every segment (its best when it has fewer)
-        out = [done[s.strip()][min(k, len(done[s.strip()]) - 1)].text if s.strip() else s for s in segs]
-        return markup.join(parts, out) if parts is not None else "\n".join(out)
-
-    answers = [render(segs, parts, 0) for segs, parts in zip(segments, pieces)]
+    model, detected = service.model_for(params["source"], params["target"], texts)
+    renderings = await translate_texts(service, model, texts, fmt, 1 + alternatives, request)
+    answers = [r[0] for r in renderings]
     body: dict = {"translatedText": answers if as_list else answers[0]}
     if alternatives:
-        alts = [[render(segs, parts, k) for k in range(1, 1 + alternatives)] for segs, parts in zip(segments, pieces)]
+        alts = [r[1:] for r in renderings]
         body["alternatives"] = alts if as_list else alts[0]
     if detected is not None:
-        found = {"confidence": 100.0, "language": detected}
-        body["detectedLanguage"] = [found] * len(texts) if as_list else found
+        found = [{"confidence": round(100 * g.confidence, 2), "language": g.language}
+                 for g in ([detect_source([t], service.sources) for t in texts] if as_list else [detected])]
+        body["detectedLanguage"] = found if as_list else found[0]
     return JSONResponse(body)
 
 
 async def detect(request: Request) -> JSONResponse:
+    """The likeliest of the served languages for `q`, best first, confidence 0-100: as
+    LibreTranslate, which detects among the languages it has loaded."""
     service, params = await admitted(request, "q")
-    text_items(params["q"])
-    return JSONResponse([{"confidence": 100.0, "language": service.detect()}])
+    texts, _ = text_items(params["q"])
+    served = tuple(sorted({m.source for m in service.models} | {m.target for m in service.models}))
+    guesses = await asyncio.to_thread(detect_language, " ".join(texts)[:2000], served, 3)
+    return JSONResponse([{"confidence": round(100 * g.confidence, 2), "language": g.language} for g in guesses])
 
 
 async def languages(request: Request) -> JSONResponse:
@@ -269,6 +260,7 @@ def build_app(models: list[ServedModel], options: ServeOptions, access: Access) 
 
     @contextlib.asynccontextmanager
     async def lifespan(app):
+        await asyncio.to_thread(detect_language, "mt")  # the language model loads before the first request
         for batcher in batchers:
             batcher.start()
         try:

@@ -15,7 +15,7 @@ from machine_translation.data.sources import BUCKET_WIDTH, Batch, Ragged, collat
 from machine_translation.base.errors import ConfigError, DataError
 from machine_translation.inference.evaluate import corpus_bleu
 from machine_translation.training.fused_loss import label_smoothed_cross_entropy
-from machine_translation.base.options import SUBWORD_ALPHA, SearchOptions
+from machine_translation.base.options import AS_IS, SUBWORD_ALPHA, SearchOptions
 from machine_translation.data.store import PairStore
 from machine_translation.inference.translate import Translator
 
@@ -138,7 +138,8 @@ class TranslationTask:
         translator = Translator(self.loaded, self.device)  # the decoding path of `mt evaluate`
         # greedy, without the repetition guard or case handling (cheap, comparable across runs),
         # but never PAD where the model bans it (an imported Marian model)
-        hyps = translator.translate(self.bleu_src, SearchOptions(beam=1, suppress_pad=translator.defaults.suppress_pad))
+        hyps = translator.translate(self.bleu_src, SearchOptions(beam=1, suppress_pad=translator.defaults.suppress_pad),
+                                    AS_IS)  # one validation line, one sentence: as the model was trained
         bleu = corpus_bleu(hyps, self.bleu_ref)
         return {"val_loss": total / count, "val_bleu": bleu, "val_bleu_sentences": len(self.bleu_src), "score": bleu}
 

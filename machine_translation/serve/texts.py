@@ -1,0 +1,61 @@
+"""What `/translate` does with its texts, between the request and the batcher: the text
+pipeline (`inference.pipeline`: sentences split, protected spans kept, too-long sentences cut)
+around each text, or around each text run of an HTML text; every sentence of the request in
+one batch; and the language of `source=auto` (`text.detect`).
+"""
+from __future__ import annotations
+
+import asyncio
+
+from machine_translation.base.options import TextOptions
+from machine_translation.inference import pipeline
+from machine_translation.serve import markup
+from machine_translation.serve.api import ApiError
+from machine_translation.text.detect import Guess, detect
+
+SURE = 0.5  # a detected language this confident that no model reads is refused; below, the likeliest served one
+
+
+async def translate_texts(service, model, texts: list[str], fmt: str, n_best: int, request) -> list[list[str]]:
+    """The `n_best` renderings of each text, best first (a text with fewer alternatives repeats its last)."""
+    runs = [markup.split(t) if fmt == "html" else None for t in texts]
+    units = [markup.texts(parts) if parts is not None else [text] for text, parts in zip(texts, runs)]
+    flat = [unit for group in units for unit in group]
+    fits = lambda s: model.count_tokens(model.prefix + s) <= model.max_tokens  # noqa: E731
+    prepared = pipeline.prepare(flat, TextOptions(), model.source, fits)
+    todo = sorted({s for s in prepared.sentences if s})
+    defaults = model.translator.defaults
+    options = defaults.updated(n_best=n_best, beam=max(defaults.beam, n_best))
+    done = dict(zip(todo, await service.run(model, todo, options, request)))
+    offset = len(model.prefix.split())  # a multilingual model's target tag is a source word before the text
+
+    def align(translation):
+        alignment = model.translator.alignment(translation)
+        return lambda word: alignment.target_word_of(word + offset)
+
+    def render(k: int) -> list[str]:
+        chosen = [done[s][min(k, len(done[s]) - 1)] if s else None for s in prepared.sentences]
+        return pipeline.finish(prepared, chosen, align)
+
+    rendered = [await asyncio.to_thread(render, k) for k in range(n_best)]  # (alignment runs the model)
+    out, start = [], 0
+    for parts, group in zip(runs, units):
+        end = start + len(group)
+        out.append([markup.join(parts, r[start:end]) if parts is not None else r[start] for r in rendered])
+        start = end
+    return out
+
+
+def detect_source(texts: list[str], sources: list[str]) -> Guess:
+    """The source language of `texts` for `source=auto`: the detected one if a model reads
+    it; a 400 naming it if one is detected with confidence >= SURE that none reads; else the
+    likeliest of the served sources."""
+    text = " ".join(texts)[:2000]
+    best = detect(text)[0]
+    if best.language in sources:
+        return best
+    if best.confidence >= SURE:
+        raise ApiError(400, f"Invalid request: the text looks {best.language} (confidence "
+                            f"{100 * best.confidence:.0f}), and no served model translates from it: the served "
+                            f"sources are {', '.join(sources)}")
+    return detect(text, tuple(sources))[0] if len(sources) > 1 else Guess(sources[0], 0.0)
