@@ -95,6 +95,9 @@ def test_spans_are_found_and_protected_in_place():
     assert "{{" not in protected.text and "@" not in protected.text and "Acme" not in protected.text
     assert protected.restore(protected.text, lambda word: word).replace("  ", " ") == line  # in place when aligned
     assert mask("A 50% discount and 100 % d'eau.", found)[1] == []  # percentages are not printf placeholders
+    from machine_translation.inference import pipeline  # a text holding the mask character itself loses nothing
+    odd = pipeline.prepare(["odd \ue000 text {{x}}. Next."], TextOptions(), "en", lambda s: True)
+    assert odd.sentences == ["odd \ue000 text {{x}}.", "Next."]
 
 
 def test_protected_spans_survive_byte_for_byte(learned):
@@ -114,6 +117,8 @@ def test_a_paragraph_translates_sentence_by_sentence(learned):
     assert translator.translate([paragraph]) == [f"  {alone[0]}  {alone[1]}\t{alone[2]} "]
     assert translator.translate([paragraph], text=AS_IS) != translator.translate([paragraph])  # merged otherwise
     assert translator.translate(["", "   ", f"{one}\n\n  {two}"]) == ["", "   ", f"{alone[0]}\n\n  {alone[1]}"]
+    # a character that ends a line for some readers comes back as a space: one line in, one line out
+    assert translator.translate([f"{one}\u2028{two}\r{three}"]) == [" ".join(alone)]
 
 
 def test_a_line_longer_than_the_model_is_translated_whole_not_truncated(learned, caplog):

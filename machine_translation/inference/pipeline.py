@@ -9,7 +9,8 @@ Each text is split at its newlines, each line into sentences (`text.sentences`),
 too long for the model cut at its best boundary (`sentences.fit`); protected spans are taken
 out before the splitting and put back after the word the model translated from the word each
 followed, by the cross-attention (`Alignment.target_word_of`). Whitespace between sentences,
-blank lines and indentation come back byte for byte.
+blank lines and indentation come back byte for byte, except characters that end a line for
+some readers (`LINE_BREAKS`: \r, form feed, U+2028...), which come back as spaces.
 """
 from __future__ import annotations
 
@@ -20,6 +21,11 @@ from machine_translation.base.options import TextOptions
 from machine_translation.text import sentences as sentence_rules
 from machine_translation.text.sentences import Layout
 from machine_translation.text.spans import Protected, mask, pattern, protect, unmask
+
+
+# Characters that end a line for some readers (str.splitlines) though not for mt, which splits
+# input at \n only: between sentences they come back as spaces, so one line in stays one line out.
+LINE_BREAKS = str.maketrans({c: " " for c in "\r\x0b\x0c\x1c\x1d\x1e\x85\u2028\u2029"})
 
 
 @dataclass
@@ -88,6 +94,6 @@ def finish(prepared: Prepared, translations: list, align: Callable) -> list[str]
                     out.append(protected.restore(translation.text, align(translation).target_word_of))
                 else:
                     out.append(translation.text)
-            out_lines.append(layout.join(out))
+            out_lines.append(Layout(layout.sentences, [g.translate(LINE_BREAKS) for g in layout.gaps]).join(out))
         texts.append("\n".join(out_lines))
     return texts

@@ -2,11 +2,11 @@
 placeholders (`{{name}}`, `{0}`, printf's `%s`, `%d`, `%1$s`), URLs, e-mail addresses and
 the terms a user lists (`--do-not-translate FILE`, one a line) are taken out of a sentence
 before the model sees it, and put back into its translation after the word the model
-translated from the word each followed (the cross-attention alignment; `place` below).
+translated from the word each followed (the cross-attention: `Alignment.target_word_of`).
 
-    protected = protect("Hello {{name}}, see https://x.org today.")
-    protected.text   # "Hello, see today."  (what the model translates)
-    protected.restore(translation, target_word_of)   # the spans put back, each exactly as it was
+    masked, spans = mask("Hello {{name}}, see https://x.org today.", pattern())
+    protected = protect(masked, spans)    # protected.text == "Hello, see today." (what the model reads)
+    protected.restore(translation, alignment.target_word_of)   # each span back, exactly as it was
 """
 from __future__ import annotations
 
@@ -74,6 +74,8 @@ def pattern(terms: tuple[str, ...] = ()) -> re.Pattern:
 def mask(line: str, found: re.Pattern) -> tuple[str, list[str]]:
     """`line` with each span replaced by MASK (so the sentence splitter never cuts inside one)
     and the spans in order."""
+    if MASK in line:  # the line itself holds the mask character: it is left unprotected
+        return line, []
     spans = [m.group(0) for m in found.finditer(line)]
     return found.sub(MASK, line), spans
 
@@ -82,6 +84,8 @@ def protect(sentence: str, spans: list[str]) -> Protected:
     """A masked sentence (each MASK one of `spans`, in order) as the text without the spans,
     and after which word each was. A span's preceding whitespace goes with it; two words a
     span joined stay two words."""
+    if sentence.count(MASK) != len(spans):  # a mask character of the text's own (see `mask`): nothing protected
+        return Protected(sentence.strip(), ())
     parts = sentence.split(MASK)
     kept, found = parts[0], []
     for span, part in zip(spans, parts[1:]):
@@ -98,5 +102,7 @@ def protect(sentence: str, spans: list[str]) -> Protected:
 
 def unmask(text: str, spans: list[str]) -> str:
     """The masked `text` with its spans back (a sentence left untranslated)."""
+    if text.count(MASK) != len(spans):
+        return text
     parts = text.split(MASK)
     return "".join(p + s for p, s in zip(parts, spans + [""]))
