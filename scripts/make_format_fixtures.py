@@ -2,13 +2,14 @@
 versions of mt wrote them, each with the translations that version gave, so the tests can
 check that today's mt loads them, translates them identically and resumes them.
 
-    python scripts/make_format_fixtures.py            # all formats (about a minute)
+    python scripts/make_format_fixtures.py            # all formats (about two minutes)
 
 Each format is made by the commit that wrote it, checked out into a temporary worktree and
 run with this environment's packages: `mt train --preset tiny` on tests/fixtures/formats/
 corpus.tsv for 200 steps (one checkpoint), then `mt translate` of sources.txt, greedy and
 beam 2. Only what the tests read is kept (no training curve, no token store: a resumed run
-rebuilds it).
+rebuilds it). Two language-model runs (Tiny Shakespeare, 600 steps) are made the same way,
+with their greedy continuation of a prompt.
 """
 from __future__ import annotations
 
@@ -30,6 +31,10 @@ FORMATS = {
     "2026-12-06": ("1f89189", "the last format_version 1: every model field, interruption marks"),
 }
 STEPS = 200
+# language models: the first format, and the last of format 1
+LM_FORMATS = {"2026-11-23-lm": ("d125cfc", "the first language-model runs: separate Q and KV projections"),
+              "2026-12-06-lm": ("1f89189", "the last format_version 1 language model")}
+LM_STEPS = 600
 
 
 def run(args: list[str], cwd: Path, **kwargs) -> subprocess.CompletedProcess:
@@ -67,6 +72,30 @@ def make(name: str, commit: str, note: str, scratch: Path) -> None:
         subprocess.run(["git", "worktree", "remove", "--force", str(tree)], cwd=REPO, check=True)
 
 
+def make_lm(name: str, commit: str, note: str, scratch: Path, data_dir: Path) -> None:
+    """A character language model run on Tiny Shakespeare, with its greedy continuation of a prompt."""
+    tree = scratch / name
+    subprocess.run(["git", "worktree", "add", "--detach", str(tree), commit], cwd=REPO, check=True,
+                   capture_output=True)
+    try:
+        out = FIXTURES / name
+        shutil.rmtree(out, ignore_errors=True)
+        run_dir = out / "run"
+        run(["train", "--task", "lm", "--data", "tinyshakespeare", "--data-dir", str(data_dir), "--preset", "tiny",
+             "--max-steps", str(LM_STEPS), "--eval-every", str(LM_STEPS), "--save-every", str(LM_STEPS),
+             "--threads", "1", "--out", str(run_dir)], tree)
+        for extra in ("training_curve.png", "data"):
+            shutil.rmtree(run_dir / extra, ignore_errors=True) if (run_dir / extra).is_dir() \
+                else (run_dir / extra).unlink(missing_ok=True)
+        done = run(["generate", "--model", str(run_dir), "--prompt", "ROMEO:", "--max-new-tokens", "60",
+                    "--temperature", "0", "--seed", "1", "--threads", "1"], tree)
+        (out / "expected.json").write_text(json.dumps(
+            {"commit": commit, "note": note, "steps": LM_STEPS, "generated": done.stdout}, indent=1,
+            ensure_ascii=False) + "\n", encoding="utf-8")
+    finally:
+        subprocess.run(["git", "worktree", "remove", "--force", str(tree)], cwd=REPO, check=True)
+
+
 def main() -> None:
     data = Path(os.environ.get("MT_DATA_DIR", REPO.parent / "shared" / "data")) / "multi30k"
     if not (FIXTURES / "corpus.tsv").is_file():
@@ -79,6 +108,9 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as scratch:
         for name, (commit, note) in FORMATS.items():
             make(name, commit, note, Path(scratch))
+            print(f"wrote {FIXTURES / name} ({commit})", file=sys.stderr)
+        for name, (commit, note) in LM_FORMATS.items():
+            make_lm(name, commit, note, Path(scratch), data.parent)
             print(f"wrote {FIXTURES / name} ({commit})", file=sys.stderr)
 
 

@@ -19,9 +19,11 @@ from machine_translation.model.transformer import build_model
 from machine_translation.training.checkpoints import checkpoint_dirs, load_training_checkpoint
 from machine_translation.training.state import make_optimizer, parameter_groups
 from machine_translation.base.options import TrainConfig
+from tests.conftest import SHARED_DATA
 
 FORMATS = Path(__file__).parent / "fixtures" / "formats"
-NAMES = sorted(p.name for p in FORMATS.iterdir() if (p / "expected.json").is_file())
+NAMES = sorted(p.name for p in FORMATS.iterdir() if (p / "expected.json").is_file() and not p.name.endswith("-lm"))
+LM_NAMES = sorted(p.name for p in FORMATS.iterdir() if p.name.endswith("-lm"))
 
 
 def mt(*args, cwd=None):
@@ -30,7 +32,7 @@ def mt(*args, cwd=None):
 
 
 def test_there_is_a_fixture_of_each_format():
-    assert NAMES == ["2026-11-23", "2026-11-24", "2026-12-06"]
+    assert NAMES == ["2026-11-23", "2026-11-24", "2026-12-06"] and LM_NAMES == ["2026-11-23-lm", "2026-12-06-lm"]
     old = json.loads((FORMATS / NAMES[0] / "run" / "config.json").read_text())
     assert old["format_version"] == 1 and "activation" not in old["model"]
     from safetensors import safe_open
@@ -94,6 +96,24 @@ def test_the_optimizer_state_is_carried_over_exactly(name):
     moment = training["optimizer"]["state"][new_names.index(fused)]["exp_avg"]
     assert moment.shape == dict(model.named_parameters())[fused].shape
     torch.testing.assert_close(moment, torch.cat(parts), rtol=0, atol=0)
+
+
+@pytest.mark.parametrize("name", LM_NAMES)
+def test_an_old_language_model_generates_as_before_and_resumes(name, tmp_path):
+    run = tmp_path / "run"
+    shutil.copytree(FORMATS / name / "run", run)
+    expected = json.loads((FORMATS / name / "expected.json").read_text(encoding="utf-8"))
+    result = mt("generate", "--model", run, "--prompt", "ROMEO:", "--max-new-tokens", 60, "--temperature", 0,
+                "--seed", 1, "--threads", 1)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == expected["generated"]  # greedy: the same text as the version that wrote it
+    steps = expected["steps"]
+    result = mt("train", "--task", "lm", "--data", "tinyshakespeare", "--data-dir", SHARED_DATA, "--out", run,
+                "--resume", "--max-steps", steps + 3, "--eval-every", 1000, "--save-every", 1000, "--threads", 1,
+                "--log-every", 1, "--precision", "fp32")
+    assert result.returncode == 0, result.stderr
+    log = [json.loads(line) for line in (run / "train_log.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in log if r["type"] == "train" and r["step"] > steps] == [steps + 1, steps + 2, steps + 3]
 
 
 def test_a_future_format_is_refused_in_one_line(tmp_path):
