@@ -25,10 +25,11 @@ test: install
 
 # The server's web page in headless chromium (Debian's; Playwright's own download fails offline).
 # Not part of `make test`: it needs the browser, installed here with apt when missing (root).
+# It saves the page's screenshots (desktop, phone, dark) in docs/.
 test-browser: install
 	command -v chromium >/dev/null || (apt-get update -qq && apt-get install -y -qq chromium)
 	$(PY) -m pip install --quiet -e '.[dev,browser]'
-	$(PY) -m pytest -m browser tests/test_browser.py -s
+	MT_SCREENSHOTS=docs $(PY) -m pytest -m browser tests/test_browser.py -s
 
 # Not part of `make test` (several minutes): do the tests catch the mutations they should?
 mutants: install
