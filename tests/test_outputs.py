@@ -28,9 +28,16 @@ def mt(*args, **kwargs):
     return runner.invoke(app, [str(a) for a in args], **kwargs)
 
 
+def interactive_signals() -> None:
+    """In the child: Ctrl+C as a terminal delivers it. A suite started in the background (`make test &`)
+    ignores SIGINT, and a child inherits that, as a shell's background job does on purpose."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def mt_process(*args, **kwargs):
     return subprocess.Popen([sys.executable, "-m", "machine_translation", *map(str, args)], stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True, cwd=kwargs.pop("cwd", REPO), **kwargs)
+                            stderr=subprocess.PIPE, text=True, cwd=kwargs.pop("cwd", REPO),
+                            preexec_fn=interactive_signals, **kwargs)
 
 
 def one_line(result, needle, code=2):
