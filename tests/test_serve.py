@@ -82,6 +82,19 @@ def test_html_keeps_the_tags(client, alone):
                                    '<script>var x = "<i>";</script>')
 
 
+def test_a_paragraph_with_protected_spans_is_translated_as_the_api_translates_it(client, alone):
+    """/translate runs the text pipeline of `Translator.translate`: sentence by sentence, the
+    paragraph's spacing kept, placeholders, URLs and e-mail addresses byte for byte."""
+    paragraph = (f"  {SENTENCES[1]}  {SENTENCES[2]} See https://example.com/a.b?x=1 or write to "
+                 "jane.doe@example.com, {{name}}.")
+    r = client.post("/translate", json={"q": [paragraph, SENTENCES[1]], "source": "en", "target": "fr"}).json()
+    assert "translatedText" in r, r
+    assert r["translatedText"] == alone[1].translate([paragraph, SENTENCES[1]])
+    for span in ("https://example.com/a.b?x=1", "jane.doe@example.com", "{{name}}"):
+        assert span in r["translatedText"][0]
+    assert r["translatedText"][0].startswith(f"  {alone[0][SENTENCES[1]]}  {alone[0][SENTENCES[2]]} ")
+
+
 def test_languages_detect_settings_health_and_the_page(client):
     assert client.get("/languages").json() == [{"code": "en", "name": "English", "targets": ["fr"]},
                                                {"code": "fr", "name": "French", "targets": []}]

@@ -79,8 +79,9 @@ def _whole(line: str) -> Layout:
 
 def finish(prepared: Prepared, translations: list, align: Callable) -> list[str]:
     """The translated texts: `translations` (the 1-best `Translation` of each of
-    `prepared.sentences`) with their spans put back (`align(translation)` gives its
-    `Alignment`, asked only for sentences that had spans) and joined as the texts were."""
+    `prepared.sentences`) with their spans put back (`align(translation)` gives the target
+    word of each source word, asked only for sentences that had spans) and joined as the
+    texts were."""
     done = iter(zip(prepared.protected, prepared.originals, translations))
     texts = []
     for layouts in prepared.lines:
@@ -91,7 +92,7 @@ def finish(prepared: Prepared, translations: list, align: Callable) -> list[str]
                 if not protected.text:
                     out.append(original)  # nothing but spans: nothing to translate
                 elif protected.spans:
-                    out.append(protected.restore(translation.text, align(translation).target_word_of))
+                    out.append(protected.restore(translation.text, align(translation)))
                 else:
                     out.append(translation.text)
             out_lines.append(Layout(layout.sentences, [g.translate(LINE_BREAKS) for g in layout.gaps]).join(out))

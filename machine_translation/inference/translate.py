@@ -118,7 +118,7 @@ class Translator:
             return [n_best[0].text for n_best in self.translations(texts, options, progress)]
         prepared = pipeline.prepare(texts, text, self.source_language, self.fits)
         best = [n_best[0] for n_best in self.translations(prepared.sentences, options, progress)]
-        return pipeline.finish(prepared, best, self.alignment)
+        return pipeline.finish(prepared, best, lambda translation: self.alignment(translation).target_word_of)
 
     @property
     def source_language(self) -> str:
