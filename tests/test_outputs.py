@@ -35,9 +35,16 @@ def interactive_signals() -> None:
 
 
 def mt_process(*args, **kwargs):
+    then = kwargs.pop("preexec_fn", None)  # a caller's own (a file-size limit)
+
+    def prepare() -> None:
+        interactive_signals()
+        if then is not None:
+            then()
+
     return subprocess.Popen([sys.executable, "-m", "machine_translation", *map(str, args)], stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True, cwd=kwargs.pop("cwd", REPO),
-                            preexec_fn=interactive_signals, **kwargs)
+                            stderr=subprocess.PIPE, text=True, cwd=kwargs.pop("cwd", REPO), preexec_fn=prepare,
+                            **kwargs)
 
 
 def one_line(result, needle, code=2):
