@@ -13,6 +13,7 @@ with their greedy continuation of a prompt.
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -46,54 +47,65 @@ def run(args: list[str], cwd: Path, **kwargs) -> subprocess.CompletedProcess:
     return done
 
 
-def make(name: str, commit: str, note: str, scratch: Path) -> None:
-    tree = scratch / name
+@contextlib.contextmanager
+def checked_out(commit: str, scratch: Path):
+    """The repository at `commit`, in a temporary worktree under `scratch` (removed after)."""
+    tree = scratch / commit
     subprocess.run(["git", "worktree", "add", "--detach", str(tree), commit], cwd=REPO, check=True,
                    capture_output=True)
     try:
-        out = FIXTURES / name
-        shutil.rmtree(out, ignore_errors=True)
+        yield tree
+    finally:
+        subprocess.run(["git", "worktree", "remove", "--force", str(tree)], cwd=REPO, check=True)
+
+
+def new_fixture(name: str) -> Path:
+    """tests/fixtures/formats/NAME, emptied: only this script's own folders there are replaced."""
+    out = FIXTURES / name
+    assert name in FORMATS or name in LM_FORMATS, name
+    shutil.rmtree(out, ignore_errors=True)
+    return out
+
+
+def trim(run_dir: Path) -> None:
+    """Drop what the tests do not read: the training curve and the token store (a resume rebuilds it)."""
+    (run_dir / "training_curve.png").unlink(missing_ok=True)
+    shutil.rmtree(run_dir / "data", ignore_errors=True)
+
+
+def write_expected(out: Path, record: dict) -> None:
+    (out / "expected.json").write_text(json.dumps(record, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
+
+
+def make(name: str, commit: str, note: str, scratch: Path) -> None:
+    """A translation run on corpus.tsv, with its greedy and beam-2 translations of sources.txt."""
+    with checked_out(commit, scratch) as tree:
+        out = new_fixture(name)
         run_dir = out / "run"
         run(["train", "--preset", "tiny", "--data", str(FIXTURES / "corpus.tsv"), "--vocab-size", "400",
              "--max-steps", str(STEPS), "--eval-every", str(STEPS), "--save-every", str(STEPS), "--threads", "1",
              "--batch-tokens", "800", "--warmup-steps", "20", "--lr", "3e-3", "--out", str(run_dir)], tree)
-        for extra in ("training_curve.png", "data"):
-            shutil.rmtree(run_dir / extra, ignore_errors=True) if (run_dir / extra).is_dir() \
-                else (run_dir / extra).unlink(missing_ok=True)
+        trim(run_dir)
         translations = {}
         for beam in (1, 2):
             done = run(["translate", "--model", str(run_dir), "--beam", str(beam), "--threads", "1",
                         "--input", str(FIXTURES / "sources.txt")], tree)
             translations[f"beam{beam}"] = done.stdout.splitlines()
-        (out / "expected.json").write_text(json.dumps(
-            {"commit": commit, "note": note, "steps": STEPS, "translations": translations}, indent=1,
-            ensure_ascii=False) + "\n", encoding="utf-8")
-    finally:
-        subprocess.run(["git", "worktree", "remove", "--force", str(tree)], cwd=REPO, check=True)
+        write_expected(out, {"commit": commit, "note": note, "steps": STEPS, "translations": translations})
 
 
 def make_lm(name: str, commit: str, note: str, scratch: Path, data_dir: Path) -> None:
     """A character language model run on Tiny Shakespeare, with its greedy continuation of a prompt."""
-    tree = scratch / name
-    subprocess.run(["git", "worktree", "add", "--detach", str(tree), commit], cwd=REPO, check=True,
-                   capture_output=True)
-    try:
-        out = FIXTURES / name
-        shutil.rmtree(out, ignore_errors=True)
+    with checked_out(commit, scratch) as tree:
+        out = new_fixture(name)
         run_dir = out / "run"
         run(["train", "--task", "lm", "--data", "tinyshakespeare", "--data-dir", str(data_dir), "--preset", "tiny",
              "--max-steps", str(LM_STEPS), "--eval-every", str(LM_STEPS), "--save-every", str(LM_STEPS),
              "--threads", "1", "--out", str(run_dir)], tree)
-        for extra in ("training_curve.png", "data"):
-            shutil.rmtree(run_dir / extra, ignore_errors=True) if (run_dir / extra).is_dir() \
-                else (run_dir / extra).unlink(missing_ok=True)
+        trim(run_dir)
         done = run(["generate", "--model", str(run_dir), "--prompt", "ROMEO:", "--max-new-tokens", "60",
                     "--temperature", "0", "--seed", "1", "--threads", "1"], tree)
-        (out / "expected.json").write_text(json.dumps(
-            {"commit": commit, "note": note, "steps": LM_STEPS, "generated": done.stdout}, indent=1,
-            ensure_ascii=False) + "\n", encoding="utf-8")
-    finally:
-        subprocess.run(["git", "worktree", "remove", "--force", str(tree)], cwd=REPO, check=True)
+        write_expected(out, {"commit": commit, "note": note, "steps": LM_STEPS, "generated": done.stdout})
 
 
 def main() -> None:

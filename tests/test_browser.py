@@ -81,6 +81,24 @@ def output(page) -> str:
     return page.text_content("#output")
 
 
+def translated(page, text: str) -> str:
+    """Type `text`, press the button, and return the translation the page shows."""
+    page.fill("#source", text)
+    page.click("#translate")
+    return output(page)
+
+
+def shows(page, text: str) -> None:
+    """Wait until the page shows exactly `text` as the translation."""
+    page.wait_for_function(f"document.getElementById('output').textContent === {json.dumps(text)}", timeout=30_000)
+
+
+def screenshot(page, name: str) -> None:
+    """Into $MT_SCREENSHOTS (docs/ under `make test-browser`), when it is set."""
+    if os.environ.get("MT_SCREENSHOTS"):
+        page.screenshot(path=str(Path(os.environ["MT_SCREENSHOTS"]) / name), full_page=True)
+
+
 def test_typing_then_pausing_translates(browser, server):
     proc, url = server
     outside = []
@@ -96,29 +114,24 @@ def test_typing_then_pausing_translates(browser, server):
 def test_the_button_and_ctrl_enter_translate(browser, server):
     proc, url = server
     page = open_page(browser, url)
-    page.fill("#source", SENTENCES[1])
-    page.click("#translate")
-    assert output(page) == translation_of(url, SENTENCES[1])
+    assert translated(page, SENTENCES[1]) == translation_of(url, SENTENCES[1])
     page.select_option("#source-language", "auto")  # "Detect language": the server detects English
     page.wait_for_function("document.getElementById('detected').textContent.startsWith('Detected: English')",
                            timeout=30_000)
     page.fill("#source", SENTENCES[2])
     page.keyboard.press("Control+Enter")
-    page.wait_for_function(f"document.getElementById('output').textContent === {json.dumps(translation_of(url, SENTENCES[2]))}",
-                           timeout=30_000)
+    shows(page, translation_of(url, SENTENCES[2]))
 
 
 def test_swap_swaps_languages_and_texts(browser, server):
     proc, url = server
     page = open_page(browser, url)
-    page.fill("#source", SENTENCES[3])
-    page.click("#translate")
-    french = output(page)
+    french = translated(page, SENTENCES[3])
     page.click("#swap")
     assert page.input_value("#source-language") == "fr" and page.input_value("#target-language") == "en"
     assert page.input_value("#source") == french
     english = translation_of(url, french, "fr", "en")
-    page.wait_for_function(f"document.getElementById('output').textContent === {json.dumps(english)}", timeout=30_000)
+    shows(page, english)
     page.keyboard.press("Control+Shift+S")  # and back, by the keyboard
     page.wait_for_function("document.getElementById('source-language').value === 'en'")
     assert page.input_value("#target-language") == "fr" and page.input_value("#source") == english
@@ -127,9 +140,7 @@ def test_swap_swaps_languages_and_texts(browser, server):
 def test_copy_puts_the_translation_on_the_clipboard(browser, server):
     proc, url = server
     page = open_page(browser, url)
-    page.fill("#source", SENTENCES[4])
-    page.click("#translate")
-    shown = output(page)
+    shown = translated(page, SENTENCES[4])
     page.click("#copy")
     page.wait_for_function("document.getElementById('status').textContent === 'Copied'")
     assert page.evaluate("navigator.clipboard.readText()") == shown
@@ -138,9 +149,7 @@ def test_copy_puts_the_translation_on_the_clipboard(browser, server):
 def test_the_counter_reaches_the_limit_and_the_error_replaces_the_translation(browser, server):
     proc, url = server
     page = open_page(browser, url)
-    page.fill("#source", SENTENCES[0])
-    page.click("#translate")
-    output(page)
+    translated(page, SENTENCES[0])
     page.fill("#source", "a" * (LIMIT + 1))
     page.click("#translate")
     page.wait_for_function("document.getElementById('error').textContent.includes('limit')")
@@ -152,9 +161,7 @@ def test_the_counter_reaches_the_limit_and_the_error_replaces_the_translation(br
 def test_the_phone_width_never_scrolls_sideways_and_the_heatmap_scrolls_in_its_box(browser, server):
     proc, url = server
     page = open_page(browser, url, width=390, height=844)
-    page.fill("#source", FORTY_WORDS)
-    page.click("#translate")
-    output(page)
+    translated(page, FORTY_WORDS)
     page.click("#why-box summary")
     page.wait_for_selector("table.heatmap td", timeout=30_000)
     widths = page.evaluate("[document.documentElement.scrollWidth, document.documentElement.clientWidth]")
@@ -165,9 +172,7 @@ def test_the_phone_width_never_scrolls_sideways_and_the_heatmap_scrolls_in_its_b
     page.click("#alternatives-box summary")
     page.wait_for_selector("#alternatives li", timeout=30_000)
     assert "(" not in page.text_content("#alternatives li")  # plain sentences; scores only when asked
-    shots = Path(os.environ.get("MT_SCREENSHOTS", "")) if os.environ.get("MT_SCREENSHOTS") else None
-    if shots:
-        page.screenshot(path=str(shots / "serve_page_phone.png"), full_page=True)
+    screenshot(page, "serve_page_phone.png")
 
 
 def test_no_serious_accessibility_violations(browser, server):
@@ -175,9 +180,7 @@ def test_no_serious_accessibility_violations(browser, server):
     for width, height, name, scheme in ((1100, 900, "serve_page.png", "light"), (390, 844, None, "light"),
                                         (1100, 900, "serve_page_dark.png", "dark")):
         page = open_page(browser, url, width, height, scheme=scheme)
-        page.fill("#source", SENTENCES[0])
-        page.click("#translate")
-        output(page)
+        translated(page, SENTENCES[0])
         page.click("#why-box summary")
         page.wait_for_selector("table.heatmap td", timeout=30_000)
         page.add_script_tag(path=str(AXE))
@@ -185,17 +188,15 @@ def test_no_serious_accessibility_violations(browser, server):
         serious = [(v["id"], v["impact"], [n["target"] for n in v["nodes"]][:3]) for v in result["violations"]
                    if v["impact"] in ("serious", "critical")]
         assert not serious, serious
-        if name and os.environ.get("MT_SCREENSHOTS"):
-            page.screenshot(path=str(Path(os.environ["MT_SCREENSHOTS"]) / name), full_page=True)
+        if name:
+            screenshot(page, name)
 
 
 def test_with_the_server_stopped_an_error_shows_and_no_stale_text(browser, two_models):
     proc, url = start_server("--model", two_models[0])
     try:
         page = open_page(browser, url)
-        page.fill("#source", SENTENCES[5])
-        page.click("#translate")
-        assert output(page)
+        assert translated(page, SENTENCES[5])
         proc.terminate()
         proc.wait(30)
         page.fill("#source", SENTENCES[6])

@@ -51,7 +51,7 @@ def prepare(texts: list[str], options: TextOptions, language: str, fits: Callabl
         layouts = []
         for line in text.split("\n"):
             masked, spans = mask(line, found) if found is not None else (line, [])
-            layout = sentence_rules.split(masked, language) if options.split_sentences else _whole(masked)
+            layout = sentence_rules.split(masked, language) if options.split_sentences else sentence_rules.whole(masked)
             pieces, gaps = [], [layout.gaps[0]]
             for sentence, gap in zip(layout.sentences, layout.gaps[1:]):
                 part = sentence_rules.fit(sentence, lambda s: fits(protect(s, [""] * s.count("\ue000")).text))
@@ -66,15 +66,6 @@ def prepare(texts: list[str], options: TextOptions, language: str, fits: Callabl
             layouts.append(Layout(pieces, gaps))
         lines.append(layouts)
     return Prepared(lines, protected, originals)
-
-
-def _whole(line: str) -> Layout:
-    """A line as one sentence (splitting off): only its outer whitespace is kept aside."""
-    text = line.strip()
-    if not text:
-        return Layout([], [line])
-    start = line.find(text)
-    return Layout([text], [line[:start], line[start + len(text):]])
 
 
 def finish(prepared: Prepared, translations: list, align: Callable) -> list[str]:

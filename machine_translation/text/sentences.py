@@ -56,12 +56,20 @@ def split(line: str, language: str = "en") -> Layout:
             continue
         start = line.find(text, position)
         if start < 0:  # pysbd changed the text (it should not with clean=False): keep the line whole
-            return Layout([line.strip()], [line[: len(line) - len(line.lstrip())], line[len(line.rstrip()):]])
+            return whole(line)
         gaps.append(line[position:start])
         sentences.append(text)
         position = start + len(text)
     gaps.append(line[position:])
     return Layout(sentences, gaps)
+
+
+def whole(line: str) -> Layout:
+    """A line as one sentence (splitting off): only its outer whitespace is kept aside."""
+    text = line.strip()
+    if not text:
+        return Layout([], [line])
+    return Layout([text], [line[: len(line) - len(line.lstrip())], line[len(line.rstrip()):]])
 
 
 def fit(sentence: str, fits: Callable[[str], bool]) -> Layout:
