@@ -1,12 +1,14 @@
 """Shared fixtures and helpers: tiny CPU models (D=32, 2 layers), the shared data folder,
-slices of Multi30k written to files, and reading a run's training log."""
+slices of Multi30k written to files, and reading a run's training log, and `mt serve` in a process."""
 from __future__ import annotations
 
 import gzip
 import json
 import os
+import re
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -136,3 +138,33 @@ def model_dir(tmp_path_factory):
     model = build_model(tiny_config(vocab_size=tok.vocab_size)).eval()
     save_pretrained(d, model, model.config, tok, tok, pair="en-fr", generation={"beam": 2})
     return d
+
+
+def start_server(*args):
+    """`mt serve --port 0 ARGS` in a process, once it listens: (process, its URL on 127.0.0.1)."""
+    proc = subprocess.Popen([sys.executable, "-m", "machine_translation", "serve", "--port", "0", "--threads", "1",
+                             *map(str, args)], stderr=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    deadline = time.time() + 60
+    lines = []
+    while time.time() < deadline:
+        line = proc.stderr.readline()
+        lines.append(line)
+        match = re.search(r"listening on (http://127\.0\.0\.1:\d+)", line)
+        if match:
+            return proc, match.group(1)
+        if not line and proc.poll() is not None:
+            break
+    proc.kill()
+    raise AssertionError("".join(lines))
+
+
+# -- mt serve ------------------------------------------------------------------------------
+SENTENCES = [s for s in multi30k_lines("en", 60, start=29000 - 60) if len(s.split()) <= 12][:24]  # the server tests' requests
+
+
+@pytest.fixture(scope="session")
+def alone(learned):
+    """Each sentence translated alone, through the Translator: what the server must give."""
+    from machine_translation.inference.translate import Translator
+    tr = Translator.from_pretrained(learned[0], "cpu")
+    return {s: tr.translate([s])[0] for s in SENTENCES}, tr

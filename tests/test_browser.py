@@ -17,7 +17,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.test_serve import SENTENCES, start_server
+from tests.conftest import SENTENCES, start_server
 
 pytestmark = pytest.mark.browser
 CHROMIUM = "/usr/bin/chromium"

@@ -1,7 +1,6 @@
 """The data layer: named corpora from a data dir, the real download code against a loopback
 HTTP server, the offline message, hf: datasets in the translation schema, either direction."""
 import functools
-import gzip
 import http.server
 import threading
 

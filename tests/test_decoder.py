@@ -3,7 +3,7 @@ GPT mode without an encoder, and cached decoding equal to the full pass."""
 import pytest
 import torch
 
-from decoder import GPT, DecoderBlock, KVCache
+from decoder import DecoderBlock, KVCache
 
 
 def src_tgt():

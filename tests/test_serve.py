@@ -17,9 +17,8 @@ from machine_translation.base.options import SearchOptions, ServeOptions
 from machine_translation.serve.api import Access
 from machine_translation.serve.app import build_app
 from machine_translation.serve.server import load_models
-from tests.conftest import multi30k_lines
+from tests.conftest import SENTENCES, start_server
 
-SENTENCES = [s for s in multi30k_lines("en", 60, start=29000 - 60) if len(s.split()) <= 12][:24]
 
 
 def make_client(model_dir, access=None, **options) -> TestClient:
@@ -32,14 +31,6 @@ def make_client(model_dir, access=None, **options) -> TestClient:
 def client(learned):
     with make_client(learned[0], batch_delay_ms=20) as c:
         yield c
-
-
-@pytest.fixture(scope="module")
-def alone(learned):
-    """Each sentence translated alone, through the Translator: what the server must give."""
-    from machine_translation.inference.translate import Translator
-    tr = Translator.from_pretrained(learned[0], "cpu")
-    return {s: tr.translate([s])[0] for s in SENTENCES}, tr
 
 
 def error(response, status, text=None):
@@ -198,16 +189,30 @@ def test_a_failure_inside_is_a_500_without_traceback_and_the_server_goes_on(lear
         assert c.post("/translate", json={"q": "a dog", "source": "en", "target": "fr"}).status_code == 200
 
 
-def test_a_full_queue_and_a_timeout_are_503_with_retry_after(learned):
-    with make_client(learned[0], queue_size=2, request_timeout=0.5) as c:
+def test_a_full_queue_and_a_timeout_are_503_with_retry_after_a_request_over_the_queue_413(learned):
+    with make_client(learned[0], queue_size=3, request_timeout=1.0) as c:
         model = c.app.state.service.models[0]
         real = model.batcher._translate
         release = threading.Event()
         model.batcher._translate = lambda texts, options: (release.wait(5), real(texts, options))[1]
-        r = c.post("/translate", json={"q": ["a dog", "a cat"], "source": "en", "target": "fr"})  # held, times out
-        error(r, 503, "timed out")
-        assert r.headers["Retry-After"]
-        error(c.post("/translate", json={"q": ["a", "b", "c"], "source": "en", "target": "fr"}), 503, "queue is full")
+        answers = {}
+        ask = lambda name, q: answers.__setitem__(name, c.post("/translate", json={  # noqa: E731
+            "q": q, "source": "en", "target": "fr"}))
+        held = threading.Thread(target=ask, args=("held", ["a dog", "a cat"]))  # in the batch that hangs
+        held.start()
+        time.sleep(0.2)
+        waiting = threading.Thread(target=ask, args=("waiting", ["a man", "a boy"]))  # 2 of the queue's 3 places
+        waiting.start()
+        time.sleep(0.2)
+        error(c.post("/translate", json={"q": ["a", "b"], "source": "en", "target": "fr"}), 503, "queue is full")
+        # more sentences than the queue holds: retrying can never help, so no 503 and no Retry-After
+        r = c.post("/translate", json={"q": ["a", "b", "c", "d"], "source": "en", "target": "fr"})
+        error(r, 413, "more than the translation queue holds (3, mt serve --queue-size)")
+        assert "Retry-After" not in r.headers
+        held.join(10), waiting.join(10)
+        for name in ("held", "waiting"):
+            error(answers[name], 503, "timed out")
+            assert answers[name].headers["Retry-After"]
         release.set()
         time.sleep(0.2)
         model.batcher._translate = real
@@ -250,23 +255,6 @@ def test_the_batcher_respects_its_limits(learned):
 
 
 # -- a live server, a real client -----------------------------------------------------------
-def start_server(*args):
-    proc = subprocess.Popen([sys.executable, "-m", "machine_translation", "serve", "--port", "0", "--threads", "1",
-                             *map(str, args)], stderr=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
-    deadline = time.time() + 60
-    lines = []
-    while time.time() < deadline:
-        line = proc.stderr.readline()
-        lines.append(line)
-        match = re.search(r"listening on (http://127\.0\.0\.1:\d+)", line)
-        if match:
-            return proc, match.group(1)
-        if not line and proc.poll() is not None:
-            break
-    proc.kill()
-    raise AssertionError("".join(lines))
-
-
 @pytest.fixture(scope="module")
 def live(learned):
     proc, url = start_server("--model", learned[0])
@@ -338,7 +326,7 @@ def test_a_taken_port_and_a_language_model_are_one_line_errors(learned, live, tm
 def test_a_client_that_goes_away_has_its_queued_sentences_dropped(learned):
     import asyncio
 
-    from machine_translation.serve.api import ApiError
+    from machine_translation.serve.api import ClientGone
     opts = ServeOptions(batch_delay_ms=0)
     model = load_models([learned[0]], "cpu", None, 1, opts)[0]
     release, seen = threading.Event(), []
@@ -347,11 +335,15 @@ def test_a_client_that_goes_away_has_its_queued_sentences_dropped(learned):
     model.batcher.start()
 
     class GoneClient:  # the ASGI receive of a client that disconnects after 0.2 s
+        scope = {}
+
         async def receive(self):
             await asyncio.sleep(0.2)
             return {"type": "http.disconnect"}
 
     class StaysClient:
+        scope = {}
+
         async def receive(self):
             await asyncio.sleep(60)
 
@@ -360,7 +352,7 @@ def test_a_client_that_goes_away_has_its_queued_sentences_dropped(learned):
         service = Service([model], opts, Access(None, 0))
         busy = asyncio.ensure_future(service.run(model, ["first"], SearchOptions(), StaysClient()))
         await asyncio.sleep(0.1)  # "first" is being translated; the next request waits in the queue
-        with pytest.raises(ApiError):
+        with pytest.raises(ClientGone):
             await service.run(model, ["gone 1", "gone 2"], SearchOptions(), GoneClient())
         assert model.batcher.depth == 0, "the sentences of the client that left were dropped"
         release.set()

@@ -273,7 +273,7 @@ class ServeOptions:
     max_batch_tokens: int = 4096  # source tokens per batch, padding included
     max_batch_sentences: int = 128
     batch_delay_ms: float = 5.0  # how long a batch waits for more sentences after its first
-    queue_size: int = 2048  # sentences waiting per model; beyond it, 503 with Retry-After
+    queue_size: int = 2048  # sentences waiting per model; beyond it, 503 with Retry-After (a request larger: 413)
     request_timeout: float = 60.0  # seconds; beyond it, 503
     char_limit: int = 5000  # characters per request (all of q), as LibreTranslate's --char-limit
     batch_limit: int = 64  # items in a list q
@@ -282,6 +282,16 @@ class ServeOptions:
     rate_limit: int = 0  # requests per minute per API key or client address; 0 = off
     api_keys: Path | None = None  # a file of keys, one a line, each optionally with its own requests per minute
     cors_origins: tuple[str, ...] = ("*",)
+    # for the open internet (docs/serving.md): every connection and request is bounded in time
+    header_timeout: float = 10.0  # seconds from a connection's start (or its last answer) to a whole request head
+    body_timeout: float = 30.0  # seconds to read a request's body; beyond it, 408 and the connection closes
+    keep_alive_timeout: float = 5.0  # seconds an idle keep-alive connection stays open (uvicorn's)
+    max_connections: int = 256  # open connections and requests at once (uvicorn's limit_concurrency); beyond: 503
+    forwarded_allow_ips: str = "127.0.0.1"  # proxies whose X-Forwarded-For names the client (rate limits, logs)
+    log_format: str = "text"  # or "json": one object a line, for log shippers
+    suggestions: Path | None = None  # /suggest appends users' corrections here (JSON lines); None: off (403)
+    metrics: bool = False  # /metrics (Prometheus text)
+    metrics_token: str | None = None  # with it, /metrics needs `Authorization: Bearer TOKEN`
 
     def __post_init__(self) -> None:  # types are the CLI's (typer) or the caller's
         for name in ("max_batch_tokens", "max_batch_sentences", "queue_size", "char_limit", "batch_limit",
@@ -292,3 +302,12 @@ class ServeOptions:
             raise ConfigError(f"port must be between 0 and 65535, got {self.port}")
         if self.batch_delay_ms < 0 or self.request_timeout <= 0 or self.rate_limit < 0:
             raise ConfigError("batch_delay_ms and rate_limit must be at least 0, request_timeout above 0")
+        for name in ("header_timeout", "body_timeout", "keep_alive_timeout"):
+            if not 0 < getattr(self, name) < float("inf"):
+                raise ConfigError(f"{name} must be a number of seconds above 0, got {getattr(self, name)}")
+        if self.max_connections < 1:
+            raise ConfigError(f"max_connections must be at least 1, got {self.max_connections}")
+        if self.metrics_token is not None and not self.metrics:
+            raise ConfigError("--metrics-token is the token of --metrics: add --metrics, or drop the token")
+        if self.log_format not in ("text", "json"):
+            raise ConfigError(f"log_format must be text or json, got {self.log_format!r}")

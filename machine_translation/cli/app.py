@@ -114,35 +114,41 @@ def cli_errors(fn):
                 raise ConfigError("standard output is closed: redirect it (> FILE) or give --output FILE")
             return fn(*args, **kwargs)
         except (MTError, TokenizerError) as e:
-            typer.echo(f"error: {e}", err=True)
+            _last_line(f"error: {e}")
             raise typer.Exit(EXIT_USER_ERROR) from None
         except Interrupted as e:
-            typer.echo(str(e), err=True)
+            _last_line(str(e))
             raise typer.Exit(128 + e.signum) from None
         except KeyboardInterrupt as e:
             terminated = isinstance(e, Terminated)
-            typer.echo("terminated (SIGTERM)" if terminated else "interrupted", err=True)
+            _last_line("terminated (SIGTERM)" if terminated else "interrupted")
             raise typer.Exit(EXIT_TERMINATED if terminated else EXIT_INTERRUPTED) from None
         except BrokenPipeError:
             sys.stderr.close()
             raise typer.Exit(0) from None
         except OSError as e:  # a path the user gave: missing folder, a file in the way, read-only, disk full
             if not is_user_error(e):
-                typer.echo(report_bug(e), err=True)
+                _last_line(report_bug(e))
                 raise typer.Exit(EXIT_BUG) from None
-            typer.echo(f"error: {os_error_message(e)}", err=True)
+            _last_line(f"error: {os_error_message(e)}")
             raise typer.Exit(EXIT_USER_ERROR) from None
         except (typer.Exit, ClickException, typer.Abort):
             raise
         except Exception as e:  # a bug: one line, the traceback in a file (out of memory is not one)
             oom = out_of_memory(e)
-            typer.echo(f"error: {oom}" if oom else report_bug(e), err=True)
+            _last_line(f"error: {oom}" if oom else report_bug(e))
             raise typer.Exit(EXIT_USER_ERROR if oom else EXIT_BUG) from None
         finally:
             if previous is not None:
                 signal.signal(signal.SIGTERM, previous)
 
     return wrapper
+
+
+def _last_line(message: str) -> None:
+    """A command's closing line on stderr (an error, "interrupted"), written by the log handler
+    like every other line, so `mt serve --log-format json` keeps every line JSON."""
+    logging.getLogger("machine_translation.cli").error(message)
 
 
 def _terminate(signum, frame):

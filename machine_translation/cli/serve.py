@@ -28,7 +28,8 @@ def serve(
     max_batch_tokens: int = typer.Option(D.max_batch_tokens, min=1, help="Source tokens per batch, padding included."),
     max_batch_sentences: int = typer.Option(D.max_batch_sentences, min=1, help="Sentences per batch."),
     batch_delay_ms: float = typer.Option(D.batch_delay_ms, min=0, help="How long a batch waits for company."),
-    queue_size: int = typer.Option(D.queue_size, min=1, help="Sentences waiting per model; beyond: 503."),
+    queue_size: int = typer.Option(D.queue_size, min=1, help="Sentences waiting per model; beyond: 503 (a "
+                                   "request of more sentences than this: 413)."),
     request_timeout: float = typer.Option(D.request_timeout, min=0.001, help="Seconds; beyond: 503."),
     char_limit: int = typer.Option(D.char_limit, min=1, help="Characters per request."),
     batch_limit: int = typer.Option(D.batch_limit, min=1, help="Texts per request (q as a list)."),
@@ -37,6 +38,22 @@ def serve(
     rate_limit: int = typer.Option(D.rate_limit, min=0, help="Requests per minute per API key or client; 0 = off."),
     api_keys: Optional[Path] = typer.Option(None, help="File of API keys, one a line (optionally KEY "
                                             "REQUESTS_PER_MINUTE); with it, requests need a valid api_key."),
+    header_timeout: float = typer.Option(D.header_timeout, min=0.001, help="Seconds a connection has to send a "
+                                         "whole request head (slowloris); then it is closed."),
+    body_timeout: float = typer.Option(D.body_timeout, min=0.001, help="Seconds to read a request body; "
+                                       "beyond: 408."),
+    keep_alive_timeout: float = typer.Option(D.keep_alive_timeout, min=0.001, help="Seconds an idle "
+                                             "keep-alive connection stays open."),
+    max_connections: int = typer.Option(D.max_connections, min=1, help="Open connections and requests at once; "
+                                        "beyond: 503."),
+    forwarded_allow_ips: str = typer.Option(D.forwarded_allow_ips, help="Comma-separated addresses of reverse "
+                                            "proxies whose X-Forwarded-For names the client ('*': any)."),
+    log_format: str = typer.Option(D.log_format, help="text, or json (one object a line, for log shippers)."),
+    suggestions: Optional[Path] = typer.Option(None, help="Keep /suggest's corrections in this file (JSON "
+                                               "lines, appended); without it /suggest is off (403)."),
+    metrics: bool = typer.Option(D.metrics, "--metrics", help="Serve Prometheus metrics at /metrics."),
+    metrics_token: Optional[str] = typer.Option(None, envvar="MT_METRICS_TOKEN", help="With --metrics: "
+                                                "/metrics needs 'Authorization: Bearer TOKEN'."),
 ) -> None:
     """Serve translation models over HTTP (LibreTranslate's API, /v1/translate, a web page at /)."""
     from machine_translation.base.runtime import prepare
@@ -46,9 +63,21 @@ def serve(
                            max_batch_sentences=max_batch_sentences, batch_delay_ms=batch_delay_ms,
                            queue_size=queue_size, request_timeout=request_timeout, char_limit=char_limit,
                            batch_limit=batch_limit, max_body_bytes=max_body_bytes, max_beam=max_beam,
-                           rate_limit=rate_limit, api_keys=api_keys)
+                           rate_limit=rate_limit, api_keys=api_keys, header_timeout=header_timeout,
+                           body_timeout=body_timeout, keep_alive_timeout=keep_alive_timeout,
+                           max_connections=max_connections, forwarded_allow_ips=forwarded_allow_ips,
+                           log_format=log_format, suggestions=suggestions, metrics=metrics,
+                           metrics_token=metrics_token)
+    if log_format == "json":
+        import logging
+        from machine_translation.serve.observe import JsonLines
+        for handler in logging.getLogger().handlers:
+            handler.setFormatter(JsonLines())
     if api_keys is not None:
         from machine_translation.serve.api import load_api_keys
         load_api_keys(api_keys)  # a bad key file is refused before the models load
+    if suggestions is not None:
+        from machine_translation.serve.suggest import Suggestions
+        Suggestions(suggestions).close()  # and so is a suggestions file that cannot be appended to
     prepare(device, threads)
     run(load_models(model, device, precision, workers, options), options)

@@ -5,17 +5,24 @@ messages, as `{"error": ...}`), API keys and the per-client rate limit.
 Parameters come from the query string, overridden by the body: JSON (an object),
 `application/x-www-form-urlencoded` (libretranslatepy) or `multipart/form-data`
 (LibreTranslate's web page). A GET with a body is read like a POST. The body is read up to
-`max_body_bytes` (413 beyond); bodies that are not UTF-8, not JSON, nested too deeply or of
-the wrong shape are a 400 naming the problem.
+`max_body_bytes` (413 beyond) and within `body_timeout` seconds (408 beyond: a client that
+stalls mid-upload holds nothing for long); a query string or body that is not UTF-8, not
+JSON, nested too deeply or of the wrong shape is a 400 naming the problem. A lone UTF-16
+surrogate in a JSON string (JavaScript clients make one when they cut text through an
+emoji) becomes U+FFFD, as a browser's own UTF-8 encoder would have made it.
 """
 from __future__ import annotations
 
+import asyncio
 import json
+import re
 import time
 from collections import deque
 from pathlib import Path
+from urllib.parse import parse_qsl
 
-from starlette.requests import Request
+from python_multipart.multipart import create_form_parser
+from starlette.requests import ClientDisconnect, Request
 
 from machine_translation.base.errors import ConfigError
 
@@ -28,33 +35,49 @@ class ApiError(Exception):
         self.status, self.message, self.headers = status, message, headers or {}
 
 
+class ClientGone(Exception):
+    """The client closed its connection before its answer: nobody is left to answer."""
+
+
 def missing(name: str) -> ApiError:
     return ApiError(400, f"Invalid request: missing {name} parameter")
 
 
-async def read_body(request: Request, limit: int) -> bytes:
+async def read_body(request: Request, limit: int, timeout: float) -> bytes:
     declared = request.headers.get("content-length", "")
     if declared.isdigit() and int(declared) > limit:
         raise ApiError(413, f"Request body too large: {declared} bytes, the limit is {limit}")
     body = bytearray()
-    async for chunk in request.stream():
-        body += chunk
-        if len(body) > limit:
-            raise ApiError(413, f"Request body too large: over {limit} bytes")
+
+    async def read() -> None:
+        async for chunk in request.stream():
+            body.extend(chunk)
+            if len(body) > limit:
+                raise ApiError(413, f"Request body too large: over {limit} bytes")
+
+    try:
+        await asyncio.wait_for(read(), timeout)
+    except ClientDisconnect:
+        raise ClientGone() from None
+    except asyncio.TimeoutError:
+        raise ApiError(408, f"Request timeout: the body did not arrive within {timeout:g} s",
+                       {"Connection": "close"}) from None
     return bytes(body)
 
 
-async def read_params(request: Request, limit: int) -> dict:
+async def read_params(request: Request, limit: int, timeout: float) -> dict:
     """The request's parameters: query string, then the body's (which win)."""
-    params: dict = dict(request.query_params)
-    body = await read_body(request, limit)
+    params: dict = _pairs(request.scope.get("query_string", b""), "query string")
+    body = await read_body(request, limit, timeout)
     if not body.strip():
         return params
     kind = request.headers.get("content-type", "").split(";")[0].strip().lower()
-    if kind in ("application/x-www-form-urlencoded", "multipart/form-data"):
-        params.update(await _form(request, body))
+    if kind == "application/x-www-form-urlencoded":
+        params.update(_pairs(body, "form body"))
+    elif kind == "multipart/form-data":
+        params.update(_multipart(request.headers.get("content-type", ""), body))
     elif kind == "application/json" or kind.endswith("+json") or body.lstrip()[:1] in (b"{", b"["):
-        data = parse_json(body)
+        data = _usv(parse_json(body))
         if not isinstance(data, dict):
             raise ApiError(400, "Invalid request: the JSON body must be an object of parameters")
         params.update(data)
@@ -78,22 +101,61 @@ def parse_json(body: bytes):
                             f"column {e.colno})") from None
 
 
-async def _form(request: Request, body: bytes) -> dict:
-    """A form body (urlencoded or multipart) as parameters; files are refused."""
-    async def replay():
-        return {"type": "http.request", "body": body, "more_body": False}
+_SURROGATE = re.compile("[\ud800-\udfff]")  # after json.loads, only lone ones are left
 
+
+def _usv(value):
+    """JSON values with every lone surrogate replaced by U+FFFD (keys, strings, nested)."""
+    if isinstance(value, str):
+        return _SURROGATE.sub("\ufffd", value)
+    if isinstance(value, list):
+        return [_usv(v) for v in value]
+    if isinstance(value, dict):
+        return {_usv(k): _usv(v) for k, v in value.items()}
+    return value
+
+
+def _text(raw: bytes, where: str) -> str:
     try:
-        form = await Request(request.scope, replay).form()
-    except Exception as e:  # python-multipart's errors on a malformed body
+        return raw.decode("utf-8")
+    except UnicodeDecodeError:
+        raise ApiError(400, f"Invalid request: the {where} is not valid UTF-8") from None
+
+
+def _grouped(pairs: list[tuple[str, str]]) -> dict:
+    """A name given once is a string, a name repeated a list (q=a&q=b)."""
+    params: dict = {}
+    for key, value in pairs:
+        params.setdefault(key, []).append(value)
+    return {k: v[0] if len(v) == 1 else v for k, v in params.items()}
+
+
+def _pairs(raw: bytes, where: str) -> dict:
+    """A query string or urlencoded body, strictly UTF-8 once percent-decoded."""
+    try:
+        pairs = parse_qsl(raw.decode("latin-1"), keep_blank_values=True, encoding="utf-8", errors="strict")
+    except UnicodeDecodeError:
+        raise ApiError(400, f"Invalid request: the {where} is not valid UTF-8") from None
+    return _grouped(pairs)
+
+
+def _multipart(content_type: str, body: bytes) -> dict:
+    """A multipart/form-data body's fields, read by python-multipart's parser as bytes and
+    decoded strictly (Starlette's own form reader falls back to Latin-1); files are refused."""
+    fields, files = [], []
+    try:
+        parser = create_form_parser({"Content-Type": content_type.encode("latin-1")},
+                                    lambda f: fields.append((f.field_name or b"", f.value or b"")), files.append)
+        parser.write(body)
+        parser.finalize()
+    except Exception as e:  # noqa: BLE001  (python-multipart's errors on a malformed body)
         raise ApiError(400, f"Invalid request: the form body cannot be read ({type(e).__name__})") from None
-    params = {}
-    for key in form.keys():
-        values = form.getlist(key)
-        if not all(isinstance(v, str) for v in values):
-            raise ApiError(400, f"Invalid request: {key} must be text, not a file")
-        params[key] = values[0] if len(values) == 1 else list(values)
-    return params
+    for f in files:
+        f.close()
+    if files:
+        raise ApiError(400, f"Invalid request: {_text(files[0].field_name or b'', 'form body')} must be text, "
+                            "not a file")
+    return _grouped([(_text(k, "form body"), _text(v, "form body")) for k, v in fields])
 
 
 def int_param(params: dict, name: str, default: int, low: int, high: int) -> int:

@@ -5,37 +5,44 @@ with scores, n-best lists and the cross-attention, health, and the web page.
     POST /detect             the likeliest languages of q, with confidences
     GET  /languages          [{"code", "name", "targets"}]
     GET  /frontend/settings  what LibreTranslate's web page asks first
+    POST /suggest            a user's better translation, kept with --suggestions FILE (`suggest`)
     POST /v1/translate       {"src": [...], "source", "target", "beam", "n_best", "attention"}
     GET  /health             queue depth and batch sizes per model
+    GET  /metrics            Prometheus metrics, with --metrics (`metrics`)
+    GET  /spec, /docs        the OpenAPI document of these routes, and a page of it (`spec`)
     GET  /                   the web page (static/index.html, no outside resource)
 
 Every error is `{"error": message}` with LibreTranslate's status codes; a failure inside
-is a 500 with no traceback (it is logged on the server's stderr), and the server goes on.
+is a 500 with no traceback (one is logged on the server's stderr), and the server goes on
+(`observe`: the access log, the metrics, and that last line of defence).
 """
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import logging
 import time
 from dataclasses import dataclass
 from importlib import resources
+from importlib.metadata import version
 
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
 from starlette.middleware.cors import CORSMiddleware
 from starlette.requests import Request
-from starlette.responses import HTMLResponse, JSONResponse
+from starlette.responses import HTMLResponse, JSONResponse, Response
 from starlette.routing import Route
 
 from machine_translation.base.options import ServeOptions
-from machine_translation.serve.api import Access, ApiError, int_param, missing, read_params, text_items
+from machine_translation.serve import spec
+from machine_translation.serve.api import (Access, ApiError, ClientGone, int_param, missing, read_params,
+                                           text_items)
 from machine_translation.serve.batcher import Batcher, QueueFull
+from machine_translation.serve.metrics import Metrics
+from machine_translation.serve.observe import SENTENCES, Guarded, Observed
+from machine_translation.serve.suggest import Suggestions
 from machine_translation.serve.texts import detect_source, translate_texts
 from machine_translation.text.detect import Guess, detect as detect_language
-
-logger = logging.getLogger(__name__)
 
 LANGUAGE_NAMES = {"ar": "Arabic", "cs": "Czech", "de": "German", "en": "English", "es": "Spanish", "fr": "French",
                   "it": "Italian", "ja": "Japanese", "nl": "Dutch", "pl": "Polish", "pt": "Portuguese",
@@ -62,6 +69,9 @@ class Service:
     def __init__(self, models: list[ServedModel], options: ServeOptions, access: Access):
         self.models, self.options, self.access = models, options, access
         self.sources = sorted({m.source for m in models})
+        self.languages = sorted({m.source for m in models} | {m.target for m in models})
+        self.suggestions = Suggestions(options.suggestions) if options.suggestions is not None else None
+        self.metrics: Metrics | None = None  # set by build_app with --metrics
 
     def model_for(self, source: str, target: str, texts: list[str] = ()) -> tuple[ServedModel, Guess | None]:
         """The model of the pair, and the detected source when `source` was auto (`texts.detect_source`)."""
@@ -80,11 +90,15 @@ class Service:
 
     async def run(self, model: ServedModel, sentences: list[str], options, request: Request) -> list:
         """Translations (n-best lists) of non-empty sentences through the model's batcher: a
-        400 for a line longer than the model's positions (never truncated), 503 when the
-        queue is full or the request times out; a client that goes away has its queued
-        sentences dropped."""
+        400 for a line longer than the model's positions (never truncated), 413 for more
+        sentences than the queue holds, 503 when the queue is full or the request times out;
+        a client that goes away has its queued sentences dropped (`ClientGone`)."""
         if not sentences:
             return []
+        if len(sentences) > self.options.queue_size:  # waiting cannot help: the request can never fit
+            raise ApiError(413, f"Invalid request: {len(sentences)} sentences, more than the translation queue "
+                                f"holds ({self.options.queue_size}, mt serve --queue-size): send fewer at a time")
+        request.scope[SENTENCES] = request.scope.get(SENTENCES, 0) + len(sentences)
         sentences = [model.prefix + s for s in sentences]
         lengths = [model.count_tokens(s) for s in sentences]  # for this check and the batcher's token budget
         for line, n in zip(sentences, lengths):
@@ -105,8 +119,9 @@ class Service:
             return results.result()
         model.batcher.drop(items)
         results.cancel()
+        results.add_done_callback(lambda f: f.cancelled() or f.exception())  # retrieved: no "never retrieved" log
         if gone in done:
-            logger.info("a client went away: %d of its sentences dropped", len(items))
+            raise ClientGone(f"{len(items)} sentences")
         raise ApiError(503, f"The request timed out after {self.options.request_timeout:g} s: the server is busy, "
                             "retry later", {"Retry-After": "5"})
 
@@ -124,7 +139,7 @@ async def admitted(request: Request, text: str) -> tuple[Service, dict]:
     """The service and the request's parameters, once its API key and rate are checked and
     its text parameter (`q` or `src`) is there."""
     service: Service = request.app.state.service
-    params = await read_params(request, service.options.max_body_bytes)
+    params = await read_params(request, service.options.max_body_bytes, service.options.body_timeout)
     service.access.check(params.get("api_key"), request.client.host if request.client else "unknown")
     if params.get(text) in (None, "", []):
         raise missing(text)
@@ -183,7 +198,7 @@ async def frontend_settings(request: Request) -> JSONResponse:
     return JSONResponse({
         "charLimit": service.options.char_limit, "frontendTimeout": 500,
         "apiKeys": service.access.keys_required, "keyRequired": service.access.keys_required,
-        "suggestions": False, "filesTranslation": False, "supportedFilesFormat": [],
+        "suggestions": service.suggestions is not None, "filesTranslation": False, "supportedFilesFormat": [],
         "language": {"source": {"code": first.source, "name": LANGUAGE_NAMES.get(first.source, first.source)},
                      "target": {"code": first.target, "name": LANGUAGE_NAMES.get(first.target, first.target)}},
     })
@@ -233,6 +248,40 @@ async def health(request: Request) -> JSONResponse:
          "batch_sizes": m.batcher.histogram()} for m in service.models]})
 
 
+async def suggest(request: Request) -> JSONResponse:
+    service: Service = request.app.state.service
+    if service.suggestions is None:
+        raise ApiError(403, "Suggestions are disabled on this server.")
+    service, params = await admitted(request, "q")
+    for name in ("s", "source", "target"):
+        if not params.get(name) or not isinstance(params[name], str):
+            raise missing(name)
+    if not isinstance(params["q"], str):
+        raise ApiError(400, "Invalid request: q must be a string")
+    for name in ("source", "target"):
+        if params[name] not in service.languages:
+            raise ApiError(400, f"{params[name]} is not supported")
+    if len(params["q"]) + len(params["s"]) > service.options.char_limit:
+        raise ApiError(400, f"Invalid request: over {service.options.char_limit} characters")
+    await asyncio.to_thread(service.suggestions.add, params["q"], params["s"], params["source"], params["target"])
+    return JSONResponse({"success": True})
+
+
+async def metrics(request: Request) -> Response:
+    service: Service = request.app.state.service
+    if service.metrics is None:
+        raise ApiError(404, "Not found: metrics are off (mt serve --metrics)")
+    return service.metrics.answer(request)
+
+
+async def openapi(request: Request) -> JSONResponse:
+    return JSONResponse(request.app.state.spec)
+
+
+async def docs(request: Request) -> HTMLResponse:
+    return HTMLResponse(spec.page(request.app.state.spec))
+
+
 async def index(request: Request) -> HTMLResponse:
     return HTMLResponse(resources.files("machine_translation.serve").joinpath("static/index.html").read_text("utf-8"))
 
@@ -246,11 +295,6 @@ async def _http_error(request: Request, exc: HTTPException) -> JSONResponse:
     messages = {404: "Not found", 405: "Method not allowed"}
     return JSONResponse({"error": messages.get(exc.status_code, str(exc.detail))}, status_code=exc.status_code,
                         headers=getattr(exc, "headers", None))
-
-
-async def _internal_error(request: Request, exc: Exception) -> JSONResponse:
-    logger.error("error while answering %s %s", request.method, request.url.path, exc_info=exc)
-    return JSONResponse({"error": "Internal server error"}, status_code=500)
 
 
 def build_app(models: list[ServedModel], options: ServeOptions, access: Access) -> Starlette:
@@ -268,6 +312,8 @@ def build_app(models: list[ServedModel], options: ServeOptions, access: Access) 
         finally:
             for batcher in batchers:  # requests already accepted have been answered; the queues are empty
                 await asyncio.to_thread(batcher.stop)
+            if service.suggestions is not None:
+                service.suggestions.close()
 
     routes = [
         Route("/translate", translate, methods=["POST"]),
@@ -276,11 +322,22 @@ def build_app(models: list[ServedModel], options: ServeOptions, access: Access) 
         Route("/frontend/settings", frontend_settings, methods=["GET"]),
         Route("/v1/translate", native_translate, methods=["POST"]),
         Route("/health", health, methods=["GET"]),
+        Route("/suggest", suggest, methods=["POST"]),
+        Route("/metrics", metrics, methods=["GET"]),
+        Route("/spec", openapi, methods=["GET"]),
+        Route("/docs", docs, methods=["GET"]),
         Route("/", index, methods=["GET"]),
     ]
+    service = Service(models, options, access)
+    if options.metrics:
+        service.metrics = Metrics({m.batcher.name: m.batcher for m in models}, {r.path for r in routes},
+                                  options.metrics_token)
     app = Starlette(routes=routes, lifespan=lifespan,
-                    middleware=[Middleware(CORSMiddleware, allow_origins=list(options.cors_origins),
-                                           allow_methods=["GET", "POST"], allow_headers=["*"])],
-                    exception_handlers={ApiError: _api_error, HTTPException: _http_error, Exception: _internal_error})
-    app.state.service = Service(models, options, access)
+                    middleware=[Middleware(Observed, metrics=service.metrics),
+                                Middleware(CORSMiddleware, allow_origins=list(options.cors_origins),
+                                           allow_methods=["GET", "POST"], allow_headers=["*"]),
+                                Middleware(Guarded)],
+                    exception_handlers={ApiError: _api_error, HTTPException: _http_error})
+    app.state.service = service
+    app.state.spec = spec.document(version("mt"))
     return app

@@ -2,6 +2,13 @@
 error before any work), and run uvicorn on the app until Ctrl+C or SIGTERM, which stop it
 cleanly: no new connections, the requests already accepted are answered, then the batchers
 stop. The bound URL is printed on stderr once the server accepts requests.
+
+Bounds for the open internet, by uvicorn's own settings: idle keep-alive connections close
+after `keep_alive_timeout`, and beyond `max_connections` open connections or requests new
+ones get a 503 (`limit_concurrency`). uvicorn has no limit on the time a request's head may
+take, so `HeadTimed` adds one to its HTTP/1.1 protocol: a connection must send a whole
+request head within `header_timeout` of opening (or of its last answer), or it is closed
+with uvicorn's own keep-alive close; the body's time is the app's (`api.read_body`).
 """
 from __future__ import annotations
 
@@ -83,6 +90,50 @@ def bind(host: str, port: int) -> socket.socket:
     return sock
 
 
+def head_timed(header_timeout: float) -> type:
+    """uvicorn's h11 protocol, with a deadline for each request head (slowloris: a client that
+    opens connections and trickles their headers in, or sends nothing at all)."""
+    import h11
+    from uvicorn.protocols.http.h11_impl import H11Protocol
+
+    class HeadTimed(H11Protocol):
+        _head_deadline = None
+
+        def connection_made(self, transport) -> None:
+            super().connection_made(transport)
+            self._arm()
+
+        def data_received(self, data: bytes) -> None:
+            super().data_received(data)
+            if self.conn.their_state is not h11.IDLE:  # the head is in: the body's time is the app's
+                self._disarm()
+
+        def on_response_complete(self) -> None:
+            super().on_response_complete()
+            if not self.transport.is_closing():
+                self._arm()  # the next request's head, on a kept-alive connection
+
+        def connection_lost(self, exc) -> None:
+            self._disarm()
+            super().connection_lost(exc)
+
+        def _arm(self) -> None:
+            self._disarm()
+            self._head_deadline = self.loop.call_later(header_timeout, self._head_late)
+
+        def _disarm(self) -> None:
+            if self._head_deadline is not None:
+                self._head_deadline.cancel()
+                self._head_deadline = None
+
+        def _head_late(self) -> None:
+            self._head_deadline = None
+            if self.conn.their_state is h11.IDLE:
+                self.timeout_keep_alive_handler()  # uvicorn's close of an idle connection
+
+    return HeadTimed
+
+
 def run(models: list[ServedModel], options: ServeOptions) -> None:
     import uvicorn
 
@@ -103,7 +154,10 @@ def run(models: list[ServedModel], options: ServeOptions) -> None:
             await super().shutdown(sockets)  # open requests answered, batchers stopped
             logger.info("mt serve: stopped")
 
-    config = uvicorn.Config(app, log_level="warning", access_log=False, timeout_graceful_shutdown=30,
-                            lifespan="on")
+    # uvicorn logs through mt's handler (log_config=None), its access log replaced by `observe`'s
+    config = uvicorn.Config(app, log_level="warning", log_config=None, access_log=False,
+                            timeout_graceful_shutdown=30, lifespan="on", http=head_timed(options.header_timeout),
+                            timeout_keep_alive=options.keep_alive_timeout, limit_concurrency=options.max_connections,
+                            proxy_headers=True, forwarded_allow_ips=options.forwarded_allow_ips)
     # uvicorn stops on SIGINT/SIGTERM, then raises the signal again, so the exit status says which
     Server(config).run(sockets=[sock])
