@@ -20,6 +20,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -32,7 +33,8 @@ def start_server(model: str, threads: int, extra: list[str]) -> tuple[subprocess
     while time.time() < deadline:
         line = proc.stderr.readline()
         match = re.search(r"listening on (http://127\.0\.0\.1:\d+)", line)
-        if match:
+        if match:  # then its log (an access line per request) is read on, so a full pipe never blocks it
+            threading.Thread(target=lambda: [None for _ in proc.stderr], daemon=True).start()
             return proc, match.group(1)
         if not line and proc.poll() is not None:
             break
@@ -45,6 +47,12 @@ def rss_mib(pid: int) -> float:
         if line.startswith("VmRSS:"):
             return int(line.split()[1]) / 1024
     return float("nan")
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process so far."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def histogram_diff(before: dict, after: dict) -> dict:
@@ -111,6 +119,29 @@ def offline(model: str, sentences: list[str], threads: int) -> dict:
             "translator_sentences_per_s": round(len(sentences) / api_wall, 1), "translations": out}
 
 
+def compare_observability(args, sentences: list[str], extra: list[str]) -> None:
+    """C = 32 with the access log and metrics off, then on, N times in turn (a fresh server
+    each run): the cost of what an operator watches, as medians and the runs' spread."""
+    settings = {"off": ["--no-access-log"], "on": ["--access-log", "--metrics"]}
+    rates: dict[str, list[float]] = {"off": [], "on": []}
+    for run in range(args.observability_runs):
+        for name, flags in settings.items():
+            proc, url = start_server(args.model, args.threads, extra + flags)
+            try:
+                r = asyncio.run(load(url, sentences, 32, args.time_limit))
+            finally:
+                proc.terminate()
+                proc.wait(60)
+            rates[name].append(r["sentences_per_s"])
+            print(f"run {run + 1} {name}: {r['sentences_per_s']} sentences/s", file=sys.stderr)
+    report = {name: {"median": statistics.median(v), "min": min(v), "max": max(v), "runs": v}
+              for name, v in rates.items()}
+    report["on_over_off"] = round(report["on"]["median"] / report["off"]["median"], 3)
+    report.update(model=args.model, threads=args.threads, date=time.strftime("%Y-%m-%d %H:%M"))
+    args.out.write_text(json.dumps(report, indent=2))
+    print(json.dumps(report))
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--model", required=True)
@@ -120,11 +151,15 @@ def main() -> None:
     p.add_argument("--soak", type=int, default=10_000, help="total requests before the last memory reading")
     p.add_argument("--time-limit", type=float, default=600.0, help="seconds per phase at most")
     p.add_argument("--sentences", type=int, default=None, help="only the first N (a quick try)")
+    p.add_argument("--observability-runs", type=int, default=0,
+                   help="instead: N interleaved pairs of C = 32 runs, access log and metrics off, then on")
     args, extra = p.parse_known_args()
     from machine_translation.data.sources import parse_data_spec, read_split
     sentences, _ = read_split(parse_data_spec("multi30k"), "test_2016_flickr", "en-fr", os.environ.get("MT_DATA_DIR"))
     sentences = sentences[: args.sentences]
 
+    if args.observability_runs:
+        return compare_observability(args, sentences, extra)
     reference = offline(args.model, sentences, args.threads)
     print(f"offline: {reference['cli_sentences_per_s']} sentences/s (mt translate --input), "
           f"{reference['translator_sentences_per_s']} (Translator)", file=sys.stderr)
@@ -132,7 +167,10 @@ def main() -> None:
     results, sent, rss = [], 0, {}
     try:
         for c in args.concurrency:
+            cpu = cpu_seconds(proc.pid), time.process_time()
             r = asyncio.run(load(url, sentences, c, args.time_limit))
+            r["server_cpu_s"] = round(cpu_seconds(proc.pid) - cpu[0], 1)
+            r["client_cpu_s"] = round(time.process_time() - cpu[1], 1)
             sent += r["requests"]
             answers = r.pop("answers")
             r["same_as_offline"] = sum(answers.get(i) == t for i, t in enumerate(reference["translations"]))

@@ -235,6 +235,45 @@ MUTANTS = [
     Mutant("auto-is-always-the-first-source",  # source=auto answers from the first served model
            "machine_translation/serve/texts.py", "    if best.language in sources:\n        return best",
            "    if True:\n        return Guess(sources[0], 1.0)", ("tests/test_serve.py",)),
+    # -- mt serve for the open internet (issue 41) --
+    Mutant("a-lone-surrogate-is-a-500",  # JSON's lone surrogates reach the tokenizer as they are
+           "machine_translation/serve/api.py", "data = _usv(parse_json(body))", "data = parse_json(body)",
+           ("tests/test_serve_open.py::test_a_lone_surrogate_is_translated_as_u_fffd_everywhere",)),
+    Mutant("invalid-utf8-form-read-as-replacement",  # a form body's bad bytes become U+FFFD, answered 200
+           "machine_translation/serve/api.py", 'return raw.decode("utf-8")\n', 'return raw.decode("utf-8", "replace")\n',
+           ("tests/test_serve_open.py::test_invalid_utf8_is_a_400_in_every_form_encoding",)),
+    Mutant("over-queue-request-is-503",  # a request larger than the queue is told to retry
+           "machine_translation/serve/app.py", "if len(sentences) > self.options.queue_size:", "if False:",
+           ("tests/test_serve.py::test_a_full_queue_and_a_timeout_are_503_with_retry_after_a_request_over_the_queue_413",)),
+    Mutant("no-head-deadline",  # a connection that sends nothing stays open
+           "machine_translation/serve/server.py", "            super().connection_made(transport)\n            self._arm()",
+           "            super().connection_made(transport)",
+           ("tests/test_serve_open.py::test_stalled_clients_are_closed_within_the_timeout_while_others_are_served",)),
+    Mutant("no-body-deadline",  # a body that stops is waited for forever
+           "machine_translation/serve/api.py", "await asyncio.wait_for(read(), timeout)", "await read()",
+           ("tests/test_serve_open.py::test_stalled_clients_are_closed_within_the_timeout_while_others_are_served",)),
+    Mutant("a-500-logged-twice",  # the catch-all answers and re-raises: uvicorn logs a second traceback
+           "machine_translation/serve/observe.py",
+           '                await JSONResponse({"error": "Internal server error"}, 500)(scope, receive, send)',
+           '                await JSONResponse({"error": "Internal server error"}, 500)(scope, receive, send)\n'
+           '            raise', ("tests/test_serve_open.py::test_one_access_line_per_request_and_one_traceback_per_500",)),
+    Mutant("no-access-log",  # requests leave no line
+           "machine_translation/serve/observe.py", "            if self.access_log:", "            if False:",
+           ("tests/test_serve_open.py::test_one_access_line_per_request_and_one_traceback_per_500",)),
+    Mutant("metrics-lose-the-route",  # every request counted under "other"
+           "machine_translation/serve/metrics.py",
+           'route = scope["path"] if scope["path"] in self.routes else "other"', 'route = "other"',
+           ("tests/test_serve_open.py::test_metrics_count_a_known_sequence_of_requests",)),
+    Mutant("suggestions-overwrite-the-file",  # the file is emptied when the server starts
+           "machine_translation/serve/suggest.py", "os.O_WRONLY | os.O_APPEND | os.O_CREAT",
+           "os.O_WRONLY | os.O_CREAT | os.O_TRUNC",
+           ("tests/test_serve_open.py::test_suggest_appends_each_suggestion_and_is_403_when_off",)),
+    Mutant("batches-run-on-the-batcher-thread",  # a second thread calls torch: its own OpenMP team, 2x slower
+           "machine_translation/serve/server.py", "runner.call(tr.translations, texts, opts)",
+           "tr.translations(texts, opts)", ("tests/test_serve_open.py::test_all_model_work_runs_on_one_thread",)),
+    Mutant("one-sentence-shortcut-misses-list-items",  # "a) one b) two" is not given to pysbd
+           "machine_translation/text/sentences.py", 'BOUNDARIES = ".!?…;:)', 'BOUNDARIES = ".!?…;:',
+           ("tests/test_text.py::test_the_one_sentence_shortcut_gives_what_pysbd_gives",)),
 ]
 
 

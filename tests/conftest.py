@@ -8,6 +8,7 @@ import os
 import re
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -150,7 +151,10 @@ def start_server(*args):
         line = proc.stderr.readline()
         lines.append(line)
         match = re.search(r"listening on (http://127\.0\.0\.1:\d+)", line)
-        if match:
+        if match:  # its log is read on into proc.log (a line per request: a full pipe would block it)
+            proc.log = []
+            proc.log_reader = threading.Thread(target=lambda: proc.log.extend(proc.stderr), daemon=True)
+            proc.log_reader.start()
             return proc, match.group(1)
         if not line and proc.poll() is not None:
             break

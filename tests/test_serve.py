@@ -297,7 +297,9 @@ def test_sigterm_answers_the_open_request_then_stops(learned):
     thread.join(60)
     proc.wait(60)
     assert answer["r"].status_code == 200 and len(answer["r"].json()["translatedText"]) == 20
-    assert "mt serve: stopped" in proc.stderr.read()
+    proc.log_reader.join(10)
+    assert "mt serve: stopped" in "".join(proc.log)
+    assert proc.returncode == -signal.SIGTERM, "ended by the signal (143 in a shell): a clean stop for systemd"
 
 
 def test_a_taken_port_and_a_language_model_are_one_line_errors(learned, live, tmp_path):

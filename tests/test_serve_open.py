@@ -10,6 +10,7 @@ import time
 
 import pytest
 from hypothesis import HealthCheck, given, settings, strategies as st
+from starlette.testclient import TestClient
 
 from machine_translation.serve.observe import JsonLines
 from tests.conftest import SENTENCES, start_server
@@ -22,6 +23,7 @@ FUZZ = settings(max_examples=150, deadline=None, database=None, suppress_health_
 @pytest.fixture(scope="module")
 def client(learned, tmp_path_factory):
     path = tmp_path_factory.mktemp("suggest") / "suggestions.jsonl"
+    path.write_text('{"q": "kept", "s": "gardé"}\n', encoding="utf-8")  # a file the operator already has
     with make_client(learned[0], metrics=True, suggestions=path) as c:
         yield c
 
@@ -30,10 +32,7 @@ def client(learned, tmp_path_factory):
 def live(learned):
     proc, url = start_server("--model", learned[0], "--header-timeout", str(TIMEOUT), "--body-timeout",
                              str(TIMEOUT), "--log-format", "json")
-    log: list[str] = []  # read as it comes, so a full pipe never blocks the server
-    reader = threading.Thread(target=lambda: log.extend(proc.stderr), daemon=True)
-    reader.start()
-    yield proc, url, log, reader
+    yield proc, url
     if proc.poll() is None:
         proc.kill()
 
@@ -167,6 +166,7 @@ def test_metrics_are_off_by_default_and_a_token_guards_them(learned):
 def test_suggest_appends_each_suggestion_and_is_403_when_off(client, learned):
     path = client.app.state.service.suggestions.path
     first = path.read_text(encoding="utf-8")
+    assert first.startswith('{"q": "kept"'), "the file was appended to, not replaced, when the server started"
     assert client.get("/frontend/settings").json()["suggestions"] is True
     assert client.post("/suggest", data={"q": "a dog", "s": "un chien", "source": "en", "target": "fr"}).json() \
         == {"success": True}
@@ -193,8 +193,9 @@ def test_one_access_line_per_request_and_one_traceback_per_500(client, caplog):
         client.get("/languages")
         client.post("/translate", json={"q": "a", "source": "en"})
         model.batcher._translate = lambda texts, options: 1 / 0
+        strict = TestClient(client.app)  # raises what escapes the app: what uvicorn would log a second time
         try:
-            error(client.post("/translate", json={"q": ["a dog", "a cat"], "source": "en", "target": "fr"}), 500)
+            error(strict.post("/translate", json={"q": ["a dog", "a cat"], "source": "en", "target": "fr"}), 500)
         finally:
             model.batcher._translate = real
     access = [r for r in caplog.records if r.name == "machine_translation.serve.access"]
@@ -247,8 +248,31 @@ def test_json_logs_are_one_object_a_line(live):
     httpx.post(f"{live[1]}/translate", json={"q": SENTENCES[3], "source": "en", "target": "fr"}, timeout=30)
     live[0].terminate()
     live[0].wait(30)
-    live[3].join(10)
-    lines = [json.loads(line) for line in live[2] if line.strip()]  # every line parses
+    live[0].log_reader.join(10)
+    lines = [json.loads(line) for line in live[0].log if line.strip()]  # every line parses
     access = [e for e in lines if e.get("path") == "/translate" and e.get("sentences") == 1]
     assert access and access[-1]["status"] == 200 and access[-1]["ms"] > 0
     assert any("went away" in e["message"] or e.get("status") == 408 for e in lines)
+
+
+def test_all_model_work_runs_on_one_thread(learned):
+    """Batches and alignments, from /translate and /v1/translate, run on the model thread
+    (`batcher.ModelThread`): a second thread calling torch gets an OpenMP team of its own
+    and makes both slow (2x beam search on 2 cores)."""
+    with make_client(learned[0]) as c:
+        translator, seen = c.app.state.service.models[0].translator, set()
+        for name in ("translations", "alignment"):
+            real = getattr(translator, name)
+            setattr(translator, name, lambda *a, real=real: (seen.add(threading.get_ident()), real(*a))[1])
+        assert c.post("/translate", json={"q": SENTENCES[:4], "source": "en", "target": "fr"}).status_code == 200
+        r = c.post("/translate", json={"q": "A dog runs to https://example.com now.", "source": "en", "target": "fr"})
+        assert "https://example.com" in r.json()["translatedText"]  # a protected span: placed by the alignment
+        assert c.post("/v1/translate", json={"src": [SENTENCES[0]], "attention": True}).json()["translations"][0][
+            "attention"]
+        assert len(seen) == 1 and threading.get_ident() not in seen
+
+
+def test_the_access_log_can_be_turned_off(learned, caplog):
+    with make_client(learned[0], access_log=False) as c, caplog.at_level(logging.INFO):
+        assert c.post("/translate", json={"q": SENTENCES[0], "source": "en", "target": "fr"}).status_code == 200
+    assert not [r for r in caplog.records if r.name == "machine_translation.serve.access"]

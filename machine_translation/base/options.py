@@ -289,6 +289,7 @@ class ServeOptions:
     max_connections: int = 256  # open connections and requests at once (uvicorn's limit_concurrency); beyond: 503
     forwarded_allow_ips: str = "127.0.0.1"  # proxies whose X-Forwarded-For names the client (rate limits, logs)
     log_format: str = "text"  # or "json": one object a line, for log shippers
+    access_log: bool = True  # a line per request at INFO
     suggestions: Path | None = None  # /suggest appends users' corrections here (JSON lines); None: off (403)
     metrics: bool = False  # /metrics (Prometheus text)
     metrics_token: str | None = None  # with it, /metrics needs `Authorization: Bearer TOKEN`

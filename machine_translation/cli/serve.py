@@ -49,6 +49,7 @@ def serve(
     forwarded_allow_ips: str = typer.Option(D.forwarded_allow_ips, help="Comma-separated addresses of reverse "
                                             "proxies whose X-Forwarded-For names the client ('*': any)."),
     log_format: str = typer.Option(D.log_format, help="text, or json (one object a line, for log shippers)."),
+    access_log: bool = typer.Option(D.access_log, "--access-log/--no-access-log", help="A log line per request."),
     suggestions: Optional[Path] = typer.Option(None, help="Keep /suggest's corrections in this file (JSON "
                                                "lines, appended); without it /suggest is off (403)."),
     metrics: bool = typer.Option(D.metrics, "--metrics", help="Serve Prometheus metrics at /metrics."),
@@ -66,7 +67,7 @@ def serve(
                            rate_limit=rate_limit, api_keys=api_keys, header_timeout=header_timeout,
                            body_timeout=body_timeout, keep_alive_timeout=keep_alive_timeout,
                            max_connections=max_connections, forwarded_allow_ips=forwarded_allow_ips,
-                           log_format=log_format, suggestions=suggestions, metrics=metrics,
+                           log_format=log_format, access_log=access_log, suggestions=suggestions, metrics=metrics,
                            metrics_token=metrics_token)
     if log_format == "json":
         import logging

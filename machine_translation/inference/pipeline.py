@@ -42,6 +42,11 @@ class Prepared:
         """What the model translates: each sentence without its spans."""
         return [p.text for p in self.protected]
 
+    @property
+    def aligns(self) -> bool:
+        """Whether `finish` will ask for alignments (some sentence has spans to put back)."""
+        return any(p.spans and p.text for p in self.protected)
+
 
 def prepare(texts: list[str], options: TextOptions, language: str, fits: Callable[[str], bool]) -> Prepared:
     """Split `texts` into the sentences the model translates (see the module's docstring)."""

@@ -37,7 +37,7 @@ from machine_translation.base.options import ServeOptions
 from machine_translation.serve import spec
 from machine_translation.serve.api import (Access, ApiError, ClientGone, int_param, missing, read_params,
                                            text_items)
-from machine_translation.serve.batcher import Batcher, QueueFull
+from machine_translation.serve.batcher import Batcher, ModelThread, QueueFull
 from machine_translation.serve.metrics import Metrics
 from machine_translation.serve.observe import SENTENCES, Guarded, Observed
 from machine_translation.serve.suggest import Suggestions
@@ -57,6 +57,7 @@ class ServedModel:
     translator: object  # a `Translator`
     batcher: Batcher
     max_tokens: int  # source tokens per line, EOS included
+    runner: ModelThread  # where the model runs (batches, alignments): one thread for all models
     prefix: str = ""  # what a multilingual model reads before each sentence to know its target (">>deu<< ")
 
     def count_tokens(self, text: str) -> int:
@@ -234,7 +235,7 @@ async def native_translate(request: Request) -> JSONResponse:
         if n_best > 1:
             entry["n_best"] = [{"text": t.text, "score": t.score} for t in n_best_list]
         if attention:
-            entry["attention"] = (await asyncio.to_thread(model.translator.alignment, best)).to_dict() if best else None
+            entry["attention"] = (await model.runner.run(model.translator.alignment, best)).to_dict() if best else None
         out.append(entry)
     return JSONResponse({"model": model.name, "source": model.source, "target": model.target, "translations": out,
                          "time_ms": round(1000 * (time.perf_counter() - start), 1)})
@@ -333,7 +334,7 @@ def build_app(models: list[ServedModel], options: ServeOptions, access: Access) 
         service.metrics = Metrics({m.batcher.name: m.batcher for m in models}, {r.path for r in routes},
                                   options.metrics_token)
     app = Starlette(routes=routes, lifespan=lifespan,
-                    middleware=[Middleware(Observed, metrics=service.metrics),
+                    middleware=[Middleware(Observed, metrics=service.metrics, access_log=options.access_log),
                                 Middleware(CORSMiddleware, allow_origins=list(options.cors_origins),
                                            allow_methods=["GET", "POST"], allow_headers=["*"]),
                                 Middleware(Guarded)],

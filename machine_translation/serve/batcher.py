@@ -16,9 +16,33 @@ import asyncio
 import threading
 import time
 from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 
 from machine_translation.base.options import SearchOptions, ServeOptions
+
+
+class ModelThread:
+    """The one thread that runs the served models: loading, every batch, every alignment.
+
+    PyTorch's CPU kernels run on an OpenMP team that belongs to the thread calling them: a
+    second calling thread gets a team of its own, and with more OpenMP threads than cores,
+    libgomp stops spinning at its barriers and every parallel operation pays a futex wake.
+    Measured on 2 cores once a second thread had used torch: a (64, 256) x (256, 1024)
+    product 1.7x slower, a softmax 3.9x, beam search 2x, and `mt serve` at 32 clients
+    0.46x offline instead of 0.68x (docs/benchmarks.md, Serving). So all the server's model
+    work, for every model, goes through this one thread; the rest only waits for it."""
+
+    def __init__(self):
+        self._executor = ThreadPoolExecutor(1, thread_name_prefix="mt-model")
+
+    def call(self, fn, *args):
+        """fn(*args) on the model thread, from any other thread; waits for the result."""
+        return self._executor.submit(fn, *args).result()
+
+    async def run(self, fn, *args):
+        """fn(*args) on the model thread, awaited from the event loop."""
+        return await asyncio.get_running_loop().run_in_executor(self._executor, fn, *args)
 
 
 class QueueFull(Exception):

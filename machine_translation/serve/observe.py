@@ -23,15 +23,15 @@ from starlette.responses import JSONResponse, RedirectResponse
 from machine_translation.serve.api import ClientGone
 
 logger = logging.getLogger(__name__)
-access_log = logging.getLogger("machine_translation.serve.access")
+access_logger = logging.getLogger("machine_translation.serve.access")
 
 SENTENCES = "mt.sentences"  # the scope key where the routes count the sentences they translated
 CLIENT_CLOSED = 499
 
 
 class Observed:
-    def __init__(self, app, metrics=None):
-        self.app, self.metrics = app, metrics
+    def __init__(self, app, metrics=None, access_log: bool = True):
+        self.app, self.metrics, self.access_log = app, metrics, access_log
 
     async def __call__(self, scope, receive, send):
         if scope["type"] != "http":
@@ -54,13 +54,14 @@ class Observed:
             await app(scope, receive, observed_send)
         finally:
             seconds = time.perf_counter() - start
-            self._log(scope, answer["status"], answer["bytes"], seconds)
+            if self.access_log:
+                self._log(scope, answer["status"], answer["bytes"], seconds)
             if self.metrics is not None:
                 self.metrics.observe(scope, answer["status"], seconds)
 
     @staticmethod
     def _log(scope, status: int, size: int, seconds: float) -> None:
-        if not access_log.isEnabledFor(logging.INFO):
+        if not access_logger.isEnabledFor(logging.INFO):
             return
         headers = dict(scope.get("headers") or [])
         fields = {"client": _client(scope), "method": scope["method"], "path": scope["path"],
@@ -71,7 +72,7 @@ class Observed:
                   "ms": round(1000 * seconds, 1), "sentences": scope.get(SENTENCES, 0)}
         target = fields["path"] + (f"?{fields['query']}" if fields["query"] else "")
         when = time.strftime("%d/%b/%Y:%H:%M:%S %z")
-        access_log.info('%s - - [%s] "%s %s %s" %d %d "%s" "%s" %.1fms %d', fields["client"], when,
+        access_logger.info('%s - - [%s] "%s %s %s" %d %d "%s" "%s" %.1fms %d', fields["client"], when,
                         fields["method"], target, fields["protocol"], status, size, fields["referer"],
                         fields["user_agent"], fields["ms"], fields["sentences"], extra={"fields": fields})
 

@@ -15,25 +15,27 @@ from __future__ import annotations
 import errno
 import logging
 import socket
+from functools import partial
 from pathlib import Path
 
 from machine_translation.base.errors import ConfigError
 from machine_translation.base.options import ServeOptions
 from machine_translation.serve.api import Access, load_api_keys
 from machine_translation.serve.app import ServedModel, build_app
-from machine_translation.serve.batcher import Batcher
+from machine_translation.serve.batcher import Batcher, ModelThread
 
 logger = logging.getLogger(__name__)
 
 
 def load_models(directories: list[Path], device: str | None, precision: str | None, workers: int,
                 options: ServeOptions) -> list[ServedModel]:
-    """A translator and a batcher per model directory; one model per language pair."""
+    """A translator and a batcher per model directory; one model per language pair. All are
+    loaded and run on one `ModelThread`."""
     from machine_translation.inference.translate import Translator
 
-    models, pairs = [], {}
+    models, pairs, runner = [], {}, ModelThread()
     for directory in directories:
-        translator = Translator.from_pretrained(directory, device, workers, precision=precision)
+        translator = runner.call(partial(Translator.from_pretrained, directory, device, workers, precision=precision))
         pair = translator.pair
         if not pair or "-" not in pair:
             raise ConfigError(f"--model {directory} names no language pair in its config.json: retrain it with "
@@ -43,7 +45,8 @@ def load_models(directories: list[Path], device: str | None, precision: str | No
         pairs[pair] = directory
         source, target = pair.split("-", 1)
         name = Path(directory).resolve().name
-        batcher = Batcher(name, translator.translations, options, translator.workers)
+        batcher = Batcher(name, lambda texts, opts, tr=translator: runner.call(tr.translations, texts, opts),
+                          options, translator.workers)
         # a multilingual model serves every target it has a token for, all through one batcher
         targets = target_tokens(translator.loaded.src_tokenizer) or {target: ""}
         for code, token in sorted(targets.items()):
@@ -52,7 +55,8 @@ def load_models(directories: list[Path], device: str | None, precision: str | No
                                   f"{source}-{code}: serve one model per pair")
             pairs[f"{source}-{code}"] = directory
             models.append(ServedModel(f"{name}:{code}" if token else name, source, code, translator, batcher,
-                                      translator.loaded.config.max_positions - 1, f"{token} " if token else ""))
+                                      translator.loaded.config.max_positions - 1, runner,
+                                      f"{token} " if token else ""))
     return models
 
 

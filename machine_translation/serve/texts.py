@@ -30,14 +30,17 @@ async def translate_texts(service, model, texts: list[str], fmt: str, n_best: in
     offset = len(model.prefix.split())  # a multilingual model's target tag is a source word before the text
 
     def align(translation):
-        alignment = model.translator.alignment(translation)
+        alignment = model.runner.call(model.translator.alignment, translation)  # the model's own thread
         return lambda word: alignment.target_word_of(word + offset)
 
     def render(k: int) -> list[str]:
         chosen = [done[s][min(k, len(done[s]) - 1)] if s else None for s in prepared.sentences]
         return pipeline.finish(prepared, chosen, align)
 
-    rendered = [await asyncio.to_thread(render, k) for k in range(n_best)]  # (alignment runs the model)
+    if prepared.aligns:  # off the event loop: it waits for the model thread's alignments
+        rendered = [await asyncio.to_thread(render, k) for k in range(n_best)]
+    else:  # string joins only: a thread hop would cost more than it
+        rendered = [render(k) for k in range(n_best)]
     out, start = [], 0
     for parts, group in zip(runs, units):
         end = start + len(group)
