@@ -274,6 +274,10 @@ MUTANTS = [
     Mutant("one-sentence-shortcut-misses-list-items",  # "a) one b) two" is not given to pysbd
            "machine_translation/text/sentences.py", 'BOUNDARIES = ".!?…;:)', 'BOUNDARIES = ".!?…;:',
            ("tests/test_text.py::test_the_one_sentence_shortcut_gives_what_pysbd_gives",)),
+    Mutant("access-log-lines-forgeable",  # a path's decoded %0A starts a forged line in the log
+           "machine_translation/serve/observe.py", "fields[\"method\"], _printable(target), fields[\"protocol\"]",
+           "fields[\"method\"], target, fields[\"protocol\"]",
+           ("tests/test_serve_open.py::test_a_client_cannot_forge_access_log_lines",)),
 ]
 
 

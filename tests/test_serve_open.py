@@ -276,3 +276,11 @@ def test_the_access_log_can_be_turned_off(learned, caplog):
     with make_client(learned[0], access_log=False) as c, caplog.at_level(logging.INFO):
         assert c.post("/translate", json={"q": SENTENCES[0], "source": "en", "target": "fr"}).status_code == 200
     assert not [r for r in caplog.records if r.name == "machine_translation.serve.access"]
+
+
+def test_a_client_cannot_forge_access_log_lines(client, caplog):
+    with caplog.at_level(logging.INFO):
+        client.get('/x%0A127.0.0.1 - - [01/Jan/2026] "GET /admin HTTP/1.1" 200', headers={"user-agent": 'a"b'})
+    access = [r.getMessage() for r in caplog.records if r.name == "machine_translation.serve.access"]
+    assert len(access) == 1 and "\n" not in access[0] and '\\x0A127.0.0.1' in access[0], access
+    assert '"a\\x22b"' in access[0]

@@ -73,8 +73,9 @@ class Observed:
         target = fields["path"] + (f"?{fields['query']}" if fields["query"] else "")
         when = time.strftime("%d/%b/%Y:%H:%M:%S %z")
         access_logger.info('%s - - [%s] "%s %s %s" %d %d "%s" "%s" %.1fms %d', fields["client"], when,
-                        fields["method"], target, fields["protocol"], status, size, fields["referer"],
-                        fields["user_agent"], fields["ms"], fields["sentences"], extra={"fields": fields})
+                           fields["method"], _printable(target), fields["protocol"], status, size,
+                           _printable(fields["referer"]), _printable(fields["user_agent"]), fields["ms"],
+                           fields["sentences"], extra={"fields": fields})
 
 
 class Guarded:
@@ -102,6 +103,15 @@ class Guarded:
             logger.exception("error while answering %s %s", scope["method"], scope["path"])
             if not started:
                 await JSONResponse({"error": "Internal server error"}, 500)(scope, receive, send)
+
+
+_UNPRINTABLE = re.compile(r'[\x00-\x1f\x7f"\\]')
+
+
+def _printable(text: str) -> str:
+    """A client's string as one line of the access log: control characters (a path's decoded
+    %0A would forge a line), quotes and backslashes written as \\xNN, as nginx does."""
+    return _UNPRINTABLE.sub(lambda m: f"\\x{ord(m.group()):02X}", text)
 
 
 def _client(scope) -> str:
