@@ -243,16 +243,24 @@ def test_stalled_clients_are_closed_within_the_timeout_while_others_are_served(l
         sock.close()
 
 
-def test_json_logs_are_one_object_a_line(live):
+def test_json_logs_are_one_object_a_line_and_a_client_gone_mid_upload_is_one_info_line(live):
     import httpx
     httpx.post(f"{live[1]}/translate", json={"q": SENTENCES[3], "source": "en", "target": "fr"}, timeout=30)
+    host, port = live[1].rsplit("/", 1)[1].split(":")
+    with socket.create_connection((host, int(port))) as leaving:  # half a body, then gone
+        leaving.sendall(b"POST /translate HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                        b"Content-Length: 1000\r\n\r\n{\"q\": \"a dog")
+        time.sleep(0.3)
+    time.sleep(0.5)
     live[0].terminate()
     live[0].wait(30)
     live[0].log_reader.join(10)
     lines = [json.loads(line) for line in live[0].log if line.strip()]  # every line parses
     access = [e for e in lines if e.get("path") == "/translate" and e.get("sentences") == 1]
     assert access and access[-1]["status"] == 200 and access[-1]["ms"] > 0
-    assert any("went away" in e["message"] or e.get("status") == 408 for e in lines)
+    gone = [e for e in lines if "went away" in e["message"]]
+    assert len(gone) == 1 and gone[0]["level"] == "info", gone
+    assert not [e for e in lines if "traceback" in e or e["level"] == "error"], "no traceback, no error"
 
 
 def test_all_model_work_runs_on_one_thread(learned):

@@ -117,11 +117,11 @@ def cli_errors(fn):
             _last_line(f"error: {e}")
             raise typer.Exit(EXIT_USER_ERROR) from None
         except Interrupted as e:
-            _last_line(str(e))
+            _last_line(str(e), logging.INFO)
             raise typer.Exit(128 + e.signum) from None
         except KeyboardInterrupt as e:
             terminated = isinstance(e, Terminated)
-            _last_line("terminated (SIGTERM)" if terminated else "interrupted")
+            _last_line("terminated (SIGTERM)" if terminated else "interrupted", logging.INFO)
             raise typer.Exit(EXIT_TERMINATED if terminated else EXIT_INTERRUPTED) from None
         except BrokenPipeError:
             sys.stderr.close()
@@ -145,10 +145,11 @@ def cli_errors(fn):
     return wrapper
 
 
-def _last_line(message: str) -> None:
-    """A command's closing line on stderr (an error, "interrupted"), written by the log handler
-    like every other line, so `mt serve --log-format json` keeps every line JSON."""
-    logging.getLogger("machine_translation.cli").error(message)
+def _last_line(message: str, level: int = logging.ERROR) -> None:
+    """A command's closing line on stderr (an error; "interrupted" at INFO: a stop asked for),
+    written by the log handler like every other line, so `mt serve --log-format json` keeps
+    every line JSON."""
+    logging.getLogger("machine_translation.cli").log(level, message)
 
 
 def _terminate(signum, frame):
