@@ -115,11 +115,15 @@ def _usv(value):
     return value
 
 
+def _not_utf8(where: str) -> ApiError:
+    return ApiError(400, f"Invalid request: the {where} is not valid UTF-8")
+
+
 def _text(raw: bytes, where: str) -> str:
     try:
         return raw.decode("utf-8")
     except UnicodeDecodeError:
-        raise ApiError(400, f"Invalid request: the {where} is not valid UTF-8") from None
+        raise _not_utf8(where) from None
 
 
 def _grouped(pairs: list[tuple[str, str]]) -> dict:
@@ -135,7 +139,7 @@ def _pairs(raw: bytes, where: str) -> dict:
     try:
         pairs = parse_qsl(raw.decode("latin-1"), keep_blank_values=True, encoding="utf-8", errors="strict")
     except UnicodeDecodeError:
-        raise ApiError(400, f"Invalid request: the {where} is not valid UTF-8") from None
+        raise _not_utf8(where) from None
     return _grouped(pairs)
 
 

@@ -181,16 +181,16 @@ async def detect(request: Request) -> JSONResponse:
     LibreTranslate, which detects among the languages it has loaded."""
     service, params = await admitted(request, "q")
     texts, _ = text_items(params["q"])
-    served = tuple(sorted({m.source for m in service.models} | {m.target for m in service.models}))
+    served = tuple(service.languages)
     guesses = await asyncio.to_thread(detect_language, " ".join(texts)[:2000], served, 3)
     return JSONResponse([{"confidence": round(100 * g.confidence, 2), "language": g.language} for g in guesses])
 
 
 async def languages(request: Request) -> JSONResponse:
     service: Service = request.app.state.service
-    codes = sorted({m.source for m in service.models} | {m.target for m in service.models})
     return JSONResponse([{"code": c, "name": LANGUAGE_NAMES.get(c, c),
-                          "targets": sorted(m.target for m in service.models if m.source == c)} for c in codes])
+                          "targets": sorted(m.target for m in service.models if m.source == c)}
+                         for c in service.languages])
 
 
 async def frontend_settings(request: Request) -> JSONResponse:

@@ -52,11 +52,8 @@ def _segmenter(language: str):
 def split(line: str, language: str = "en") -> Layout:
     """The sentences of `line` (rules of `language`, an ISO 639-1 code) and the whitespace
     around them. A line without text is all gap."""
-    if not line.strip():
-        return Layout([], [line])
-    text = line.strip()
-    if not any(c in BOUNDARIES for c in text[:-1]):  # a boundary, if any, only as the last character
-        return whole(line)
+    if not any(c in BOUNDARIES for c in line.strip()[:-1]):  # a boundary, if any, only as the last character
+        return whole(line)  # (a line without text too: all gap)
     return by_rules(line, language)
 
 
