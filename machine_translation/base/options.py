@@ -250,15 +250,22 @@ class TextOptions:
     """How a text is prepared for the model and put back together (`inference.pipeline`):
     split into sentences and joined around its own whitespace, and with its protected spans
     (placeholders, URLs, e-mail addresses, `terms`) passed through untouched. Off, each text
-    is one sentence for the model, as a training corpus line is."""
+    is one sentence for the model, as a training corpus line is. `format="html"`: each text
+    is an HTML page or fragment, its blocks translated and its tags kept (`text.markup`)."""
 
+    FORMATS = ("text", "html")
     split_sentences: bool = True
     protect: bool = True
     terms: tuple[str, ...] = ()  # --do-not-translate FILE: passed through byte for byte
+    format: str = "text"
+
+    def __post_init__(self) -> None:
+        if self.format not in self.FORMATS:
+            raise ConfigError(f"--format {self.format}: use one of {', '.join(self.FORMATS)}")
 
     @property
     def active(self) -> bool:
-        return self.split_sentences or self.protect
+        return self.split_sentences or self.protect or self.format != "text"
 
 
 AS_IS = TextOptions(split_sentences=False, protect=False)  # each text one sentence, nothing protected

@@ -18,9 +18,12 @@ from dataclasses import dataclass
 from typing import Callable
 
 from machine_translation.base.options import TextOptions
+from machine_translation.text import markup
 from machine_translation.text import sentences as sentence_rules
+from machine_translation.text.markup import Document
 from machine_translation.text.sentences import Layout
-from machine_translation.text.spans import Protected, mask, pattern, protect, unmask
+from machine_translation.text.marks import Mark
+from machine_translation.text.spans import MASK, Protected, mask, pattern, protect, unmask
 
 
 # Characters that end a line for some readers (str.splitlines) though not for mt, which splits
@@ -35,7 +38,8 @@ class Prepared:
 
     lines: list[list[Layout]]  # per text, its lines
     protected: list[Protected]  # every sentence of every line, in order
-    originals: list[str]  # each sentence as written (spans in), for a sentence left as it is
+    masked: list[tuple[str, list]]  # each sentence masked and its spans, for a sentence left as it is
+    documents: list[Document] | None = None  # format=html: the pages, whose blocks are the texts
 
     @property
     def sentences(self) -> list[str]:
@@ -49,48 +53,71 @@ class Prepared:
 
 
 def prepare(texts: list[str], options: TextOptions, language: str, fits: Callable[[str], bool]) -> Prepared:
-    """Split `texts` into the sentences the model translates (see the module's docstring)."""
+    """Split `texts` into the sentences the model translates (see the module's docstring);
+    with `options.format == "html"`, the text of each block of each page (`text.markup`)."""
+    if options.format != "html":
+        return _prepare(texts, options, language, fits)
+    documents = [markup.parse(text) for text in texts]
+    blocks = [block for document in documents for block in document.blocks]
+    prepared = _prepare([b.text for b in blocks], options, language, fits, [b.marks for b in blocks])
+    prepared.documents = documents
+    return prepared
+
+
+def _prepare(texts: list[str], options: TextOptions, language: str, fits: Callable[[str], bool],
+             marks: list[list[Mark]] | None = None) -> Prepared:
+    """`prepare` of plain texts; `marks`: markup's tags, one for each MASK of each text."""
     found = pattern(options.terms) if options.protect else None
-    lines, protected, originals = [], [], []
-    for text in texts:
-        layouts = []
+    lines, protected, as_written = [], [], []
+    for k, text in enumerate(texts):
+        layouts, tags = [], list(marks[k]) if marks else []
         for line in text.split("\n"):
-            masked, spans = mask(line, found) if found is not None else (line, [])
+            count = line.count(MASK) if tags else 0
+            masked, spans = mask(line, found, tuple(tags[:count]))
+            tags = tags[count:]
             layout = sentence_rules.split(masked, language) if options.split_sentences else sentence_rules.whole(masked)
             pieces, gaps = [], [layout.gaps[0]]
             for sentence, gap in zip(layout.sentences, layout.gaps[1:]):
-                part = sentence_rules.fit(sentence, lambda s: fits(protect(s, [""] * s.count("\ue000")).text))
+                part = sentence_rules.fit(sentence, lambda s: fits(protect(s, [""] * s.count(MASK)).text))
                 pieces += part.sentences
                 gaps[-1] += part.gaps[0]
                 gaps += part.gaps[1:-1] + [part.gaps[-1] + gap]
             for piece in pieces:
-                count = piece.count("\ue000")
+                count = piece.count(MASK)
                 protected.append(protect(piece, spans[:count]))
-                originals.append(unmask(piece, spans[:count]))
+                as_written.append((piece, spans[:count]))
                 spans = spans[count:]
             layouts.append(Layout(pieces, gaps))
         lines.append(layouts)
-    return Prepared(lines, protected, originals)
+    return Prepared(lines, protected, as_written)
 
 
 def finish(prepared: Prepared, translations: list, align: Callable) -> list[str]:
     """The translated texts: `translations` (the 1-best `Translation` of each of
     `prepared.sentences`) with their spans put back (`align(translation)` gives the target
     word of each source word, asked only for sentences that had spans) and joined as the
-    texts were."""
-    done = iter(zip(prepared.protected, prepared.originals, translations))
+    texts were (pages: rendered with their markup)."""
+    if prepared.documents is None:
+        return _finish(prepared, translations, align, str)
+    done = iter(_finish(prepared, translations, align, markup.escape))
+    return [document.render([next(done) for _ in document.blocks]) for document in prepared.documents]
+
+
+def _finish(prepared: Prepared, translations: list, align: Callable, escape: Callable[[str], str]) -> list[str]:
+    """`finish` of plain texts, `escape` applied to all but tags."""
+    done = iter(zip(prepared.protected, prepared.masked, translations))
     texts = []
     for layouts in prepared.lines:
         out_lines = []
         for layout in layouts:
             out = []
-            for protected, original, translation in (next(done) for _ in layout.sentences):
+            for protected, (piece, spans), translation in (next(done) for _ in layout.sentences):
                 if not protected.text:
-                    out.append(original)  # nothing but spans: nothing to translate
+                    out.append(unmask(piece, spans, escape))  # nothing but spans: nothing to translate
                 elif protected.spans:
-                    out.append(protected.restore(translation.text, align(translation)))
+                    out.append(protected.restore(translation.text, align(translation), escape))
                 else:
-                    out.append(translation.text)
+                    out.append(escape(translation.text))
             out_lines.append(Layout(layout.sentences, [g.translate(LINE_BREAKS) for g in layout.gaps]).join(out))
         texts.append("\n".join(out_lines))
     return texts

@@ -1,6 +1,6 @@
 """What `/translate` does with its texts, between the request and the batcher: the text
-pipeline (`inference.pipeline`: sentences split, protected spans kept, too-long sentences cut)
-around each text, or around each text run of an HTML text; every sentence of the request in
+pipeline (`inference.pipeline`: sentences split, protected spans kept, too-long sentences cut,
+an HTML text's blocks translated with its tags kept) around each text; every sentence of the request in
 one batch; and the language of `source=auto` (`text.detect`).
 """
 from __future__ import annotations
@@ -9,7 +9,6 @@ import asyncio
 
 from machine_translation.base.options import TextOptions
 from machine_translation.inference import pipeline
-from machine_translation.serve import markup
 from machine_translation.serve.api import ApiError
 from machine_translation.text.detect import Guess, detect
 
@@ -18,11 +17,8 @@ SURE = 0.5  # a detected language this confident that no model reads is refused;
 
 async def translate_texts(service, model, texts: list[str], fmt: str, n_best: int, request) -> list[list[str]]:
     """The `n_best` renderings of each text, best first (a text with fewer alternatives repeats its last)."""
-    runs = [markup.split(t) if fmt == "html" else None for t in texts]
-    units = [markup.texts(parts) if parts is not None else [text] for text, parts in zip(texts, runs)]
-    flat = [unit for group in units for unit in group]
     fits = lambda s: model.count_tokens(model.prefix + s) <= model.max_tokens  # noqa: E731
-    prepared = pipeline.prepare(flat, TextOptions(), model.source, fits)
+    prepared = pipeline.prepare(texts, TextOptions(format=fmt), model.source, fits)
     todo = sorted({s for s in prepared.sentences if s})
     defaults = model.translator.defaults
     options = defaults.updated(n_best=n_best, beam=max(defaults.beam, n_best))
@@ -41,12 +37,7 @@ async def translate_texts(service, model, texts: list[str], fmt: str, n_best: in
         rendered = [await asyncio.to_thread(render, k) for k in range(n_best)]
     else:  # string joins only: a thread hop would cost more than it
         rendered = [render(k) for k in range(n_best)]
-    out, start = [], 0
-    for parts, group in zip(runs, units):
-        end = start + len(group)
-        out.append([markup.join(parts, r[start:end]) if parts is not None else r[start] for r in rendered])
-        start = end
-    return out
+    return [list(renderings) for renderings in zip(*rendered)]
 
 
 def detect_source(texts: list[str], sources: list[str]) -> Guess:
