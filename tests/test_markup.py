@@ -151,6 +151,21 @@ def test_the_real_path_gives_the_plain_translation_with_the_tags_around_it(learn
         assert not re.search(r"<(b|i|a|em)[^>]*>\s*</", got), got  # no tag pair left empty
 
 
+def test_alignments_in_a_batch_equal_alignments_one_at_a_time(learned):
+    """The padded batch (`Translator.alignments`) attends as each pair alone does."""
+    from machine_translation.inference.translate import Translator
+    translator = Translator.from_pretrained(learned[0], "cpu")
+    sentences = ["A dog runs.", "Two young girls are playing in the park near a big tree.", "A man sleeps."]
+    best = [n[0] for n in translator.translations(sentences)]
+    batch = translator.alignments(best)
+    for translation, together in zip(best, batch):
+        alone = translator.alignment(translation)
+        assert together.source_pieces == alone.source_pieces and together.target_pieces == alone.target_pieces
+        assert max(abs(a - b) for r1, r2 in zip(together.weights, alone.weights) for a, b in zip(r1, r2)) < 1e-3
+        words = len(translation.source.split())
+        assert [together.target_word_of(w) for w in range(words)] == [alone.target_word_of(w) for w in range(words)]
+
+
 def test_an_unknown_format_is_one_clear_error():
     with pytest.raises(ConfigError, match="--format xml: use one of text, html"):
         TextOptions(format="xml")

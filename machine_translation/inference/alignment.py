@@ -15,6 +15,8 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
+from machine_translation.data.sources import pad_batch
+
 
 @dataclass
 class Alignment:
@@ -38,10 +40,16 @@ class Alignment:
         return target[max(range(len(rows)), key=rows.__getitem__)]
 
 
+class _Caught(Exception):
+    """Ends the teacher-forced pass once the last cross-attention's arguments are caught."""
+
+
 @torch.inference_mode()
-def cross_attention(model, src_ids: list[int], tgt_ids: list[int], bos_id: int) -> Tensor:
-    """src_ids: the encoded source with EOS (S); tgt_ids: the output without BOS/EOS (T - 1).
-    Returns (T, S) float32 weights of the last decoder layer, averaged over heads."""
+def cross_attention(model, src_ids: list[list[int]], tgt_ids: list[list[int]], bos_id: int, pad_id: int) -> list[Tensor]:
+    """src_ids: each encoded source with EOS (S_i); tgt_ids: each output without BOS/EOS
+    (T_i - 1). Returns, per pair, the (T_i, S_i) float32 weights of the last decoder layer,
+    averaged over heads: one padded teacher-forced pass for them all (PAD is masked in the
+    source and comes after every real target piece, which the causal mask keeps unseen)."""
     attn = model.decoder.blocks[-1].cross_attn
     device = next(model.parameters()).device
     signature = inspect.signature(attn.forward)
@@ -49,16 +57,20 @@ def cross_attention(model, src_ids: list[int], tgt_ids: list[int], bos_id: int) 
 
     def hook(module, args, kwargs):
         caught.update(signature.bind(*args, **kwargs).arguments)  # query, key, value, attn_mask
+        raise _Caught  # the rest of the pass (the last feed-forward, the output layer) is not needed
 
     handle = attn.register_forward_pre_hook(hook, with_kwargs=True)
     try:
-        src = torch.tensor([src_ids], device=device)  # (1, S)
-        tgt = torch.tensor([[bos_id] + tgt_ids], device=device)  # (1, T)
+        src = pad_batch(src_ids, pad_id).to(device)  # (B, S)
+        tgt = pad_batch([[bos_id] + ids for ids in tgt_ids], pad_id).to(device)  # (B, T)
         model(src, tgt)
+    except _Caught:
+        pass
     finally:
         handle.remove()
-    weights = attn.attention_weights(caught["query"].float(), caught["key"].float(), caught["attn_mask"])  # (1, H, T, S)
-    return weights.mean(dim=1)[0]  # (T, S)
+    weights = attn.attention_weights(caught["query"].float(), caught["key"].float(), caught["attn_mask"])  # (B, H, T, S)
+    weights = weights.mean(dim=1)  # (B, T, S)
+    return [weights[b, : len(t) + 1, : len(s)] for b, (s, t) in enumerate(zip(src_ids, tgt_ids))]
 
 
 def word_numbers(pieces: list[str]) -> list[int]:
@@ -71,8 +83,11 @@ def word_numbers(pieces: list[str]) -> list[int]:
     return numbers
 
 
-def align(model, src_tokenizer, tgt_tokenizer, src_ids: list[int], tgt_ids: list[int]) -> Alignment:
-    weights = cross_attention(model, src_ids, tgt_ids, tgt_tokenizer.bos_id)
+def align(model, src_tokenizer, tgt_tokenizer, src_ids: list[list[int]], tgt_ids: list[list[int]],
+          pad_id: int) -> list[Alignment]:
+    """The `Alignment` of each (source, output) pair of ids, in one pass (`cross_attention`)."""
     pieces = lambda tok, ids: [tok.id_to_piece(i) for i in ids]  # noqa: E731
-    return Alignment(pieces(src_tokenizer, src_ids), pieces(tgt_tokenizer, tgt_ids + [tgt_tokenizer.eos_id]),
-                     [[round(w, 4) for w in row] for row in weights.tolist()])
+    return [Alignment(pieces(src_tokenizer, s), pieces(tgt_tokenizer, t + [tgt_tokenizer.eos_id]),
+                      [[round(w, 4) for w in row] for row in weights.tolist()])
+            for s, t, weights in zip(src_ids, tgt_ids, cross_attention(model, src_ids, tgt_ids, tgt_tokenizer.bos_id,
+                                                                       pad_id))]

@@ -51,6 +51,11 @@ class Prepared:
         """Whether `finish` will ask for alignments (some sentence has spans to put back)."""
         return any(p.spans and p.text for p in self.protected)
 
+    def to_align(self, translations: list) -> list:
+        """The translations (of `sentences`, in order) whose alignments `finish` will ask for:
+        to compute them in batches beforehand."""
+        return [t for p, t in zip(self.protected, translations) if p.spans and p.text]
+
 
 def prepare(texts: list[str], options: TextOptions, language: str, fits: Callable[[str], bool]) -> Prepared:
     """Split `texts` into the sentences the model translates (see the module's docstring);

@@ -118,7 +118,9 @@ class Translator:
             return [n_best[0].text for n_best in self.translations(texts, options, progress)]
         prepared = pipeline.prepare(texts, text, self.source_language, self.fits)
         best = [n_best[0] for n_best in self.translations(prepared.sentences, options, progress)]
-        return pipeline.finish(prepared, best, lambda translation: self.alignment(translation).target_word_of)
+        wanted = prepared.to_align(best)
+        aligned = {id(t): a.target_word_of for t, a in zip(wanted, self.alignments(wanted))}
+        return pipeline.finish(prepared, best, lambda translation: aligned[id(translation)])
 
     @property
     def source_language(self) -> str:
@@ -142,8 +144,21 @@ class Translator:
 
     def alignment(self, translation: Translation) -> Alignment:
         """The cross-attention of a translation's output pieces over its source pieces (`alignment`)."""
-        src_ids = self._encode_source([translation.source])[0]
-        return align(self.model, self.loaded.src_tokenizer, self.loaded.tgt_tokenizer, src_ids, translation.tokens)
+        return self.alignments([translation])[0]
+
+    def alignments(self, translations: list[Translation], batch_size: int = 64) -> list[Alignment]:
+        """`alignment` of each translation, in order: `batch_size` at a time (of similar
+        lengths) in one teacher-forced pass each."""
+        encoded = self._encode_source([t.source for t in translations])
+        order = sorted(range(len(translations)), key=lambda i: (len(encoded[i]), len(translations[i].tokens)))
+        out: list[Alignment] = [None] * len(translations)
+        for start in range(0, len(order), batch_size):
+            batch = order[start : start + batch_size]
+            found = align(self.model, self.loaded.src_tokenizer, self.loaded.tgt_tokenizer, [encoded[i] for i in batch],
+                          [translations[i].tokens for i in batch], self.loaded.config.pad_id)
+            for i, alignment in zip(batch, found):
+                out[i] = alignment
+        return out
 
     def _search(self, sentences: list[str], options: SearchOptions | None = None,
                 progress: Progress | None = None) -> list[list[Hypothesis]]:

@@ -5,8 +5,6 @@ one batch; and the language of `source=auto` (`text.detect`).
 """
 from __future__ import annotations
 
-import asyncio
-
 from machine_translation.base.options import TextOptions
 from machine_translation.inference import pipeline
 from machine_translation.serve.api import ApiError
@@ -25,18 +23,14 @@ async def translate_texts(service, model, texts: list[str], fmt: str, n_best: in
     done = dict(zip(todo, await service.run(model, todo, options, request)))
     offset = len(model.prefix.split())  # a multilingual model's target tag is a source word before the text
 
-    def align(translation):
-        alignment = model.runner.call(model.translator.alignment, translation)  # the model's own thread
-        return lambda word: alignment.target_word_of(word + offset)
-
-    def render(k: int) -> list[str]:
+    async def render(k: int) -> list[str]:
         chosen = [done[s][min(k, len(done[s]) - 1)] if s else None for s in prepared.sentences]
-        return pipeline.finish(prepared, chosen, align)
+        wanted = prepared.to_align(chosen)  # aligned in batches on the model's own thread
+        found = await model.runner.run(model.translator.alignments, wanted) if wanted else []
+        aligned = {id(t): a for t, a in zip(wanted, found)}
+        return pipeline.finish(prepared, chosen, lambda t: lambda word: aligned[id(t)].target_word_of(word + offset))
 
-    if prepared.aligns:  # off the event loop: it waits for the model thread's alignments
-        rendered = [await asyncio.to_thread(render, k) for k in range(n_best)]
-    else:  # string joins only: a thread hop would cost more than it
-        rendered = [render(k) for k in range(n_best)]
+    rendered = [await render(k) for k in range(n_best)]
     return [list(renderings) for renderings in zip(*rendered)]
 
 
