@@ -131,9 +131,28 @@ def translate(
     do_not_translate: Optional[Path] = typer.Option(None, "--do-not-translate", help="A file of terms (one a line) "
                                                     "to pass through untouched, like {{placeholders}}, %s, URLs "
                                                     "and e-mail addresses, which always are."),
+    text_format: str = typer.Option("text", "--format", help="html: each text (or the --input file, or stdin) is "
+                                    "HTML: its blocks are translated and its tags kept. Files named .html, .srt, "
+                                    ".vtt or .docx are read as such whatever this says."),
+    paragraphs: bool = typer.Option(False, "--paragraphs", help="Plain text of blank-line-separated paragraphs "
+                                    "that span lines: each paragraph translated whole and wrapped again."),
 ) -> None:
     """Translate text: one line out per line in, in the same order; a line may hold several
-    sentences."""
+    sentences. Documents (--input FILE: .html, .srt, .vtt, .docx, and .txt with --paragraphs)
+    come out with their structure: tags, cues and timings, paragraphs and runs."""
+    terms = read_terms(do_not_translate)
+    options = TextOptions(split_sentences=split_sentences, terms=terms, format=text_format)
+    name = document_name(input_file, text or [], text_format, paragraphs)
+    if name is not None:
+        if n_best != 1 or attention is not None:
+            raise ConfigError("--n-best and --attention translate lines, not documents: leave them out for "
+                              f"{name}")
+        translator = load_translator(model, pair, device, threads, workers, precision)
+        opts = translator.defaults.updated(beam=beam, length_penalty=length_penalty, max_len_a=max_len_a,
+                                           max_len_b=max_len_b, batch_size=batch_size, repeat_guard=repeat_guard,
+                                           normalize_case=normalize_case)
+        translate_document(translator, opts, options, name, input_file, output, paragraphs)
+        return
     lines = read_input_lines(text or [], input_file)
     if attention is not None and (len(lines) != 1 or not lines[0].strip()):
         raise ConfigError(f"--attention draws one sentence, and {len(lines)} lines were given: translate one "
@@ -147,8 +166,7 @@ def translate(
     warn_if_another_language(lines, translator.source_language, translator.pair)
     with progress_bar(len(lines)) as progress:
         if n_best == 1 and attention is None:
-            text = TextOptions(split_sentences=split_sentences, terms=read_terms(do_not_translate))
-            write_output(translator.translate(lines, opts, text, progress), output)
+            write_output(translator.translate(lines, opts, options, progress), output)
             return
         results = translator.translations(lines, opts, progress)  # n-best lists and attention: of whole lines
     if attention is not None:
@@ -159,6 +177,68 @@ def translate(
         return
     write_output([f"{i}\t{t.score:.4f}\t{t.text}" for i, n_best_list in enumerate(results) for t in n_best_list],
                  output)
+
+
+# Document types people will try that mt does not read: named in one line, not read as lines.
+UNSUPPORTED = {".pdf", ".odt", ".odp", ".ods", ".epub", ".pptx", ".ppt", ".doc", ".rtf", ".xlsx", ".xls"}
+
+
+def document_name(input_file: Optional[Path], text: list[str], text_format: str, paragraphs: bool) -> Optional[str]:
+    """The name a document is read by (its extension chooses the reader), or None for lines:
+    an --input of a document type, or stdin/--input read whole as HTML or paragraphs."""
+    from machine_translation.text import documents
+
+    suffix = input_file.suffix.lower() if input_file is not None and str(input_file) != "-" else ""
+    if suffix in UNSUPPORTED:
+        raise ConfigError(f"--input {input_file}: {suffix} documents are not read by mt: use one of "
+                          f"{', '.join(documents.supported())} (or plain lines)")
+    if suffix in documents.supported() and (suffix != ".txt" or paragraphs):
+        if paragraphs and suffix != ".txt":
+            raise ConfigError(f"--paragraphs is for plain text, and --input {input_file} is {suffix}: leave it out")
+        return str(input_file)
+    if paragraphs and text:
+        raise ConfigError("--paragraphs reads a file or stdin whole: give --input FILE or `-`, not text")
+    if paragraphs and text_format == "html":
+        raise ConfigError("--paragraphs is for plain text: leave out --format html")
+    if text or not (paragraphs or text_format == "html"):
+        return None  # lines (--format html with text arguments: each one a page)
+    base = "standard input" if not suffix and (input_file is None or str(input_file) == "-") else str(input_file)
+    wanted = ".txt" if paragraphs else ".html"  # the reader of a file read whole
+    return base if base.lower().endswith(wanted) else base + wanted
+
+
+def translate_document(translator, opts: SearchOptions, options: TextOptions, name: str,
+                       input_file: Optional[Path], output: Optional[Path], paragraphs: bool) -> None:
+    """Read the document, translate its texts in one batch, write it back with its structure."""
+    from dataclasses import replace
+
+    from machine_translation.base.files import write_atomic
+    from machine_translation.text import documents
+
+    if output is not None and input_file is not None and output.exists() and output.resolve() == input_file.resolve():
+        raise ConfigError(f"--output {output} is the --input file: write the translation to another file")
+    if output is not None and output.is_dir():
+        raise ConfigError(f"--output {output} is a directory: name a file")
+    if name.endswith(".docx") and output is None:
+        raise ConfigError(f"{name} translates into a .docx file: give --output FILE")
+    data = sys.stdin.buffer.read() if input_file is None or str(input_file) == "-" else read_bytes(input_file)
+    document = documents.load(name, data, paragraphs)
+    with progress_bar(len(document.texts)) as progress:
+        translated = translator.translate(document.texts, opts, replace(options, format=document.format), progress)
+    if output is None:
+        sys.stdout.buffer.write(document.build(translated))
+        sys.stdout.flush()
+    else:
+        write_atomic(output, document.build(translated))
+
+
+def read_bytes(path: Path) -> bytes:
+    try:
+        return path.read_bytes()
+    except FileNotFoundError:
+        raise ConfigError(f"--input {path}: no such file") from None
+    except IsADirectoryError:
+        raise ConfigError(f"--input {path} is a directory: name a file") from None
 
 
 PROGRESS_FROM = 200  # lines: fewer are done before a bar would help

@@ -87,6 +87,7 @@ def _prepare(texts: list[str], options: TextOptions, language: str, fits: Callab
                 pieces += part.sentences
                 gaps[-1] += part.gaps[0]
                 gaps += part.gaps[1:-1] + [part.gaps[-1] + gap]
+            pieces, gaps = _spans_stay(pieces, gaps)
             for piece in pieces:
                 count = piece.count(MASK)
                 protected.append(protect(piece, spans[:count]))
@@ -95,6 +96,21 @@ def _prepare(texts: list[str], options: TextOptions, language: str, fits: Callab
             layouts.append(Layout(pieces, gaps))
         lines.append(layouts)
     return Prepared(lines, protected, as_written)
+
+
+def _spans_stay(pieces: list[str], gaps: list[str]) -> tuple[list[str], list[str]]:
+    """A piece of nothing but spans (a closing tag after "bicycle.", which the splitter may
+    set apart) joins the sentence before it, with the gap between (`pieces`, `gaps` as in
+    `Layout`)."""
+    out, out_gaps = [], gaps[:1]
+    for piece, gap in zip(pieces, gaps[1:]):
+        if out and not piece.replace(MASK, "").strip():
+            out[-1] += out_gaps[-1] + piece
+            out_gaps[-1] = gap
+        else:
+            out.append(piece)
+            out_gaps.append(gap)
+    return out, out_gaps
 
 
 def finish(prepared: Prepared, translations: list, align: Callable) -> list[str]:

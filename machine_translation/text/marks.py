@@ -15,6 +15,7 @@ from typing import Callable
 
 LEADING = "([{«“‘\"'¿¡"  # punctuation a word may begin with
 TRAILING = ".,;:!?)]}»\"'"  # punctuation a word may end with
+GAP = 2  # target words an element's words may be apart and still be one group ("rouge" ... "vif")
 
 
 @dataclass(frozen=True)
@@ -67,10 +68,23 @@ def elements(spans, source_words: int, target_words: int,
             points.append((o.after_word if o else c.after_word, (o.text if o else "") + (c.text if c else "")))
             continue
         whole = first == 0 and end == source_words - 1
-        targets = [0, target_words - 1] if whole else [target(w) for w in range(first, end + 1)]
+        targets = [0, target_words - 1] if whole else _cluster([target(w) for w in range(first, end + 1)])
         found.append(Element(number, min(targets), max(targets), o.text if o else None, c.text if c else None,
                              o.attached if o else True, c.attached if c else True))
     return found, points
+
+
+def _cluster(targets: list[int]) -> list[int]:
+    """The largest group of target words no more than GAP apart (the first of equals): one
+    function word the attention sent across the sentence does not stretch an element over it."""
+    ordered = sorted(targets)
+    groups = [[ordered[0]]]
+    for t in ordered[1:]:
+        if t - groups[-1][-1] <= GAP:
+            groups[-1].append(t)
+        else:
+            groups.append([t])
+    return max(groups, key=len)
 
 
 def render(words: list[str], found: list[Element], extras: list[list[tuple[str, bool]]],
