@@ -130,11 +130,13 @@ def _html(name: str, text: str, paragraphs: bool) -> Document:
 
 
 def _docx(name: str, data: bytes) -> Document:
+    import zipfile
+
     import docx
     from docx.opc.exceptions import PackageNotFoundError
     try:
         document = docx.Document(io.BytesIO(data))
-    except (PackageNotFoundError, KeyError, ValueError, OSError) as e:
+    except (PackageNotFoundError, zipfile.BadZipFile, KeyError, ValueError, OSError, SyntaxError) as e:
         raise ConfigError(f"{name}: not a Word .docx file ({e})") from None
     runs = [[r for r in _runs(p) if r.text] for p in _paragraphs(document) if p.text.strip()]  # a run without
     # text (a picture, a tab alone) is left as it is
