@@ -300,17 +300,23 @@ class ServeOptions:
     suggestions: Path | None = None  # /suggest appends users' corrections here (JSON lines); None: off (403)
     metrics: bool = False  # /metrics (Prometheus text)
     metrics_token: str | None = None  # with it, /metrics needs `Authorization: Bearer TOKEN`
+    # /translate_file (documents): uploads up to max_file_bytes (other requests: max_body_bytes);
+    # translated files kept in memory file_ttl seconds, file_store_bytes in all (the oldest go first)
+    files_translation: bool = True
+    max_file_bytes: int = 10_000_000
+    file_ttl: float = 1800.0
+    file_store_bytes: int = 200_000_000
 
     def __post_init__(self) -> None:  # types are the CLI's (typer) or the caller's
         for name in ("max_batch_tokens", "max_batch_sentences", "queue_size", "char_limit", "batch_limit",
-                     "max_body_bytes", "max_beam"):
+                     "max_body_bytes", "max_beam", "max_file_bytes", "file_store_bytes"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"{name} must be at least 1, got {getattr(self, name)}")
         if not 0 <= self.port <= 65535:
             raise ConfigError(f"port must be between 0 and 65535, got {self.port}")
         if self.batch_delay_ms < 0 or self.request_timeout <= 0 or self.rate_limit < 0:
             raise ConfigError("batch_delay_ms and rate_limit must be at least 0, request_timeout above 0")
-        for name in ("header_timeout", "body_timeout", "keep_alive_timeout"):
+        for name in ("header_timeout", "body_timeout", "keep_alive_timeout", "file_ttl"):
             if not 0 < getattr(self, name) < float("inf"):
                 raise ConfigError(f"{name} must be a number of seconds above 0, got {getattr(self, name)}")
         if self.max_connections < 1:

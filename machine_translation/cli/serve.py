@@ -55,6 +55,14 @@ def serve(
     metrics: bool = typer.Option(D.metrics, "--metrics", help="Serve Prometheus metrics at /metrics."),
     metrics_token: Optional[str] = typer.Option(None, envvar="MT_METRICS_TOKEN", help="With --metrics: "
                                                 "/metrics needs 'Authorization: Bearer TOKEN'."),
+    files_translation: bool = typer.Option(D.files_translation, "--files-translation/--no-files-translation",
+                                           help="/translate_file: documents (.txt .srt .vtt .html .docx) uploaded "
+                                           "and translated; off: 403."),
+    max_file_bytes: int = typer.Option(D.max_file_bytes, min=1, help="Upload size for /translate_file (other "
+                                       "requests: --max-body-bytes); beyond: 413."),
+    file_ttl: float = typer.Option(D.file_ttl, min=0.001, help="Seconds a translated file can be downloaded."),
+    file_store_bytes: int = typer.Option(D.file_store_bytes, min=1, help="Memory for translated files, all "
+                                         "together; beyond it the oldest go first."),
 ) -> None:
     """Serve translation models over HTTP (LibreTranslate's API, /v1/translate, a web page at /)."""
     from machine_translation.base.runtime import prepare
@@ -68,7 +76,8 @@ def serve(
                            body_timeout=body_timeout, keep_alive_timeout=keep_alive_timeout,
                            max_connections=max_connections, forwarded_allow_ips=forwarded_allow_ips,
                            log_format=log_format, access_log=access_log, suggestions=suggestions, metrics=metrics,
-                           metrics_token=metrics_token)
+                           metrics_token=metrics_token, files_translation=files_translation,
+                           max_file_bytes=max_file_bytes, file_ttl=file_ttl, file_store_bytes=file_store_bytes)
     if log_format == "json":
         import logging
         from machine_translation.serve.observe import JsonLines

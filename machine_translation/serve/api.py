@@ -18,6 +18,7 @@ import json
 import re
 import time
 from collections import deque
+from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import parse_qsl
 
@@ -65,8 +66,17 @@ async def read_body(request: Request, limit: int, timeout: float) -> bytes:
     return bytes(body)
 
 
-async def read_params(request: Request, limit: int, timeout: float) -> dict:
-    """The request's parameters: query string, then the body's (which win)."""
+@dataclass(frozen=True)
+class Upload:
+    """A file field of a multipart body (`read_params(files=True)`)."""
+
+    filename: str
+    data: bytes
+
+
+async def read_params(request: Request, limit: int, timeout: float, files: bool = False) -> dict:
+    """The request's parameters: query string, then the body's (which win); with `files`, a
+    multipart body's file fields are `Upload`s."""
     params: dict = _pairs(request.scope.get("query_string", b""), "query string")
     body = await read_body(request, limit, timeout)
     if not body.strip():
@@ -75,7 +85,7 @@ async def read_params(request: Request, limit: int, timeout: float) -> dict:
     if kind == "application/x-www-form-urlencoded":
         params.update(_pairs(body, "form body"))
     elif kind == "multipart/form-data":
-        params.update(_multipart(request.headers.get("content-type", ""), body))
+        params.update(_multipart(request.headers.get("content-type", ""), body, files))
     elif kind == "application/json" or kind.endswith("+json") or body.lstrip()[:1] in (b"{", b"["):
         data = _usv(parse_json(body))
         if not isinstance(data, dict):
@@ -143,23 +153,28 @@ def _pairs(raw: bytes, where: str) -> dict:
     return _grouped(pairs)
 
 
-def _multipart(content_type: str, body: bytes) -> dict:
+def _multipart(content_type: str, body: bytes, allow_files: bool = False) -> dict:
     """A multipart/form-data body's fields, read by python-multipart's parser as bytes and
-    decoded strictly (Starlette's own form reader falls back to Latin-1); files are refused."""
+    decoded strictly (Starlette's own form reader falls back to Latin-1); files are refused
+    unless allowed (then each is an `Upload`)."""
     fields, files = [], []
     try:
         parser = create_form_parser({"Content-Type": content_type.encode("latin-1")},
-                                    lambda f: fields.append((f.field_name or b"", f.value or b"")), files.append)
+                                    lambda f: fields.append((f.field_name or b"", f.value or b"")), files.append,
+                                    config={"MAX_MEMORY_FILE_SIZE": len(body) + 1})  # the body is in memory already
         parser.write(body)
         parser.finalize()
     except Exception as e:  # noqa: BLE001  (python-multipart's errors on a malformed body)
         raise ApiError(400, f"Invalid request: the form body cannot be read ({type(e).__name__})") from None
+    uploads = []
     for f in files:
+        f.file_object.seek(0)
+        uploads.append((_text(f.field_name or b"", "form body"),
+                        Upload(_text(f.file_name or b"", "file name"), f.file_object.read())))
         f.close()
-    if files:
-        raise ApiError(400, f"Invalid request: {_text(files[0].field_name or b'', 'form body')} must be text, "
-                            "not a file")
-    return _grouped([(_text(k, "form body"), _text(v, "form body")) for k, v in fields])
+    if uploads and not allow_files:
+        raise ApiError(400, f"Invalid request: {uploads[0][0]} must be text, not a file")
+    return _grouped([(_text(k, "form body"), _text(v, "form body")) for k, v in fields] + uploads)
 
 
 def int_param(params: dict, name: str, default: int, low: int, high: int) -> int:

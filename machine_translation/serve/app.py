@@ -6,6 +6,8 @@ with scores, n-best lists and the cross-attention, health, and the web page.
     GET  /languages          [{"code", "name", "targets"}]
     GET  /frontend/settings  what LibreTranslate's web page asks first
     POST /suggest            a user's better translation, kept with --suggestions FILE (`suggest`)
+    POST /translate_file     LibreTranslate: a document (multipart file) -> {"translatedFileUrl"} (`files`)
+    GET  /download_file/NAME the translated document, while it is kept
     POST /v1/translate       {"src": [...], "source", "target", "beam", "n_best", "attention"}
     GET  /health             queue depth and batch sizes per model
     GET  /metrics            Prometheus metrics, with --metrics (`metrics`)
@@ -38,10 +40,12 @@ from machine_translation.serve import spec
 from machine_translation.serve.api import (Access, ApiError, ClientGone, int_param, missing, read_params,
                                            text_items)
 from machine_translation.serve.batcher import Batcher, ModelThread, QueueFull
+from machine_translation.serve.files import FileStore, download_file, translate_file
 from machine_translation.serve.metrics import Metrics
 from machine_translation.serve.observe import SENTENCES, Guarded, Observed
 from machine_translation.serve.suggest import Suggestions
 from machine_translation.serve.texts import detect_source, translate_texts
+from machine_translation.text import documents
 from machine_translation.text.detect import Guess, detect as detect_language
 
 LANGUAGE_NAMES = {"ar": "Arabic", "cs": "Czech", "de": "German", "en": "English", "es": "Spanish", "fr": "French",
@@ -73,6 +77,7 @@ class Service:
         self.languages = sorted({m.source for m in models} | {m.target for m in models})
         self.suggestions = Suggestions(options.suggestions) if options.suggestions is not None else None
         self.metrics: Metrics | None = None  # set by build_app with --metrics
+        self.files = FileStore(options.file_ttl, options.file_store_bytes)  # /translate_file's translations
 
     def model_for(self, source: str, target: str, texts: list[str] = ()) -> tuple[ServedModel, Guess | None]:
         """The model of the pair, and the detected source when `source` was auto (`texts.detect_source`)."""
@@ -199,7 +204,8 @@ async def frontend_settings(request: Request) -> JSONResponse:
     return JSONResponse({
         "charLimit": service.options.char_limit, "frontendTimeout": 500,
         "apiKeys": service.access.keys_required, "keyRequired": service.access.keys_required,
-        "suggestions": service.suggestions is not None, "filesTranslation": False, "supportedFilesFormat": [],
+        "suggestions": service.suggestions is not None, "filesTranslation": service.options.files_translation,
+        "supportedFilesFormat": list(documents.supported()) if service.options.files_translation else [],
         "language": {"source": {"code": first.source, "name": LANGUAGE_NAMES.get(first.source, first.source)},
                      "target": {"code": first.target, "name": LANGUAGE_NAMES.get(first.target, first.target)}},
     })
@@ -324,6 +330,8 @@ def build_app(models: list[ServedModel], options: ServeOptions, access: Access) 
         Route("/v1/translate", native_translate, methods=["POST"]),
         Route("/health", health, methods=["GET"]),
         Route("/suggest", suggest, methods=["POST"]),
+        Route("/translate_file", translate_file, methods=["POST"]),
+        Route("/download_file/{name}", download_file, methods=["GET"], name="download_file"),
         Route("/metrics", metrics, methods=["GET"]),
         Route("/spec", openapi, methods=["GET"]),
         Route("/docs", docs, methods=["GET"]),

@@ -51,6 +51,19 @@ SUGGEST = {
                             "target": LANGUAGE, "api_key": {"type": "string"}}, ["q", "s", "source", "target"]),
     "responses": _answers({"type": "object", "properties": {"success": {"type": "boolean"}}}, "Stored",
                           400, 403, 429)}
+TRANSLATE_FILE = {
+    "summary": "Translate a document (.txt .srt .vtt .html .htm .docx): LibreTranslate's API",
+    "requestBody": {"required": True, "content": {"multipart/form-data": {"schema": {
+        "type": "object", "required": ["file", "source", "target"],
+        "properties": {"file": {"type": "string", "format": "binary"}, "source": LANGUAGE, "target": LANGUAGE,
+                       "api_key": {"type": "string"}}}}}},
+    "responses": _answers({"type": "object", "properties": {"translatedFileUrl": {"type": "string"}}},
+                          "Where to download the translation", 400, 403, 408, 413, 429, 503)}
+DOWNLOAD_FILE = {
+    "summary": "A translated document, while the server keeps it (mt serve --file-ttl)",
+    "parameters": [{"name": "name", "in": "path", "required": True, "schema": {"type": "string"}}],
+    "responses": {"200": {"description": "The document", "content": {"application/octet-stream": {"schema": {
+        "type": "string", "format": "binary"}}}}, **{k: v for k, v in _answers({}, "", 400, 404).items() if k != "200"}}}
 NATIVE = {
     "summary": "mt's own endpoint: scores, n-best lists, the cross-attention",
     "requestBody": _params({"src": TEXT, "source": LANGUAGE, "target": LANGUAGE,
@@ -70,7 +83,8 @@ def document(version: str) -> dict:
         "paths": {
             "/translate": {"post": TRANSLATE}, "/detect": {"post": DETECT},
             "/languages": {"get": LANGUAGES, "post": LANGUAGES}, "/suggest": {"post": SUGGEST},
-            "/v1/translate": {"post": NATIVE},
+            "/v1/translate": {"post": NATIVE}, "/translate_file": {"post": TRANSLATE_FILE},
+            "/download_file/{name}": {"get": DOWNLOAD_FILE},
             "/frontend/settings": get("What the web page asks first (limits, keys, features)"),
             "/health": get("Queue depth and batch sizes per model"),
             "/metrics": {"get": {"summary": "Prometheus metrics (with --metrics)", "responses": {
@@ -88,7 +102,8 @@ def page(spec: dict) -> str:
     rows = []
     for path, methods in spec["paths"].items():
         for method, op in methods.items():
-            body = op.get("requestBody", {}).get("content", {}).get("application/json", {}).get("schema", {})
+            content = op.get("requestBody", {}).get("content", {})
+            body = (content.get("application/json") or content.get("multipart/form-data") or {}).get("schema", {})
             required = set(body.get("required", []))
             params = ", ".join(f"<code>{html.escape(n)}</code>{'*' if n in required else ''}"
                                for n in body.get("properties", {}))

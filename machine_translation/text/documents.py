@@ -44,6 +44,18 @@ class Document:
     format: str  # "text" or "html": how each text is translated
     build: Callable[[list[str]], bytes]  # the translated file, from the translations of `texts`
 
+    @property
+    def plain(self) -> list[str]:
+        """The texts as a reader sees them (HTML: without tags, entities decoded)."""
+        if self.format == "text":
+            return self.texts
+        return ["".join(html.unescape(raw) for kind, _, raw in _constructs(t) if kind == "text") for t in self.texts]
+
+    @property
+    def characters(self) -> int:
+        """The characters to translate (what `--char-limit` counts)."""
+        return sum(len(t) for t in self.plain)
+
 
 def supported() -> tuple[str, ...]:
     return tuple(READERS)
