@@ -12,6 +12,7 @@ Not part of `make test` (it needs chromium); run with `make test-browser`.
 import json
 import os
 import shutil
+import urllib.request
 from pathlib import Path
 
 import httpx
@@ -106,9 +107,28 @@ def test_typing_then_pausing_translates(browser, server):
     page.type("#source", SENTENCES[0], delay=5)  # the page translates when typing pauses
     assert output(page) == translation_of(url, SENTENCES[0])
     assert not outside, f"the page fetched outside resources: {outside}"
-    assert page.is_hidden("#files")  # this server does not translate files (/frontend/settings says so)
+    assert page.is_visible("#files")  # this server translates files (/frontend/settings says so)
     assert page.input_value("#source-language") == "en" and "auto" in page.eval_on_selector_all(
         "#source-language option", "os => os.map(o => o.value)")  # "Detect language" is offered
+
+
+def test_a_file_chosen_on_the_page_comes_back_as_a_download_link(browser, server, tmp_path):
+    """The page's file picker posts to /translate_file and links the translation; the link
+    gives the subtitles back translated, cue for cue."""
+    proc, url = server
+    page = open_page(browser, url)
+    assert page.get_attribute("#file", "accept") == ".txt,.srt,.vtt,.html,.htm,.docx"
+    subtitles = tmp_path / "talk.srt"
+    subtitles.write_text(f"1\n00:00:01,000 --> 00:00:02,500\n{SENTENCES[3]}\n", encoding="utf-8")
+    page.set_input_files("#file", str(subtitles))
+    page.wait_for_selector("#file-status a", timeout=30_000)
+    assert page.text_content("#file-status a") == "Download the translation of talk.srt"
+    link = page.get_attribute("#file-status a", "href")
+    with urllib.request.urlopen(link, timeout=30) as answer:
+        translated = answer.read().decode("utf-8")
+    head, text = translated.split("\n", 2)[:2], translated.split("\n", 2)[2]
+    assert head == ["1", "00:00:01,000 --> 00:00:02,500"]
+    assert " ".join(text.split()) == translation_of(url, SENTENCES[3])  # (wrapped at 42 characters a line)
 
 
 def test_the_button_and_ctrl_enter_translate(browser, server):
