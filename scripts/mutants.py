@@ -278,6 +278,53 @@ MUTANTS = [
            "machine_translation/serve/observe.py", "fields[\"method\"], _printable(target), fields[\"protocol\"]",
            "fields[\"method\"], target, fields[\"protocol\"]",
            ("tests/test_serve_open.py::test_a_client_cannot_forge_access_log_lines",)),
+    Mutant("inline-tags-stay-at-source-positions",  # tags put back where they were, not where the words went
+           "machine_translation/text/marks.py", "else _cluster([target(w) for w in range(first, end + 1)])",
+           "else list(range(first, end + 1))",
+           ("tests/test_markup.py::test_inline_tags_go_around_the_words_they_were_translated_into",)),
+    Mutant("crossing-tags-not-reopened",  # crossing alignments give crossed, invalid tags
+           "machine_translation/text/marks.py",
+           'closes += "".join(a.close for a in reversed(above)) + e.close + "".join(a.open for a in above)',
+           "closes += e.close",
+           ("tests/test_markup.py::test_crossing_alignments_still_give_well_nested_tags",)),
+    Mutant("pre-content-translated",  # (script and style content the tokenizer already keeps raw)
+           "machine_translation/text/markup.py", 'RAW = frozenset({"script", "style", "pre", "textarea", "template"})',
+           'RAW = frozenset({"script", "style", "textarea", "template"})',
+           ("tests/test_markup.py::test_everything_that_is_not_text_is_copied_byte_for_byte",)),
+    Mutant("translated-html-text-unescaped",  # "3 < 4" comes back as a broken tag
+           "machine_translation/text/markup.py", "    return html.escape(text, quote=False)", "    return text",
+           ("tests/test_markup.py::test_everything_that_is_not_text_is_copied_byte_for_byte",)),
+    Mutant("unfinished-tag-translated",  # a page ending inside "<p class=" has it translated as words
+           "machine_translation/text/markup.py", '    unfinished = re.search(r"<[A-Za-z/!?][^>]*\\Z", markup)',
+           "    unfinished = None",
+           ("tests/test_markup.py::test_everything_that_is_not_text_is_copied_byte_for_byte",)),
+    Mutant("closing-tag-after-the-stop-left-alone",  # "<b>All of it.</b>": the splitter sets "</b>" apart
+           "machine_translation/inference/pipeline.py", "            pieces, gaps = _spans_stay(pieces, gaps)\n", "",
+           ("tests/test_markup.py::test_inline_tags_go_around_the_words_they_were_translated_into",)),
+    Mutant("batched-alignment-reads-padding",  # a shorter source's weights taken from the padded columns
+           "machine_translation/inference/alignment.py", "weights[b, : len(t) + 1, : len(s)]",
+           "weights[b, : len(t) + 1, -len(s):]",
+           ("tests/test_markup.py::test_alignments_in_a_batch_equal_alignments_one_at_a_time",)),
+    Mutant("docx-runs-out-of-order",  # each piece to the run the alignment chose, so runs' text is reordered
+           "machine_translation/text/documents.py", "zip(pieces, _runs_of(pieces, count))",
+           "zip(pieces, [run for run, _ in pieces])",
+           ("tests/test_documents.py::test_runs_stay_in_order_and_a_run_keeps_the_words_the_alignment_gave_it",)),
+    Mutant("subtitles-renumbered",
+           "machine_translation/text/documents.py", "srt.compose(cues, reindex=False)", "srt.compose(cues)",
+           ("tests/test_documents.py::test_subrip_keeps_its_cues_numbers_and_timings_and_translates_each_cue_whole",)),
+    Mutant("output-may-be-the-input",  # the source document overwritten by its translation
+           "machine_translation/cli/translate.py", "output.exists() and output.resolve() == input_file.resolve()",
+           "False", ("tests/test_documents.py::test_the_output_is_never_the_input_and_a_docx_needs_an_output_file",)),
+    Mutant("uploads-bounded-by-the-body-limit",  # one limit for both: documents capped at 1 MB, or bodies at 10
+           "machine_translation/serve/files.py", "options.max_file_bytes, options.body_timeout",
+           "options.max_body_bytes, options.body_timeout",
+           ("tests/test_serve_files.py::test_uploads_have_their_own_size_limit_and_can_be_turned_off",)),
+    Mutant("files-ignore-the-char-limit",
+           "machine_translation/serve/files.py", "if document.characters > options.char_limit:", "if False:",
+           ("tests/test_serve_files.py::test_bad_uploads_are_libretranslates_400s",)),
+    Mutant("translated-files-never-expire",
+           "machine_translation/serve/files.py", "expires <= now:  # added in order", "expires < 0:  # added in order",
+           ("tests/test_serve_files.py::test_the_store_expires_files_and_keeps_within_its_bytes",)),
 ]
 
 

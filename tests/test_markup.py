@@ -67,6 +67,7 @@ def well_nested(page: str) -> bool:
     ('<li><em>Two</em> dogs run fast.</li>', '<li>fast. run dogs <em>Two</em></li>'),
     ('<p>Fun<b>ny</b> cats.</p>', '<p>cats. <b>Funny</b></p>'),  # a tag inside a word: the word stays one, wrapped
     ('<p><b>All of it.</b></p>', '<p><b>it. of All</b></p>'),  # an element of the whole sentence wraps it whole
+    ('<p>One <b>two three.</b></p>', '<p><b>three. two</b> One</p>'),  # a close after the stop stays with it
 ])
 def test_inline_tags_go_around_the_words_they_were_translated_into(page, expected):
     assert translate(page) == expected
@@ -99,6 +100,7 @@ def test_everything_that_is_not_text_is_copied_byte_for_byte():
     assert text_of(out) == text_of(page)  # and every piece of text comes out
     assert "3 &lt; 4" in out and "<code>ls -l &lt;dir&gt;</code>" in out  # a stray < is text; <code> untouched
     assert out.endswith("<p unclosed")  # a tag the page ends inside is kept, not translated
+    assert "<pre>  pre   text  </pre>" in translate(page)  # <pre> kept as it is, spaces and all
     assert "<title>A title</title>" in out  # (translated by the reversing model below)
     assert "<title>title A</title>" in translate(page)
 
