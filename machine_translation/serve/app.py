@@ -45,7 +45,7 @@ from machine_translation.serve.metrics import Metrics
 from machine_translation.serve.observe import SENTENCES, Guarded, Observed
 from machine_translation.serve.suggest import Suggestions
 from machine_translation.serve.texts import detect_source, translate_texts
-from machine_translation.text import documents
+from machine_translation.text import documents, markup
 from machine_translation.text.detect import Guess, detect as detect_language
 
 LANGUAGE_NAMES = {"ar": "Arabic", "cs": "Czech", "de": "German", "en": "English", "es": "Spanish", "fr": "French",
@@ -167,7 +167,8 @@ async def translate(request: Request) -> JSONResponse:
     chars = sum(len(t) for t in texts)
     if chars > service.options.char_limit:
         raise ApiError(400, f"Invalid request: Request ({chars}) exceeds text limit ({service.options.char_limit})")
-    model, detected = service.model_for(params["source"], params["target"], texts)
+    readable = [markup.plain_text(t) for t in texts] if fmt == "html" else texts  # what detection reads
+    model, detected = service.model_for(params["source"], params["target"], readable)
     renderings = await translate_texts(service, model, texts, fmt, 1 + alternatives, request)
     answers = [r[0] for r in renderings]
     body: dict = {"translatedText": answers if as_list else answers[0]}
@@ -176,7 +177,7 @@ async def translate(request: Request) -> JSONResponse:
         body["alternatives"] = alts if as_list else alts[0]
     if detected is not None:
         found = [{"confidence": round(100 * g.confidence, 2), "language": g.language}
-                 for g in ([detect_source([t], service.sources) for t in texts] if as_list else [detected])]
+                 for g in ([detect_source([t], service.sources) for t in readable] if as_list else [detected])]
         body["detectedLanguage"] = found if as_list else found[0]
     return JSONResponse(body)
 

@@ -33,7 +33,7 @@ from pathlib import Path
 from typing import Callable
 
 from machine_translation.base.errors import ConfigError
-from machine_translation.text.markup import _constructs
+from machine_translation.text.markup import _constructs, plain_text
 
 SUBTITLE_WIDTH = 42  # characters a subtitle line, the common broadcast limit
 
@@ -49,7 +49,7 @@ class Document:
         """The texts as a reader sees them (HTML: without tags, entities decoded)."""
         if self.format == "text":
             return self.texts
-        return ["".join(html.unescape(raw) for kind, _, raw in _constructs(t) if kind == "text") for t in self.texts]
+        return [plain_text(t) for t in self.texts]
 
     @property
     def characters(self) -> int:

@@ -78,6 +78,12 @@ def parse(markup: str) -> Document:
     return builder.document
 
 
+def plain_text(markup: str) -> str:
+    """What a reader of the page reads: its text without tags, entities decoded (script and
+    style content left out)."""
+    return "".join(html.unescape(raw) for kind, _, raw in _constructs(markup) if kind == "text")
+
+
 def escape(text: str) -> str:
     """Translated text as HTML text (`<`, `>`, `&` escaped; quotes need not be)."""
     return html.escape(text, quote=False)
