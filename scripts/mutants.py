@@ -325,6 +325,19 @@ MUTANTS = [
     Mutant("translated-files-never-expire",
            "machine_translation/serve/files.py", "expires <= now:  # added in order", "expires < 0:  # added in order",
            ("tests/test_serve_files.py::test_the_store_expires_files_and_keeps_within_its_bytes",)),
+    Mutant("export-keeps-mts-sinusoid-layout",  # interleaved sin/cos read by Marian as halves
+           "machine_translation/interchange/export.py",
+           "return torch.cat([torch.arange(0, d_model, 2), torch.arange(1, d_model, 2)])",
+           "return torch.arange(d_model)", ("tests/test_export.py::test_transformers_gives_the_same_logits_ids_and_greedy_output",)),
+    Mutant("import-starts-exports-from-pad",  # an exported model's <bos> start ignored on the way back
+           "machine_translation/interchange/marian.py",
+           "start = next((p for p, i in tgt_vocab.items() if i == start_id and p != specials[2]), None)", "start = None",
+           ("tests/test_export.py::test_export_then_import_translates_identically",)),
+    Mutant("export-cannot-overwrite-its-own",
+           "machine_translation/model/outputs.py",
+           "if (directory / RUN_MARKER).is_file() or (directory / EXPORT_MARKER).is_file():",
+           "if (directory / RUN_MARKER).is_file():",
+           ("tests/test_export.py::test_bad_flags_and_an_existing_out_are_one_line",)),
 ]
 
 

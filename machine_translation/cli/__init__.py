@@ -12,6 +12,7 @@ from machine_translation.cli import average  # noqa: F401
 from machine_translation.cli import quantize  # noqa: F401
 from machine_translation.cli import serve  # noqa: F401
 from machine_translation.cli import importer  # noqa: F401
+from machine_translation.cli import export  # noqa: F401
 from machine_translation.cli import plot  # noqa: F401
 from machine_translation.cli.app import app, main
 

@@ -177,11 +177,17 @@ def tokenizers(directory: Path, hf: dict, config: ModelConfig) -> tuple[MarianTo
         raise ModelDirError(f"{directory} has no {missing[0]}: mt imports the SentencePiece releases of OPUS-MT "
                             "(source.spm, target.spm, vocab.json), not the BPE ones")
     separate = not hf.get("share_encoder_decoder_embeddings", True)
+    named = read_json(directory / "tokenizer_config.json", ModelDirError, "tokenizer config") \
+        if (directory / "tokenizer_config.json").is_file() else {}
+    specials = tuple(str(named.get(f"{t}_token") or default) for t, default in (("eos", "</s>"), ("unk", "<unk>"),
+                                                                                ("pad", "<pad>")))
     try:
         src_vocab = read_vocab(directory / "vocab.json")
         tgt_vocab = read_vocab(directory / "target_vocab.json") if separate else src_vocab
-        src = MarianTokenizer((directory / "source.spm").read_bytes(), src_vocab, "source.spm")
-        tgt = MarianTokenizer((directory / "target.spm").read_bytes(), tgt_vocab, "target.spm")
+        start_id = hf.get("decoder_start_token_id", tgt_vocab.get(specials[2]))
+        start = next((p for p, i in tgt_vocab.items() if i == start_id and p != specials[2]), None)
+        src = MarianTokenizer((directory / "source.spm").read_bytes(), src_vocab, "source.spm", None, specials, start)
+        tgt = MarianTokenizer((directory / "target.spm").read_bytes(), tgt_vocab, "target.spm", None, specials, start)
     except (TokenizerError, RuntimeError, OSError) as e:
         raise ModelDirError(f"{directory}: {e}") from None
     for side, tok, size in (("source", src, config.src_vocab_size or config.vocab_size),
@@ -192,9 +198,9 @@ def tokenizers(directory: Path, hf: dict, config: ModelConfig) -> tuple[MarianTo
     if src.pad_id != config.pad_id:
         raise ModelDirError(f"{directory}: <pad> is {src.pad_id} in vocab.json but pad_token_id is {config.pad_id}: "
                             "mt needs one PAD id for both sides")
-    if tgt.pad_id != config.pad_id or hf.get("decoder_start_token_id", tgt.pad_id) != tgt.pad_id:
-        raise ModelDirError(f"{directory / 'config.json'}: pad_token_id {config.pad_id} and decoder_start_token_id "
-                            f"{hf.get('decoder_start_token_id')} must both be <pad> ({tgt.pad_id})")
+    if tgt.pad_id != config.pad_id or hf.get("decoder_start_token_id", tgt.pad_id) != tgt.bos_id:
+        raise ModelDirError(f"{directory / 'config.json'}: pad_token_id {config.pad_id} must be <pad> ({tgt.pad_id}) "
+                            f"and decoder_start_token_id {hf.get('decoder_start_token_id')} a piece of the vocabulary")
     return src, tgt
 
 
@@ -216,7 +222,7 @@ def with_target_token(src: MarianTokenizer, pair: str) -> MarianTokenizer:
     if not found:
         raise ConfigError(f"--pair {pair}: this multilingual model has no token for {target!r}; it has "
                           f"{', '.join(codes[:40])}{' ...' if len(codes) > 40 else ''}")
-    return MarianTokenizer(src._proto, src.vocab, src.spm_name, prefix=found[0])
+    return MarianTokenizer(src._proto, src.vocab, src.spm_name, found[0], src.specials, src.start)
 
 
 def read_weights(directory: Path) -> dict[str, torch.Tensor]:

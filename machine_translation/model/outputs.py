@@ -19,9 +19,13 @@ from machine_translation.base.errors import ConfigError
 from machine_translation.base.files import DirLock, Locked
 
 
+EXPORT_MARKER = "mt_export.json"  # what `mt export` wrote into a directory of another engine's format
+
+
 def written_by_mt(directory: Path) -> bool:
-    """A run (its marker) or a model directory whose config.json has mt's format version."""
-    if (directory / RUN_MARKER).is_file():
+    """A run (its marker), an export (`mt export`'s record) or a model directory whose
+    config.json has mt's format version."""
+    if (directory / RUN_MARKER).is_file() or (directory / EXPORT_MARKER).is_file():
         return True
     try:
         data = json.loads((directory / CONFIG_FILE).read_text(encoding="utf-8"))

@@ -26,15 +26,19 @@ EOS, UNK, PAD = "</s>", "<unk>", "<pad>"
 
 class MarianTokenizer:
     def __init__(self, spm_proto: bytes, vocab: dict[str, int], spm_name: str = "source.spm",
-                 prefix: str | None = None):
-        missing = [t for t in (EOS, UNK, PAD) if t not in vocab]
+                 prefix: str | None = None, specials: tuple[str, str, str] = (EOS, UNK, PAD), start: str | None = None):
+        """`specials`: the pieces of EOS, UNK and PAD (tokenizer_config.json's eos_token,
+        unk_token, pad_token); `start`: the piece the decoder starts from (None: PAD, as
+        Marian's own models; a model `mt export` wrote starts from its <bos>)."""
+        missing = [t for t in (*specials, start or specials[2]) if t not in vocab]
         if missing:
             raise TokenizerError(f"the vocabulary has no {missing[0]} entry: not a Marian vocabulary")
         self._proto, self.vocab, self.spm_name, self.prefix = spm_proto, vocab, spm_name, prefix
+        self.specials, self.start = tuple(specials), start
         self._sp = spm.SentencePieceProcessor(model_proto=spm_proto)
         self._pieces = {i: p for p, i in vocab.items()}
-        self.eos_id, self.unk_id, self.pad_id = vocab[EOS], vocab[UNK], vocab[PAD]
-        self.bos_id = self.pad_id  # the decoder starts from PAD
+        self.eos_id, self.unk_id, self.pad_id = (vocab[t] for t in specials)
+        self.bos_id = vocab[start] if start else self.pad_id  # the decoder starts from PAD unless told
         self._special = {self.eos_id, self.unk_id, self.pad_id}
         self._scores: np.ndarray | None = None  # of the SentencePiece pieces, for sampling
         if prefix is not None and prefix not in vocab:
@@ -90,7 +94,8 @@ class MarianTokenizer:
         write_atomic(directory / "vocab.json", (json.dumps(self.vocab, ensure_ascii=False, indent=1) + "\n").encode())
         write_config(directory, {"type": "marian", "spm_file": self.spm_name, "vocab_file": "vocab.json",
                                  "prefix": self.prefix, "pad_id": self.pad_id, "unk_id": self.unk_id,
-                                 "bos_id": self.bos_id, "eos_id": self.eos_id})
+                                 "bos_id": self.bos_id, "eos_id": self.eos_id, "specials": list(self.specials),
+                                 "start": self.start})
 
     @classmethod
     def load(cls, directory: str | Path) -> MarianTokenizer:
@@ -100,7 +105,8 @@ class MarianTokenizer:
         spm_path = directory / str(config.get("spm_file", "source.spm"))
         try:
             proto = spm_path.read_bytes()
-            tok = cls(proto, vocab, spm_path.name, config.get("prefix"))
+            tok = cls(proto, vocab, spm_path.name, config.get("prefix"), tuple(config.get("specials") or (EOS, UNK, PAD)),
+                      config.get("start"))
         except FileNotFoundError:
             raise TokenizerError(f"tokenizer file missing: {spm_path}") from None
         except (OSError, RuntimeError) as e:

@@ -110,6 +110,11 @@ class SentencePieceTokenizer:
             self._piece_scores = np.array([self._sp.get_score(i) for i in range(self.vocab_size)])
         return draw_segmentation(self._sp, self._piece_scores, text, alpha, u, nbest)
 
+    @property
+    def model_proto(self) -> bytes:
+        """The serialized SentencePiece model (what `spm.model` holds)."""
+        return self._proto
+
     def id_to_piece(self, i: int) -> str:
         return self._sp.id_to_piece(i)
 
