@@ -333,6 +333,10 @@ MUTANTS = [
            "machine_translation/interchange/marian.py",
            "start = next((p for p, i in tgt_vocab.items() if i == start_id and p != specials[2]), None)", "start = None",
            ("tests/test_export.py::test_export_then_import_translates_identically",)),
+    Mutant("ctranslate2-builds-its-own-positions",  # the trap: no table given, CTranslate2's own layout and offset
+           "machine_translation/interchange/ct2.py",
+           '        stack.position_encodings.encodings = state.get(f"{side}.embed.position.learned.weight", table)\n', "",
+           ("tests/test_export.py::test_ctranslate2_translates_as_mt_does",)),
     Mutant("export-cannot-overwrite-its-own",
            "machine_translation/model/outputs.py",
            "if (directory / RUN_MARKER).is_file() or (directory / EXPORT_MARKER).is_file():",

@@ -13,10 +13,11 @@ from machine_translation.cli.app import app, cli_errors
 @cli_errors
 def export_model(
     model: Path = typer.Argument(..., help="The mt model directory to export."),
-    to: str = typer.Option(..., "--to", help="hf: a Hugging Face MarianMTModel directory (transformers, ONNX, "
+    to: str = typer.Option(..., "--to", help="ctranslate2: a CTranslate2 model directory (pip install "
+                           "'mt[ctranslate2]'); hf: a Hugging Face MarianMTModel directory (transformers, ONNX, "
                            "Optimum)."),
     out: Path = typer.Option(..., help="New directory."),
-    precision: str = typer.Option("fp32", help="fp32, bf16 or fp16: the dtype of the stored weights."),
+    precision: str = typer.Option("fp32", help="fp32, bf16, fp16 (or int8, ctranslate2 only): the stored weights."),
     overwrite: bool = typer.Option(False, help="Replace --out if it holds a directory mt wrote (only once the new "
                                    "one is complete)."),
 ) -> None:

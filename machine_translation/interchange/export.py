@@ -1,4 +1,5 @@
-"""`mt export MODEL --to hf --out DIR`: an mt translation model as a Hugging Face
+"""`mt export MODEL --to hf|ctranslate2 --out DIR`: an mt translation model for another
+engine. CTranslate2: `interchange.ct2`. Hugging Face: an mt translation model as a
 `MarianMTModel` directory (config.json, generation_config.json, model.safetensors, and
 `MarianTokenizer`'s source.spm, target.spm, vocab.json, tokenizer_config.json), which
 `transformers` loads and `generate()`s with, and through it ONNX and Optimum.
@@ -28,16 +29,21 @@ import torch
 
 from machine_translation.base.errors import ConfigError
 from machine_translation.base.options import SearchOptions
+from machine_translation.interchange import ct2
 from machine_translation.base.files import atomic_directory, write_atomic
 from machine_translation.model.directory import load_pretrained
 from machine_translation.model.outputs import EXPORT_MARKER, check_out_dir
 from mt_tokenizers import SentencePieceTokenizer
 
-TARGETS = ("hf",)
 DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}  # --precision of --to hf
-NOT_KEPT = ("mt's repetition guard and case handling (transformers has neither; no_repeat_ngram_size is another rule)",
-            "mt's length limit a * source + b (transformers: max_length)",
-            "mt's length penalty, log-prob / (length + 1) ** p (transformers divides by length ** p)")
+PRECISIONS = {"hf": tuple(DTYPES), "ctranslate2": tuple(ct2.QUANTIZATION)}
+TARGETS = tuple(PRECISIONS)
+NOT_KEPT = {
+    "hf": ("mt's repetition guard and case handling (transformers has neither; no_repeat_ngram_size is another rule)",
+           "mt's length limit a * source + b (transformers: max_length)",
+           "mt's length penalty, log-prob / (length + 1) ** p (transformers divides by length ** p)"),
+    "ctranslate2": ("mt's repetition guard and case handling (CTranslate2 has neither; no_repeat_ngram_size is "
+                    "another rule)", "mt's length limit a * source + b (CTranslate2: max_decoding_length)")}
 
 
 @dataclass
@@ -50,12 +56,43 @@ class Exported:
 def export(model_dir: Path, to: str, out: Path, precision: str = "fp32", overwrite: bool = False) -> Exported:
     """Export the translation model of `model_dir` to `out` (see the module's docstring)."""
     if to not in TARGETS:
-        raise ConfigError(f"--to {to}: mt exports to {', '.join(TARGETS)} (Hugging Face's MarianMTModel)")
-    if precision not in DTYPES:
-        raise ConfigError(f"--precision {precision}: --to hf stores its weights in {', '.join(DTYPES)}")
+        raise ConfigError(f"--to {to}: mt exports to {' or '.join(TARGETS)}")
+    if precision not in PRECISIONS[to]:
+        raise ConfigError(f"--precision {precision}: --to {to} stores its weights in {', '.join(PRECISIONS[to])}")
     model_dir, out = Path(model_dir), Path(out)
     replace = check_out_dir(out, overwrite, [model_dir])
+    if to == "ctranslate2":
+        ct2.load_ctranslate2()  # missing: one line with the install command, before any work
     loaded = load_pretrained(model_dir, task="mt")
+    write = write_ctranslate2 if to == "ctranslate2" else write_hf
+    return Exported(out, write(loaded, model_dir, precision, out, replace), list(NOT_KEPT[to]))
+
+
+def write_ctranslate2(loaded, model_dir: Path, precision: str, out: Path, replace: bool) -> list[str]:
+    """The CTranslate2 model directory with the tokenizer (`sentencepiece.model` for mt's joint
+    SentencePiece model; another tokenizer in `tokenizer/`, `source_tokenizer/`); what it keeps."""
+    kept = [f"the weights ({precision})", "the tokenizer's pieces and ids", "the position table, as it is"]
+    with atomic_directory(out, replace) as tmp:
+        ct2.convert(loaded, tmp, precision)
+        tok = loaded.tgt_tokenizer
+        if isinstance(tok, SentencePieceTokenizer) and loaded.src_tokenizer is tok:
+            write_atomic(tmp / "sentencepiece.model", tok.model_proto)
+        else:
+            tok.save(tmp / "tokenizer")
+            if loaded.src_tokenizer is not tok:
+                loaded.src_tokenizer.save(tmp / "source_tokenizer")
+        record(tmp, model_dir, "ctranslate2", precision, kept)
+    return kept
+
+
+def record(directory: Path, model_dir: Path, to: str, precision: str, kept: list[str]) -> None:
+    """`mt_export.json`: where the export came from, what it keeps and what it cannot."""
+    write_json(directory / EXPORT_MARKER, {"from": str(model_dir.resolve()), "to": to, "precision": precision,
+                                           "kept": kept, "not_kept": list(NOT_KEPT[to])})
+
+
+def write_hf(loaded, model_dir: Path, precision: str, out: Path, replace: bool) -> list[str]:
+    """The MarianMTModel directory; what it keeps."""
     config = loaded.config
     check_marian(config, loaded, model_dir)
     weights = {k: v.to(DTYPES[precision]).contiguous() for k, v in marian_weights(loaded.model, config).items()}
@@ -72,9 +109,8 @@ def export(model_dir: Path, to: str, out: Path, precision: str = "fp32", overwri
             "bad_words_ids": [[tok.pad_id]], "forced_eos_token_id": tok.eos_id})
         save_file(weights, str(tmp / "model.safetensors"), metadata={"format": "pt"})
         write_tokenizer(tmp, tok, loaded.pair, config.max_positions)
-        write_json(tmp / EXPORT_MARKER, {"from": str(model_dir.resolve()), "to": to, "precision": precision,
-                                         "kept": kept, "not_kept": list(NOT_KEPT)})
-    return Exported(out, kept, list(NOT_KEPT))
+        record(tmp, model_dir, "hf", precision, kept)
+    return kept
 
 
 def check_marian(config, loaded, model_dir: Path) -> None:
