@@ -337,6 +337,9 @@ MUTANTS = [
            "machine_translation/interchange/ct2.py",
            '        stack.position_encodings.encodings = state.get(f"{side}.embed.position.learned.weight", table)\n', "",
            ("tests/test_export.py::test_ctranslate2_translates_as_mt_does",)),
+    Mutant("engine-uses-a-stale-copy",  # MODEL/ctranslate2 made from other weights searched with
+           "machine_translation/interchange/export.py", 'return found.get("weights_sha256") == digest and found',
+           "return found", ("tests/test_export.py::test_engine_ctranslate2_in_translate_and_evaluate",)),
     Mutant("export-cannot-overwrite-its-own",
            "machine_translation/model/outputs.py",
            "if (directory / RUN_MARKER).is_file() or (directory / EXPORT_MARKER).is_file():",

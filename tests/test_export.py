@@ -194,3 +194,60 @@ def test_ctranslate2_export_needs_its_package(exported, tmp_path, monkeypatch):
     monkeypatch.setitem(sys.modules, "ctranslate2", None)  # as if not installed
     r = mt("export", source, "--to", "ctranslate2", "--out", tmp_path / "c")
     assert r.exit_code == 2 and "pip install 'mt[ctranslate2]'" in r.output and not (tmp_path / "c").exists()
+
+
+# -- --engine ctranslate2 ------------------------------------------------------------------------
+def test_engine_ctranslate2_in_translate_and_evaluate(learned, tmp_path, monkeypatch):
+    """`--engine ctranslate2` translates as mt's own search (guard and case handling off),
+    exporting the model once into the cache (a note), then reusing it; a copy beside the
+    model made from these weights is used instead, and a stale one is not."""
+    import shutil
+    monkeypatch.setenv("MT_CACHE_DIR", str(tmp_path / "cache"))
+    lines = tmp_path / "in.en"
+    lines.write_text("\n".join(VAL[:30]) + "\n", encoding="utf-8")
+    flags = ["--input", lines, "--no-repeat-guard", "--keep-case", "--beam", 4]
+    torch_out = mt("translate", "--model", learned[0], *flags)
+    first = mt("translate", "--model", learned[0], "--engine", "ctranslate2", *flags)
+    assert first.exit_code == 0, first.output
+    assert "exporting" in first.stderr and first.stderr.count("note:") == 1
+    same = sum(a == b for a, b in zip(first.stdout.splitlines(), torch_out.stdout.splitlines()))
+    assert same >= 29, (first.stdout, torch_out.stdout)
+    again = mt("translate", "--model", learned[0], "--engine", "ctranslate2", *flags)
+    assert again.stdout == first.stdout and "exporting" not in again.stderr  # the cached copy
+    model = tmp_path / "model"
+    shutil.copytree(learned[0], model)
+    assert mt("export", model, "--to", "ctranslate2", "--out", model / "ctranslate2").exit_code == 0
+    shutil.rmtree(tmp_path / "cache")
+    beside = mt("translate", "--model", model, "--engine", "ctranslate2", *flags)
+    assert beside.stdout == first.stdout and not (tmp_path / "cache").exists()  # MODEL/ctranslate2 was used
+    record = model / "ctranslate2" / "mt_export.json"
+    record.write_text(record.read_text().replace('"weights_sha256": "', '"weights_sha256": "0'))
+    stale = mt("translate", "--model", model, "--engine", "ctranslate2", *flags)
+    assert "exporting" in stale.stderr and stale.stdout == first.stdout  # not from these weights: not used
+    ref = tmp_path / "ref.fr"
+    ref.write_text("\n".join(multi30k_lines("fr", 30, start=29000 - 200)) + "\n", encoding="utf-8")
+    scores = [json.loads(mt("evaluate", "--model", learned[0], "--src", lines, "--ref", ref, "--no-repeat-guard",
+                            "--keep-case", "--json", "--engine", e, "--save-dir", tmp_path / e).stdout)["bleu"]
+              for e in ("torch", "ctranslate2")]
+    assert abs(scores[0] - scores[1]) < 0.5, scores
+    r = mt("translate", "--model", learned[0], "--engine", "marian", "A dog.")
+    assert r.exit_code == 2 and "--engine marian: use torch or ctranslate2" in r.output
+
+
+def test_engine_ctranslate2_serves_each_client_its_translation(learned, ct2_exported):
+    from machine_translation.base.options import ServeOptions
+    from machine_translation.serve.api import Access
+    from machine_translation.serve.app import build_app
+    from machine_translation.serve.server import load_models
+    from starlette.testclient import TestClient
+    source, out = ct2_exported
+    options = ServeOptions()
+    models = load_models([source], "cpu", None, 1, options, {source: out / "fp32"})
+    assert models[0].translator.engine is not None
+    expected = Translator.from_pretrained(source, "cpu", ctranslate2=out / "fp32").translate(VAL[:5])
+    with TestClient(build_app(models, options, Access(None, 0))) as client:
+        answers = [client.post("/translate", json={"q": s, "source": "en", "target": "fr"}).json()["translatedText"]
+                   for s in VAL[:5]]
+        page = client.post("/translate", json={"q": f"<p>{VAL[0]}</p>", "source": "en", "target": "fr",
+                                               "format": "html"}).json()["translatedText"]
+    assert answers == expected and page == f"<p>{expected[0]}</p>"

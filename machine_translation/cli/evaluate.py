@@ -11,7 +11,7 @@ import typer
 
 from machine_translation.cli.app import app, cli_errors
 from machine_translation.cli.translate import (
-    MODEL_SETTING, NORMALIZE_CASE_HELP, PRECISION_HELP, REPEAT_GUARD_HELP, WORKERS_HELP, load_translator,
+    ENGINE_HELP, MODEL_SETTING, NORMALIZE_CASE_HELP, PRECISION_HELP, REPEAT_GUARD_HELP, WORKERS_HELP, load_translator,
 )
 from machine_translation.base.errors import DataError
 from machine_translation.base.options import DEFAULT_PAIR, SearchOptions, TextOptions
@@ -42,6 +42,7 @@ def evaluate(
     precision: Optional[str] = typer.Option(None, help=PRECISION_HELP),
     split_sentences: bool = typer.Option(True, "--split-sentences/--no-split-sentences", help="Split lines into sentences, as `mt translate` does "
                                "(off: each line one sentence for the model)."),
+    engine: str = typer.Option("torch", help=ENGINE_HELP),
 ) -> None:
     """Translate a test set and score it with sacreBLEU (BLEU, chrF, TER), or score --hyp FILE."""
     from machine_translation.data.corpora import read_file_pair, read_lines
@@ -52,7 +53,7 @@ def evaluate(
         raise DataError("--src and --ref go together: give both files")
     translator = None
     if hyp is None:
-        translator = load_translator(model, pair, device, threads, workers, precision)
+        translator = load_translator(model, pair, device, threads, workers, precision, engine)
         pair = pair or translator.pair
     pair = pair or DEFAULT_PAIR
     if ref is not None:

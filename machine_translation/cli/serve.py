@@ -8,7 +8,8 @@ from typing import List, Optional
 import typer
 
 from machine_translation.cli.app import app, cli_errors
-from machine_translation.cli.translate import PRECISION_HELP, WORKERS_HELP
+from machine_translation.cli.translate import ENGINE_HELP, PRECISION_HELP, WORKERS_HELP
+from machine_translation.base.errors import ConfigError
 from machine_translation.base.options import ServeOptions
 
 D = ServeOptions()  # the defaults, written once in options.py
@@ -63,6 +64,7 @@ def serve(
     file_ttl: float = typer.Option(D.file_ttl, min=0.001, help="Seconds a translated file can be downloaded."),
     file_store_bytes: int = typer.Option(D.file_store_bytes, min=1, help="Memory for translated files, all "
                                          "together; beyond it the oldest go first."),
+    engine: str = typer.Option("torch", help=ENGINE_HELP),
 ) -> None:
     """Serve translation models over HTTP (LibreTranslate's API, /v1/translate, a web page at /)."""
     from machine_translation.base.runtime import prepare
@@ -89,5 +91,12 @@ def serve(
     if suggestions is not None:
         from machine_translation.serve.suggest import Suggestions
         Suggestions(suggestions).close()  # and so is a suggestions file that cannot be appended to
+    copies = None
+    if engine != "torch":
+        from machine_translation.inference.engine import ENGINES
+        if engine not in ENGINES:
+            raise ConfigError(f"--engine {engine}: use {' or '.join(ENGINES)}")
+        from machine_translation.interchange.export import ctranslate2_copy
+        copies = {directory: ctranslate2_copy(directory, precision) for directory in model}
     prepare(device, threads)
-    run(load_models(model, device, precision, workers, options), options)
+    run(load_models(model, device, precision, workers, options, copies), options)

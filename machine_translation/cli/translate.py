@@ -31,9 +31,14 @@ def model_dir_for(model: Optional[Path], pair: Optional[str]) -> Path:
     return model if model is not None else DEFAULT_MODELS / (pair or DEFAULT_PAIR)
 
 
+ENGINE_HELP = ("torch: mt's own search; ctranslate2: CTranslate2's, on the model's exported copy (MODEL/ctranslate2 "
+               "if made from these weights, else one exported once into ~/.cache/mt; pip install 'mt[ctranslate2]').")
+
+
 def load_translator(model: Optional[Path], pair: Optional[str], device: Optional[str], threads: Optional[int],
-                    workers: int = 1, precision: Optional[str] = None):
-    """The Translator of --model (or models/<pair>), with a hint to train one when it is missing."""
+                    workers: int = 1, precision: Optional[str] = None, engine: str = "torch"):
+    """The Translator of --model (or models/<pair>), with a hint to train one when it is missing;
+    `engine` "ctranslate2": searching with CTranslate2 on the model's exported copy."""
     from machine_translation.model.directory import is_model_dir
     from machine_translation.base.runtime import prepare
     from machine_translation.inference.translate import Translator
@@ -45,8 +50,15 @@ def load_translator(model: Optional[Path], pair: Optional[str], device: Optional
             raise ModelDirError(f"no trained {p} model in {directory}: run `mt train --pair {p}` first, "
                                 "or pass --model DIR")
         raise ModelDirError(f"no model in {directory}: pass the directory `mt train --out` wrote")
+    from machine_translation.inference.engine import ENGINES
+    if engine not in ENGINES:
+        raise ConfigError(f"--engine {engine}: use {' or '.join(ENGINES)}")
+    copy = None
+    if engine == "ctranslate2":
+        from machine_translation.interchange.export import ctranslate2_copy
+        copy = ctranslate2_copy(directory, precision)
     prepare(device, threads)
-    return Translator.from_pretrained(directory, device, workers, pair=pair, precision=precision)
+    return Translator.from_pretrained(directory, device, workers, pair=pair, precision=precision, ctranslate2=copy)
 
 
 def read_terms(path: Optional[Path]) -> tuple[str, ...]:
@@ -136,6 +148,7 @@ def translate(
                                     ".vtt or .docx are read as such whatever this says."),
     paragraphs: bool = typer.Option(False, "--paragraphs", help="Plain text of blank-line-separated paragraphs "
                                     "that span lines: each paragraph translated whole and wrapped again."),
+    engine: str = typer.Option("torch", help=ENGINE_HELP),
 ) -> None:
     """Translate text: one line out per line in, in the same order; a line may hold several
     sentences. Documents (--input FILE: .html, .srt, .vtt, .docx, and .txt with --paragraphs)
@@ -147,7 +160,7 @@ def translate(
         if n_best != 1 or attention is not None:
             raise ConfigError("--n-best and --attention translate lines, not documents: leave them out for "
                               f"{name}")
-        translator = load_translator(model, pair, device, threads, workers, precision)
+        translator = load_translator(model, pair, device, threads, workers, precision, engine)
         opts = translator.defaults.updated(beam=beam, length_penalty=length_penalty, max_len_a=max_len_a,
                                            max_len_b=max_len_b, batch_size=batch_size, repeat_guard=repeat_guard,
                                            normalize_case=normalize_case)
@@ -159,7 +172,7 @@ def translate(
                           "non-empty sentence with it")
     if attention is not None and attention.is_dir():
         raise ConfigError(f"--attention {attention} is a directory: name a PNG file")
-    translator = load_translator(model, pair, device, threads, workers, precision)
+    translator = load_translator(model, pair, device, threads, workers, precision, engine)
     opts = translator.defaults.updated(beam=beam, length_penalty=length_penalty, max_len_a=max_len_a,
                                        max_len_b=max_len_b, n_best=n_best, batch_size=batch_size,
                                        repeat_guard=repeat_guard, normalize_case=normalize_case)

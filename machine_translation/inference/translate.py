@@ -31,6 +31,7 @@ import torch
 
 from machine_translation.inference import casing
 from machine_translation.inference.alignment import Alignment, align
+from machine_translation.inference.engine import CTranslate2Search
 from machine_translation.model.directory import LoadedModel, load_pretrained, stored_precision
 from machine_translation.data.sources import pad_batch
 from machine_translation.base.errors import ConfigError
@@ -59,7 +60,8 @@ class Translator:
     `plan`: the precision and kernels to run in (`precision.resolve`); None runs the model as
     loaded (a training run's validation, whose model must stay as it is)."""
 
-    def __init__(self, loaded: LoadedModel, device: torch.device, workers: int = 1, plan: Plan | None = None):
+    def __init__(self, loaded: LoadedModel, device: torch.device, workers: int = 1, plan: Plan | None = None,
+                 engine: CTranslate2Search | None = None):
         if workers < 1:
             raise ConfigError(f"--workers {workers}: must be at least 1")
         self.loaded = loaded
@@ -75,17 +77,23 @@ class Translator:
         self._pool: ProcessPoolExecutor | None = None
         self._pieces: dict[int, PieceTable] = {}  # id(tokenizer) -> its table
         self.defaults = loaded.search_defaults(SearchOptions)  # the model's own settings
+        self.engine = engine  # None: mt's own search; else CTranslate2's (`inference.engine`)
 
     @classmethod
     def from_pretrained(cls, directory: str | Path, device: str | None = None, workers: int = 1,
-                        pair: str | None = None, precision: str | None = None) -> Translator:
+                        pair: str | None = None, precision: str | None = None,
+                        ctranslate2: str | Path | None = None) -> Translator:
         """Load a translation model directory (checked to be one, and of `pair` when given) to
         run in `precision` ("fp32", "bf16" or "int8"; default: the directory's own, float32
-        unless `mt quantize` wrote it), refused before loading if the device cannot."""
+        unless `mt quantize` wrote it), refused before loading if the device cannot.
+        `ctranslate2`: the model's CTranslate2 copy, to search with (`inference.engine`)."""
         dev = pick_device(device)
         plan = resolve(precision, dev, stored_precision(directory), model=str(directory))  # before loading
         loaded = load_pretrained(directory, dev, task="mt", pair=pair, layers=stored_layers)
-        return cls(loaded, dev, workers, plan)
+        engine = None if ctranslate2 is None else CTranslate2Search(
+            Path(ctranslate2), loaded.src_tokenizer, loaded.tgt_tokenizer, dev.type, workers, torch.get_num_threads(),
+            loaded.config.max_positions)
+        return cls(loaded, dev, 1 if engine else workers, plan, engine)
 
     @property
     def precision(self) -> str:
@@ -185,7 +193,9 @@ class Translator:
     def _search_batches(self, batches: list[list[list[int]]],
                         opts: SearchOptions) -> Iterator[list[list[Hypothesis]]]:
         """Hypotheses of each batch of encoded sources, in order: here, or spread over the
-        worker processes (each takes the next batch as it becomes free)."""
+        worker processes (each takes the next batch as it becomes free), or all by CTranslate2."""
+        if self.engine is not None:
+            return iter(self.engine.search(batches, opts))
         if self.workers == 1 or len(batches) < 2:
             return (self._search_batch(src, opts) for src in batches)
         if self._pool is None:  # started once, kept for later calls

@@ -21,7 +21,10 @@ rule for `--out` (`outputs`).
 """
 from __future__ import annotations
 
+import hashlib
 import json
+import logging
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -31,13 +34,14 @@ from machine_translation.base.errors import ConfigError
 from machine_translation.base.options import SearchOptions
 from machine_translation.interchange import ct2
 from machine_translation.base.files import atomic_directory, write_atomic
-from machine_translation.model.directory import load_pretrained
+from machine_translation.model.directory import WEIGHTS_FILE, load_pretrained
 from machine_translation.model.outputs import EXPORT_MARKER, check_out_dir
 from mt_tokenizers import SentencePieceTokenizer
 
 DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}  # --precision of --to hf
 PRECISIONS = {"hf": tuple(DTYPES), "ctranslate2": tuple(ct2.QUANTIZATION)}
 TARGETS = tuple(PRECISIONS)
+logger = logging.getLogger(__name__)
 NOT_KEPT = {
     "hf": ("mt's repetition guard and case handling (transformers has neither; no_repeat_ngram_size is another rule)",
            "mt's length limit a * source + b (transformers: max_length)",
@@ -86,9 +90,46 @@ def write_ctranslate2(loaded, model_dir: Path, precision: str, out: Path, replac
 
 
 def record(directory: Path, model_dir: Path, to: str, precision: str, kept: list[str]) -> None:
-    """`mt_export.json`: where the export came from, what it keeps and what it cannot."""
-    write_json(directory / EXPORT_MARKER, {"from": str(model_dir.resolve()), "to": to, "precision": precision,
-                                           "kept": kept, "not_kept": list(NOT_KEPT[to])})
+    """`mt_export.json`: where the export came from (and the digest of its weights), what it
+    keeps and what it cannot."""
+    write_json(directory / EXPORT_MARKER, {"from": str(model_dir.resolve()), "weights_sha256": weights_digest(model_dir),
+                                           "to": to, "precision": precision, "kept": kept,
+                                           "not_kept": list(NOT_KEPT[to])})
+
+
+def weights_digest(model_dir: Path) -> str:
+    """The SHA-256 of a model directory's weights file."""
+    digest = hashlib.sha256()
+    with open(Path(model_dir) / WEIGHTS_FILE, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def ctranslate2_copy(model_dir: Path, precision: str | None = None) -> Path:
+    """The model's CTranslate2 copy for `--engine ctranslate2`: MODEL_DIR/ctranslate2 when it
+    was exported from these very weights in this precision, else one exported once into the
+    cache ($MT_CACHE_DIR, or ~/.cache/mt), with a note on stderr."""
+    model_dir, precision = Path(model_dir), precision or "fp32"
+    digest = weights_digest(model_dir)
+
+    def matches(directory: Path) -> bool:
+        try:
+            found = json.loads((directory / EXPORT_MARKER).read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            return False
+        return found.get("weights_sha256") == digest and found.get("precision") == precision and found.get("to") == \
+            "ctranslate2"
+
+    if matches(model_dir / "ctranslate2"):
+        return model_dir / "ctranslate2"
+    root = Path(os.environ.get("MT_CACHE_DIR") or Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "mt")
+    cached = root / "ctranslate2" / f"{digest[:20]}-{precision}"
+    if not matches(cached):
+        logger.info("note: exporting %s to CTranslate2 (%s) into %s, once: `mt export --to ctranslate2 --out %s` "
+                    "puts it beside the model", model_dir, precision, cached, model_dir / "ctranslate2")
+        export(model_dir, "ctranslate2", cached, precision, overwrite=True)
+    return cached
 
 
 def write_hf(loaded, model_dir: Path, precision: str, out: Path, replace: bool) -> list[str]:

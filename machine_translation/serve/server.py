@@ -28,14 +28,16 @@ logger = logging.getLogger(__name__)
 
 
 def load_models(directories: list[Path], device: str | None, precision: str | None, workers: int,
-                options: ServeOptions) -> list[ServedModel]:
+                options: ServeOptions, ctranslate2: dict | None = None) -> list[ServedModel]:
     """A translator and a batcher per model directory; one model per language pair. All are
-    loaded and run on one `ModelThread`."""
+    loaded and run on one `ModelThread`. `ctranslate2`: each directory's CTranslate2 copy, to
+    search with (`--engine ctranslate2`)."""
     from machine_translation.inference.translate import Translator
 
     models, pairs, runner = [], {}, ModelThread()
     for directory in directories:
-        translator = runner.call(partial(Translator.from_pretrained, directory, device, workers, precision=precision))
+        translator = runner.call(partial(Translator.from_pretrained, directory, device, workers, precision=precision,
+                                         ctranslate2=(ctranslate2 or {}).get(directory)))
         pair = translator.pair
         if not pair or "-" not in pair:
             raise ConfigError(f"--model {directory} names no language pair in its config.json: retrain it with "
