@@ -1,4 +1,5 @@
-"""mt's own search against CTranslate2 on the same weights (`mt export --to ctranslate2`):
+"""mt's own search against CTranslate2 on the same weights (`mt export --to ctranslate2`),
+and CTranslate2 inside mt (`--engine ctranslate2`) against CTranslate2 called directly:
 translation speed on test_2016_flickr (1,000 sentences, batches of 64, every system warmed
 with one pass, medians of interleaved rounds), 1 process x 2 threads and 2 x 1 (mt's
 --workers, CTranslate2's inter_threads), float32 and int8; how often the two give the same
@@ -42,6 +43,8 @@ def main() -> None:
     torch.set_num_threads(2)
     translators = {p: Translator.from_pretrained(args.model, "cpu", precision=p) for p in ("fp32", "int8")}
     two = {p: Translator.from_pretrained(args.model, "cpu", workers=2, precision=p) for p in ("fp32",)}
+    engine = {p: Translator.from_pretrained(args.model, "cpu", workers=2, precision=p, ctranslate2=scratch / p)
+              for p in ("fp32", "int8")}  # --engine ctranslate2 --workers 2
     tok = translators["fp32"].loaded.src_tokenizer
     pieces = [[tok.id_to_piece(i) for i in tok.encode(s)] + [tok.id_to_piece(tok.eos_id)] for s in src]
     ct2 = {(p, layout): ctranslate2.Translator(str(scratch / p), device="cpu", compute_type="int8" if p == "int8"
@@ -65,7 +68,9 @@ def main() -> None:
                "CTranslate2 float32, 1 x 2": lambda b: run_ct2(ct2["fp32", "1x2"], b),
                "CTranslate2 float32, 2 x 1": lambda b: run_ct2(ct2["fp32", "2x1"], b),
                "CTranslate2 int8, 1 x 2": lambda b: run_ct2(ct2["int8", "1x2"], b),
-               "CTranslate2 int8, 2 x 1": lambda b: run_ct2(ct2["int8", "2x1"], b)}
+               "CTranslate2 int8, 2 x 1": lambda b: run_ct2(ct2["int8", "2x1"], b),
+               "mt --engine ctranslate2 fp32, 2 x 1": lambda b: run_mt(engine["fp32"], b),
+               "mt --engine ctranslate2 int8, 2 x 1": lambda b: run_mt(engine["int8"], b)}
     result, outputs = {"model": args.model, "sentences": len(src), "speed": {}}, {}
     for beam in (1, 4):
         times = {name: [] for name in systems}
@@ -81,6 +86,10 @@ def main() -> None:
     for beam in (1, 4):
         a, b = outputs["mt fp32, 1 x 2", beam], outputs["CTranslate2 float32, 1 x 2", beam]
         result[f"same tokens, mt fp32 vs CTranslate2 float32, beam {beam}"] = sum(x == y for x, y in zip(a, b))
+        speed = result["speed"][f"beam {beam}"]
+        for p, name in (("fp32", "float32"), ("int8", "int8")):
+            result[f"--engine ctranslate2 {p} / CTranslate2 alone, beam {beam}"] = round(
+                speed[f"mt --engine ctranslate2 {p}, 2 x 1"] / speed[f"CTranslate2 {name}, 2 x 1"], 3)
     for engine in ("mt", "CTranslate2"):
         f32 = decode(outputs[f"{engine} {'fp32' if engine == 'mt' else 'float32'}, 1 x 2", 4])
         i8 = decode(outputs[f"{engine} int8, 1 x 2", 4])
