@@ -291,6 +291,9 @@ MUTANTS = [
            "machine_translation/text/markup.py", 'RAW = frozenset({"script", "style", "pre", "textarea", "template"})',
            'RAW = frozenset({"script", "style", "textarea", "template"})',
            ("tests/test_markup.py::test_everything_that_is_not_text_is_copied_byte_for_byte",)),
+    Mutant("translate-no-ignored",  # an element marked translate="no" is translated anyway
+           "machine_translation/text/markup.py", "(tag not in VOID and NO_TRANSLATE.search(raw))", "False",
+           ("tests/test_markup.py::test_what_its_author_marked_not_to_translate_stays_as_written",)),
     Mutant("translated-html-text-unescaped",  # "3 < 4" comes back as a broken tag
            "machine_translation/text/markup.py", "    return html.escape(text, quote=False)", "    return text",
            ("tests/test_markup.py::test_everything_that_is_not_text_is_copied_byte_for_byte",)),

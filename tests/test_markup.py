@@ -105,6 +105,16 @@ def test_everything_that_is_not_text_is_copied_byte_for_byte():
     assert "<title>title A</title>" in translate(page)
 
 
+def test_what_its_author_marked_not_to_translate_stays_as_written():
+    page = ('<p>Call <span translate="no">Acme Widget</span> now. <b class="x notranslate">Big Dog</b> runs.</p>'
+            '<div translate="no"><p>Keep this.</p></div><p>A <img translate="no" src=a.png> cat.</p>')
+    out = translate(page)
+    for kept in ('<span translate="no">Acme Widget</span>', '<b class="x notranslate">Big Dog</b>',
+                 '<div translate="no"><p>Keep this.</p></div>'):
+        assert kept in out, out
+    assert out.endswith('<p>cat. A <img translate="no" src=a.png></p>'), out  # a void element ends at once
+
+
 def test_random_markup_keeps_its_markup_and_every_text():
     """Property (Hypothesis, bounded and derandomized): for any mix of text, entities, inline
     and block tags (nested, unclosed or stray), comments, CDATA, processing instructions,

@@ -1,8 +1,9 @@
 """HTML as people write it: each block element's text is translated as whole sentences, and
 the inline tags inside it (`<b>`, `<a href=...>`, `<span>`...) go back around the words they
-wrapped, by the cross-attention (`text.marks`, through `spans.Protected.restore`). Everything that is not text
-(tags, attributes, comments, `<script>`/`<style>`/`<pre>`/`<code>` content, CDATA, processing
-instructions, a malformed tag) is copied byte for byte from the source.
+wrapped, by the cross-attention (`text.marks`, through `spans.Protected.restore`). Everything
+that is not text (tags, attributes, comments, `<script>`/`<style>`/`<pre>`/`<code>` content, CDATA, processing
+instructions, a malformed tag) is copied byte for byte from the source, and so is an element
+marked `translate="no"` or `class="notranslate"`, content and all.
 
     document = parse('<p>A man in a <b>red</b> shirt.</p>')
     document.texts   # ['A man in a \\ue000red\\ue000 shirt.']: a block's text, MASK at each tag
@@ -35,6 +36,11 @@ POINTS = frozenset({"img", "wbr", "input", "select", "button", "meter", "progres
 # Block elements whose content is never translated.
 RAW = frozenset({"script", "style", "pre", "textarea", "template"})
 SPACE = " \t\n\r\f"  # HTML's whitespace
+VOID = frozenset("area base br col embed hr img input link meta source track wbr".split())  # no end tag
+# An element its author marked as not to be translated (HTML's translate="no", and the
+# "notranslate" class Google's and Microsoft's translators honour): kept whole, as written.
+NO_TRANSLATE = re.compile(r"""\stranslate\s*=\s*["']?no\b|\sclass\s*=\s*(["'])[^"']*\bnotranslate\b""",
+                          re.IGNORECASE)
 
 
 @dataclass
@@ -102,7 +108,7 @@ class _Builder:
     def add(self, kind: str, tag: str, raw: str) -> None:
         if self.kept is not None:
             self._keep(kind, tag, raw)
-        elif kind == "start" and (tag in RAW or tag in ATOMIC):
+        elif kind == "start" and (tag in RAW or tag in ATOMIC or (tag not in VOID and NO_TRANSLATE.search(raw))):
             self.kept = (tag, 1, [raw])
         elif kind == "text":
             self.pieces.append(("text", raw, -1))
@@ -136,7 +142,7 @@ class _Builder:
     def _close_kept(self) -> None:
         name, _, raws = self.kept
         self.kept = None
-        if name in RAW:
+        if name in RAW or (name not in INLINE and name not in ATOMIC):  # (a block marked translate="no")
             self.end()
             self.document.parts.append("".join(raws))
         else:
