@@ -55,6 +55,7 @@ def test_subrip_keeps_its_cues_numbers_and_timings_and_translates_each_cue_whole
     assert one_line(after[2].content) == expected[2]  # a sentence over two lines translated as one
     assert all(len(line) <= documents.SUBTITLE_WIDTH or " " not in line  # wrapped again (a cue without tags)
                for c in after if "<" not in c.content for line in c.content.split("\n"))
+    assert translator.translate_document("talk.srt", SRT.encode()) == (tmp_path / "talk.fr.srt").read_bytes()  # the API
 
 
 def test_webvtt_keeps_its_header_notes_styles_identifiers_and_settings(tmp_path, learned, translator):

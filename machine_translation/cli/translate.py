@@ -235,7 +235,7 @@ def translate_document(translator, opts: SearchOptions, options: TextOptions, na
     if name.endswith(".docx") and output is None:
         raise ConfigError(f"{name} translates into a .docx file: give --output FILE")
     data = sys.stdin.buffer.read() if input_file is None or str(input_file) == "-" else read_bytes(input_file)
-    document = documents.load(name, data, paragraphs)
+    document = documents.load(name, data, paragraphs)  # (refused before translating anything)
     with progress_bar(len(document.texts)) as progress:
         translated = translator.translate(document.texts, opts, replace(options, format=document.format), progress)
     if output is None:

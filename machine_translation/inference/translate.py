@@ -6,6 +6,8 @@
     translator.translate(texts, text=AS_IS)                   # each text one sentence for the model
     translator.translations(["the cat sat"], SearchOptions(beam=4, n_best=2))  # scored n-best lists
     translator.alignment(translation)                         # what one translation attended to
+    translator.translate(pages, text=TextOptions(format="html"))  # HTML: tags kept around their words
+    translator.translate_document("talk.srt", data)           # a document's bytes, structure kept
 
 `translate` runs the text pipeline (`inference.pipeline`): sentences split and joined around
 their own whitespace, protected spans passed through, a sentence too long for the model cut
@@ -22,7 +24,7 @@ import os
 import threading
 import weakref
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from concurrent.futures import ProcessPoolExecutor
 from itertools import repeat
 from pathlib import Path
@@ -39,6 +41,7 @@ from machine_translation.inference.precision import Plan, apply_plan, resolve, s
 from machine_translation.base.runtime import cpu_count, pick_device
 from machine_translation.base.options import SearchOptions, TextOptions
 from machine_translation.inference import pipeline
+from machine_translation.text import documents
 from machine_translation.inference.repetition import PieceTable, RepeatGuard
 from machine_translation.inference.search import Hypothesis, beam_search, greedy_search
 
@@ -129,6 +132,13 @@ class Translator:
         wanted = prepared.to_align(best)
         aligned = {id(t): a.target_word_of for t, a in zip(wanted, self.alignments(wanted))}
         return pipeline.finish(prepared, best, lambda translation: aligned[id(translation)])
+
+    def translate_document(self, name: str, data: bytes, options: SearchOptions | None = None,
+                           text: TextOptions = TextOptions(), paragraphs: bool = False) -> bytes:
+        """A document (`data`, a file named `name`: .txt, .srt, .vtt, .html, .docx) translated
+        with its structure kept (`text.documents`), as `mt translate --input FILE` does."""
+        document = documents.load(name, data, paragraphs)
+        return document.build(self.translate(document.texts, options, replace(text, format=document.format)))
 
     @property
     def source_language(self) -> str:
