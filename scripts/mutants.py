@@ -229,8 +229,8 @@ MUTANTS = [
            "machine_translation/text/sentences.py", "    if fits(sentence) or len(sentence) < 2:", "    if True:",
            ("tests/test_text.py::test_a_line_longer_than_the_model_is_translated_whole_not_truncated",)),
     Mutant("server-translates-paragraphs-whole",  # /translate skips the text pipeline
-           "machine_translation/serve/texts.py", "prepared = pipeline.prepare(flat, TextOptions(), model.source, fits)",
-           "prepared = pipeline.prepare(flat, TextOptions(False, False), model.source, fits)",
+           "machine_translation/serve/texts.py", "pipeline.prepare(texts, TextOptions(format=fmt), model.source, fits)",
+           "pipeline.prepare(texts, TextOptions(False, False, format=fmt), model.source, fits)",
            ("tests/test_serve.py::test_a_paragraph_with_protected_spans_is_translated_as_the_api_translates_it",)),
     Mutant("auto-is-always-the-first-source",  # source=auto answers from the first served model
            "machine_translation/serve/texts.py", "    if best.language in sources:\n        return best",

@@ -156,17 +156,9 @@ def translate(
     terms = read_terms(do_not_translate)
     options = TextOptions(split_sentences=split_sentences, terms=terms, format=text_format)
     name = document_name(input_file, text or [], text_format, paragraphs)
-    if name is not None:
-        if n_best != 1 or attention is not None:
-            raise ConfigError("--n-best and --attention translate lines, not documents: leave them out for "
-                              f"{name}")
-        translator = load_translator(model, pair, device, threads, workers, precision, engine)
-        opts = translator.defaults.updated(beam=beam, length_penalty=length_penalty, max_len_a=max_len_a,
-                                           max_len_b=max_len_b, batch_size=batch_size, repeat_guard=repeat_guard,
-                                           normalize_case=normalize_case)
-        translate_document(translator, opts, options, name, input_file, output, paragraphs)
-        return
-    lines = read_input_lines(text or [], input_file)
+    if name is not None and (n_best != 1 or attention is not None):
+        raise ConfigError(f"--n-best and --attention translate lines, not documents: leave them out for {name}")
+    lines = read_input_lines(text or [], input_file) if name is None else []
     if attention is not None and (len(lines) != 1 or not lines[0].strip()):
         raise ConfigError(f"--attention draws one sentence, and {len(lines)} lines were given: translate one "
                           "non-empty sentence with it")
@@ -176,6 +168,9 @@ def translate(
     opts = translator.defaults.updated(beam=beam, length_penalty=length_penalty, max_len_a=max_len_a,
                                        max_len_b=max_len_b, n_best=n_best, batch_size=batch_size,
                                        repeat_guard=repeat_guard, normalize_case=normalize_case)
+    if name is not None:
+        translate_document(translator, opts, options, name, input_file, output, paragraphs)
+        return
     warn_if_another_language(lines, translator.source_language, translator.pair)
     with progress_bar(len(lines)) as progress:
         if n_best == 1 and attention is None:
