@@ -35,6 +35,7 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, Response
 from starlette.routing import Route
 
+from machine_translation.base.languages import language_name
 from machine_translation.base.options import ServeOptions
 from machine_translation.serve import spec
 from machine_translation.serve.api import (Access, ApiError, ClientGone, int_param, missing, read_params,
@@ -47,10 +48,6 @@ from machine_translation.serve.suggest import Suggestions
 from machine_translation.serve.texts import detect_source, translate_texts
 from machine_translation.text import documents, markup
 from machine_translation.text.detect import Guess, detect as detect_language
-
-LANGUAGE_NAMES = {"ar": "Arabic", "cs": "Czech", "de": "German", "en": "English", "es": "Spanish", "fr": "French",
-                  "it": "Italian", "ja": "Japanese", "nl": "Dutch", "pl": "Polish", "pt": "Portuguese",
-                  "ro": "Romanian", "ru": "Russian", "tr": "Turkish", "uk": "Ukrainian", "zh": "Chinese"}
 
 
 @dataclass
@@ -194,7 +191,7 @@ async def detect(request: Request) -> JSONResponse:
 
 async def languages(request: Request) -> JSONResponse:
     service: Service = request.app.state.service
-    return JSONResponse([{"code": c, "name": LANGUAGE_NAMES.get(c, c),
+    return JSONResponse([{"code": c, "name": language_name(c),
                           "targets": sorted(m.target for m in service.models if m.source == c)}
                          for c in service.languages])
 
@@ -207,8 +204,8 @@ async def frontend_settings(request: Request) -> JSONResponse:
         "apiKeys": service.access.keys_required, "keyRequired": service.access.keys_required,
         "suggestions": service.suggestions is not None, "filesTranslation": service.options.files_translation,
         "supportedFilesFormat": list(documents.supported()) if service.options.files_translation else [],
-        "language": {"source": {"code": first.source, "name": LANGUAGE_NAMES.get(first.source, first.source)},
-                     "target": {"code": first.target, "name": LANGUAGE_NAMES.get(first.target, first.target)}},
+        "language": {"source": {"code": first.source, "name": language_name(first.source)},
+                     "target": {"code": first.target, "name": language_name(first.target)}},
     })
 
 
