@@ -348,6 +348,16 @@ MUTANTS = [
            "if (directory / RUN_MARKER).is_file() or (directory / EXPORT_MARKER).is_file():",
            "if (directory / RUN_MARKER).is_file():",
            ("tests/test_export.py::test_bad_flags_and_an_existing_out_are_one_line",)),
+    Mutant("argos-source-without-eos",  # Argos passes the pieces alone: the model never sees the end of the source
+           "machine_translation/interchange/argos.py", "source_eos=True", "source_eos=False",
+           ("tests/test_export_argos.py::test_argos_installs_the_package_and_translates_as_mt_does",)),
+    Mutant("argos-package-without-its-splitter",  # Argos then looks for spaCy's downloaded model, offline
+           "machine_translation/interchange/argos.py", 'splitter(spacy, source).to_disk(folder / "spacy")',
+           "splitter(spacy, source)",
+           ("tests/test_export_argos.py::test_argos_installs_the_package_and_translates_as_mt_does",)),
+    Mutant("argos-overwrites-a-users-file",
+           "machine_translation/interchange/argos.py", "    if not written_by_mt(out):", "    if False:",
+           ("tests/test_export_argos.py::test_bad_packages_are_one_line_and_nothing_is_lost",)),
 ]
 
 

@@ -5,8 +5,10 @@ CTranslate2 documents for converters of its own, as OpenNMT-py's `release_model`
 mt's translation models map one to one, post-norm or pre-norm: the self-attention's fused
 q, k, v weight and the cross-attention's q weight and fused k, v weight are CTranslate2's own
 layout, and mt's position table (its sinusoids, or learned positions) is written into the
-model (left out, CTranslate2 would build sinusoids of another layout). The decoder starts from mt's `<bos>`; the source gets no implicit BOS or EOS (the
-caller adds `<eos>` as mt does). The tokenizer goes with it as `sentencepiece.model`.
+model (left out, CTranslate2 would build sinusoids of another layout). The decoder starts from
+mt's `<bos>`; the source gets no implicit BOS or EOS (the caller adds `<eos>` as mt does),
+unless `source_eos` asks CTranslate2 to add it (for callers that cannot, like Argos). The
+tokenizer goes with it as `sentencepiece.model`.
 """
 from __future__ import annotations
 
@@ -29,15 +31,17 @@ def load_ctranslate2():
     return ctranslate2
 
 
-def convert(loaded, out_dir, precision: str) -> None:
-    """Write the CTranslate2 model of `loaded` (a `LoadedModel`) into `out_dir`."""
+def convert(loaded, out_dir, precision: str, source_eos: bool = False, positions: int | None = None) -> None:
+    """Write the CTranslate2 model of `loaded` (a `LoadedModel`) into `out_dir`: with
+    `source_eos`, CTranslate2 appends `<eos>` to each source itself; `positions` extends a
+    sinusoid table (rows past the model's own are the same formula; no row changes)."""
     ctranslate2 = load_ctranslate2()
     from ctranslate2.converters import Converter
     from ctranslate2.specs import common_spec, transformer_spec
 
     class MtConverter(Converter):
         def _load(self):
-            return model_spec(loaded, transformer_spec, common_spec)
+            return model_spec(loaded, transformer_spec, common_spec, source_eos, positions)
 
     del ctranslate2
     inner = Path(out_dir) / ".ctranslate2"  # (the converter replaces the folder it writes: not mt's own)
@@ -47,7 +51,7 @@ def convert(loaded, out_dir, precision: str) -> None:
     inner.rmdir()
 
 
-def model_spec(loaded, transformer_spec, common_spec):
+def model_spec(loaded, transformer_spec, common_spec, source_eos: bool = False, positions: int | None = None):
     """The `TransformerSpec` of mt's model, every weight set."""
     config, tok = loaded.config, loaded.tgt_tokenizer
     activation = {"relu": common_spec.Activation.RELU, "swish": common_spec.Activation.SWISH,
@@ -56,7 +60,8 @@ def model_spec(loaded, transformer_spec, common_spec):
                                                         config.n_heads, pre_norm=config.norm_first, activation=activation)
     state = {k: v.detach().float().cpu().numpy() for k, v in loaded.model.state_dict().items()}
     from encoder_transformer.layers import sinusoidal_table
-    table = sinusoidal_table(config.max_positions, config.d_model, config.sinusoid_layout).numpy()
+    rows = max(config.max_positions, positions or 0)
+    table = sinusoidal_table(rows, config.d_model, config.sinusoid_layout).numpy()
     for side, stack in (("encoder", spec.encoder), ("decoder", spec.decoder)):
         stack.scale_embeddings = math.sqrt(config.d_model)
         stack.position_encodings.encodings = state.get(f"{side}.embed.position.learned.weight", table)
@@ -86,7 +91,7 @@ def model_spec(loaded, transformer_spec, common_spec):
     spec.register_target_vocabulary(pieces)
     spec.config.unk_token, spec.config.bos_token = pieces[tok.unk_id], pieces[tok.bos_id]
     spec.config.eos_token, spec.config.decoder_start_token = pieces[tok.eos_id], pieces[tok.bos_id]
-    spec.config.add_source_bos = spec.config.add_source_eos = False
+    spec.config.add_source_bos, spec.config.add_source_eos = False, source_eos
     return spec
 
 

@@ -1,5 +1,6 @@
-"""`mt export MODEL --to hf|ctranslate2 --out DIR`: an mt translation model for another
-engine. CTranslate2: `interchange.ct2`. Hugging Face: an mt translation model as a
+"""`mt export MODEL --to hf|ctranslate2|argos --out PATH`: an mt translation model for another
+engine. CTranslate2: `interchange.ct2`; Argos Translate and LibreTranslate (a `.argosmodel`
+file): `interchange.argos`. Hugging Face: an mt translation model as a
 `MarianMTModel` directory (config.json, generation_config.json, model.safetensors, and
 `MarianTokenizer`'s source.spm, target.spm, vocab.json, tokenizer_config.json), which
 `transformers` loads and `generate()`s with, and through it ONNX and Optimum.
@@ -32,14 +33,14 @@ import torch
 
 from machine_translation.base.errors import ConfigError
 from machine_translation.base.options import SearchOptions
-from machine_translation.interchange import ct2
+from machine_translation.interchange import argos, ct2
 from machine_translation.base.files import atomic_directory, write_atomic
 from machine_translation.model.directory import WEIGHTS_FILE, load_pretrained
 from machine_translation.model.outputs import EXPORT_MARKER, check_out_dir
 from mt_tokenizers import SentencePieceTokenizer
 
 DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}  # --precision of --to hf
-PRECISIONS = {"hf": tuple(DTYPES), "ctranslate2": tuple(ct2.QUANTIZATION)}
+PRECISIONS = {"hf": tuple(DTYPES), "ctranslate2": tuple(ct2.QUANTIZATION), "argos": tuple(ct2.QUANTIZATION)}
 TARGETS = tuple(PRECISIONS)
 logger = logging.getLogger(__name__)
 NOT_KEPT = {
@@ -47,7 +48,12 @@ NOT_KEPT = {
            "mt's length limit a * source + b (transformers: max_length)",
            "mt's length penalty, log-prob / (length + 1) ** p (transformers divides by length ** p)"),
     "ctranslate2": ("mt's repetition guard and case handling (CTranslate2 has neither; no_repeat_ngram_size is "
-                    "another rule)", "mt's length limit a * source + b (CTranslate2: max_decoding_length)")}
+                    "another rule)", "mt's length limit a * source + b (CTranslate2: max_decoding_length)"),
+    "argos": ("mt's repetition guard and case handling (Argos has neither)",
+              "mt's search settings: Argos searches with beam ARGOS_BEAM_SIZE (4), length penalty 0.2, up to "
+              f"{argos.ARGOS_MAX_TOKENS} tokens, and replaces unknown words by source words",
+              "mt's sentence splitter, protected spans and tag placement (Argos splits with spaCy's sentencizer "
+              "when ARGOS_CHUNK_TYPE=SPACY; its output has every '_' turned into a space)")}
 
 
 @dataclass
@@ -64,6 +70,13 @@ def export(model_dir: Path, to: str, out: Path, precision: str = "fp32", overwri
     if precision not in PRECISIONS[to]:
         raise ConfigError(f"--precision {precision}: --to {to} stores its weights in {', '.join(PRECISIONS[to])}")
     model_dir, out = Path(model_dir), Path(out)
+    if to == "argos":
+        argos.check_out_file(out, overwrite)
+        argos.load_requirements()  # missing: one line with the install command, before any work
+        loaded = load_pretrained(model_dir, task="mt")
+        kept = argos.write_argos(loaded, model_dir, precision, out, overwrite,
+                                 lambda folder, kept: record(folder, model_dir, to, precision, kept))
+        return Exported(out, kept, list(NOT_KEPT[to]))
     replace = check_out_dir(out, overwrite, [model_dir])
     if to == "ctranslate2":
         ct2.load_ctranslate2()  # missing: one line with the install command, before any work
