@@ -348,6 +348,10 @@ MUTANTS = [
            "if (directory / RUN_MARKER).is_file() or (directory / EXPORT_MARKER).is_file():",
            "if (directory / RUN_MARKER).is_file():",
            ("tests/test_export.py::test_bad_flags_and_an_existing_out_are_one_line",)),
+    Mutant("engine-server-uses-one-translator",  # --workers 2 with CTranslate2: one batch per call, one core idle
+           "machine_translation/inference/translate.py", "return cls(loaded, dev, workers, plan, engine)",
+           "return cls(loaded, dev, 1 if engine else workers, plan, engine)",
+           ("tests/test_export.py::test_engine_ctranslate2_server_keeps_every_translator_busy",)),
     Mutant("argos-source-without-eos",  # Argos passes the pieces alone: the model never sees the end of the source
            "machine_translation/interchange/argos.py", "source_eos=True", "source_eos=False",
            ("tests/test_export_argos.py::test_argos_installs_the_package_and_translates_as_mt_does",)),

@@ -251,3 +251,26 @@ def test_engine_ctranslate2_serves_each_client_its_translation(learned, ct2_expo
         page = client.post("/translate", json={"q": f"<p>{VAL[0]}</p>", "source": "en", "target": "fr",
                                                "format": "html"}).json()["translatedText"]
     assert answers == expected and page == f"<p>{expected[0]}</p>"
+
+
+def test_engine_ctranslate2_server_keeps_every_translator_busy(learned, ct2_exported, monkeypatch):
+    """`mt serve --engine ctranslate2 --workers 2`: a batch is split into one part per
+    CTranslate2 translator (inter_threads), in one call, as mt's own workers share one;
+    the answers are the same as one translator's."""
+    from machine_translation.base.options import ServeOptions
+    from machine_translation.inference.engine import CTranslate2Search
+    from machine_translation.serve.api import Access
+    from machine_translation.serve.app import build_app
+    from machine_translation.serve.server import load_models
+    from starlette.testclient import TestClient
+    source, out = ct2_exported
+    calls, search = [], CTranslate2Search.search
+    monkeypatch.setattr(CTranslate2Search, "search", lambda self, batches, opts: calls.append(len(batches)) or
+                        search(self, batches, opts))
+    options = ServeOptions()
+    models = load_models([source], "cpu", None, 2, options, {source: out / "fp32"})
+    expected = Translator.from_pretrained(source, "cpu", ctranslate2=out / "fp32").translate(VAL[:8])
+    calls.clear()
+    with TestClient(build_app(models, options, Access(None, 0))) as client:
+        answer = client.post("/translate", json={"q": VAL[:8], "source": "en", "target": "fr"}).json()
+    assert answer["translatedText"] == expected and calls == [2], calls

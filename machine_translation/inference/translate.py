@@ -96,7 +96,7 @@ class Translator:
         engine = None if ctranslate2 is None else CTranslate2Search(
             Path(ctranslate2), loaded.src_tokenizer, loaded.tgt_tokenizer, dev.type, workers, torch.get_num_threads(),
             loaded.config.max_positions)
-        return cls(loaded, dev, 1 if engine else workers, plan, engine)
+        return cls(loaded, dev, workers, plan, engine)
 
     @property
     def precision(self) -> str:
