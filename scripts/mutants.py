@@ -352,6 +352,10 @@ MUTANTS = [
            "machine_translation/inference/translate.py", "return cls(loaded, dev, workers, plan, engine)",
            "return cls(loaded, dev, 1 if engine else workers, plan, engine)",
            ("tests/test_export.py::test_engine_ctranslate2_server_keeps_every_translator_busy",)),
+    Mutant("nagle-on-kept-alive-connections",  # answers after a connection's first wait for the delayed ACK
+           "machine_translation/serve/server.py", "sock = socket.socket(info[0], socket.SOCK_STREAM, socket.IPPROTO_TCP)",
+           "sock = socket.socket(info[0], socket.SOCK_STREAM)",
+           ("tests/test_serve_open.py::test_answers_on_a_kept_alive_connection_are_sent_at_once",)),
     Mutant("argos-source-without-eos",  # Argos passes the pieces alone: the model never sees the end of the source
            "machine_translation/interchange/argos.py", "source_eos=True", "source_eos=False",
            ("tests/test_export_argos.py::test_argos_installs_the_package_and_translates_as_mt_does",)),

@@ -293,3 +293,29 @@ def test_a_client_cannot_forge_access_log_lines(client, caplog):
     access = [r.getMessage() for r in caplog.records if r.name == "machine_translation.serve.access"]
     assert len(access) == 1 and "\n" not in access[0] and '\\x0A127.0.0.1' in access[0], access
     assert '"a\\x22b"' in access[0]
+
+
+def test_answers_on_a_kept_alive_connection_are_sent_at_once():
+    """The listening socket is made so that asyncio turns Nagle's algorithm off on each
+    connection (TCP_NODELAY): with it on, every answer after a connection's first waited for
+    the client's delayed ACK, about 40 ms (a keep-alive client at C = 1: 72 -> 29 ms)."""
+    import asyncio
+
+    from machine_translation.serve.server import bind
+    sock = bind("127.0.0.1", 0)
+    seen = []
+
+    async def main():
+        async def handle(reader, writer):
+            seen.append(writer.get_extra_info("socket").getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY))
+            writer.close()
+
+        server = await asyncio.start_server(handle, sock=sock)
+        _, writer = await asyncio.open_connection(*sock.getsockname()[:2])
+        while not seen:
+            await asyncio.sleep(0.01)
+        writer.close()
+        server.close()
+
+    asyncio.run(asyncio.wait_for(main(), 10))
+    assert seen == [1]
