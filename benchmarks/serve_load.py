@@ -8,6 +8,10 @@ Reports requests/s, sentences/s, p50/p95/p99 latency, errors and the batch-size 
 its start, and the Translator alone), and the server's RSS after request 1,000 and 10,000.
 
     python benchmarks/serve_load.py --model /tmp/bench30/mt --out /tmp/serve_load.json
+    python benchmarks/serve_load.py --url http://127.0.0.1:5000 --out /tmp/other.json   # any LibreTranslate-compatible server
+
+With --url, the server at that address is loaded as it is (no offline reference, no soak);
+the batch sizes are reported only by servers whose /health gives them (mt's).
 """
 from __future__ import annotations
 
@@ -59,6 +63,15 @@ def histogram_diff(before: dict, after: dict) -> dict:
     return {k: after.get(k, 0) - before.get(k, 0) for k in after if after.get(k, 0) != before.get(k, 0)}
 
 
+async def batch_sizes(client) -> dict:
+    """mt's batch-size histogram from /health; {} from another server."""
+    import httpx
+    try:
+        return (await client.get("/health")).json()["models"][0]["batch_sizes"]
+    except (ValueError, KeyError, IndexError, TypeError, httpx.HTTPError):
+        return {}
+
+
 async def load(url: str, sentences: list[str], concurrency: int, time_limit: float) -> dict:
     """Each of C clients sends one sentence per request until all are sent (or the time is up)."""
     import httpx
@@ -83,11 +96,11 @@ async def load(url: str, sentences: list[str], concurrency: int, time_limit: flo
                     errors += 1
                 latencies.append(time.perf_counter() - t)
 
-        before = (await client.get("/health")).json()["models"][0]["batch_sizes"]
+        before = await batch_sizes(client)
         start = time.perf_counter()
         await asyncio.gather(*(worker() for _ in range(concurrency)))
         wall = time.perf_counter() - start
-        after = (await client.get("/health")).json()["models"][0]["batch_sizes"]
+        after = await batch_sizes(client)
     q = statistics.quantiles(latencies, n=100) if len(latencies) > 1 else latencies * 99
     return {"concurrency": concurrency, "requests": len(latencies), "errors": errors,
             "requests_per_s": round(len(latencies) / wall, 1), "sentences_per_s": round(len(answers) / wall, 1),
@@ -142,9 +155,23 @@ def compare_observability(args, sentences: list[str], extra: list[str]) -> None:
     print(json.dumps(report))
 
 
+def load_url(args, sentences: list[str]) -> None:
+    """Each C against a server already running at args.url."""
+    results = []
+    for c in args.concurrency:
+        r = asyncio.run(load(args.url, sentences, c, args.time_limit))
+        r.pop("answers")
+        results.append(r)
+        print(json.dumps(r), file=sys.stderr)
+    report = {"url": args.url, "load": results, "date": time.strftime("%Y-%m-%d %H:%M")}
+    args.out.write_text(json.dumps(report, indent=2))
+    print(json.dumps(report))
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--model", required=True)
+    p.add_argument("--model", help="the mt model to serve (or --url)")
+    p.add_argument("--url", help="instead: load this running LibreTranslate-compatible server")
     p.add_argument("--out", type=Path, default=Path("/tmp/serve_load.json"))
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--concurrency", type=int, nargs="*", default=[1, 8, 32])
@@ -158,6 +185,10 @@ def main() -> None:
     sentences, _ = read_split(parse_data_spec("multi30k"), "test_2016_flickr", "en-fr", os.environ.get("MT_DATA_DIR"))
     sentences = sentences[: args.sentences]
 
+    if args.url:
+        return load_url(args, sentences)
+    if not args.model:
+        p.error("--model or --url is required")
     if args.observability_runs:
         return compare_observability(args, sentences, extra)
     reference = offline(args.model, sentences, args.threads)
