@@ -110,6 +110,10 @@ def test_lm_bad_inputs(lm_dir, tmp_path):
     assert r.exit_code == 2 and "no model directory" in r.stderr
     r = runner.invoke(app, ["translate", "--model", str(out), "hello"])
     assert r.exit_code == 2 and "use `mt generate" in r.stderr
+    for to in ("ctranslate2", "hf"):
+        r = runner.invoke(app, ["export", str(out), "--to", to, "--out", str(tmp_path / to)])
+        assert r.exit_code == 2 and "holds a language model: mt export writes translation models" in r.stderr
+        assert not (tmp_path / to).exists()
     r = runner.invoke(app, ["generate", "--model", str(out), "--prompt", "ROMEO: " * 20, "--max-new-tokens", "3"])
     assert r.exit_code == 0 and "only its last 32" in r.stderr
 

@@ -35,7 +35,7 @@ from machine_translation.base.errors import ConfigError
 from machine_translation.base.options import SearchOptions
 from machine_translation.interchange import argos, ct2
 from machine_translation.base.files import atomic_directory, write_atomic
-from machine_translation.model.directory import WEIGHTS_FILE, load_pretrained
+from machine_translation.model.directory import WEIGHTS_FILE, load_pretrained, read_config
 from machine_translation.model.outputs import EXPORT_MARKER, check_out_dir
 from mt_tokenizers import SentencePieceTokenizer
 
@@ -70,6 +70,9 @@ def export(model_dir: Path, to: str, out: Path, precision: str = "fp32", overwri
     if precision not in PRECISIONS[to]:
         raise ConfigError(f"--precision {precision}: --to {to} stores its weights in {', '.join(PRECISIONS[to])}")
     model_dir, out = Path(model_dir), Path(out)
+    if read_config(model_dir)[0].task != "mt":
+        raise ConfigError(f"{model_dir} holds a language model: mt export writes translation models (no "
+                          f"decoder-only export is built); `mt generate --model {model_dir}` runs it")
     if to == "argos":
         argos.check_out_file(out, overwrite)
         argos.load_requirements()  # missing: one line with the install command, before any work
