@@ -19,13 +19,12 @@ replaces only a package mt wrote.
 """
 from __future__ import annotations
 
-import json
 import tempfile
 import zipfile
 from pathlib import Path
 
 from machine_translation.base.errors import ConfigError
-from machine_translation.base.files import atomic_path, write_atomic
+from machine_translation.base.files import atomic_path, write_atomic, write_json
 from machine_translation.base.languages import language_name
 from machine_translation.interchange import ct2
 from machine_translation.model.outputs import EXPORT_MARKER
@@ -81,10 +80,10 @@ def languages(loaded, model_dir: Path) -> tuple[str, str]:
     return source, target
 
 
-def write_argos(loaded, model_dir: Path, precision: str, out: Path, overwrite: bool, record) -> list[str]:
-    """Write the package (see the module's docstring); what it keeps. `record(directory,
-    kept)` writes mt's `mt_export.json`. `out` is checked (`check_out_file`) by the caller."""
-    spacy = load_requirements()
+def write_argos(loaded, spacy, model_dir: Path, precision: str, out: Path, record) -> list[str]:
+    """Write the package (see the module's docstring); what it keeps. The caller has checked
+    `out` (`check_out_file`) and loaded `spacy` (`load_requirements`), before the model;
+    `record(directory, kept)` writes mt's `mt_export.json`."""
     tok = loaded.tgt_tokenizer
     if not (isinstance(tok, SentencePieceTokenizer) and loaded.src_tokenizer is tok):
         raise ConfigError(f"{model_dir}: an Argos package carries one SentencePiece model for both sides; this model "
@@ -95,7 +94,7 @@ def write_argos(loaded, model_dir: Path, precision: str, out: Path, overwrite: b
             f"{ARGOS_MAX_TOKENS} positions", "<eos> appended to each source (by CTranslate2)"]
     name = f"translate-{source}_{target}-{PACKAGE_VERSION.replace('.', '_')}"
     out.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(prefix=".mt-argos-", dir=out.parent) as tmp:
+    with tempfile.TemporaryDirectory(prefix="mt-argos-") as tmp:  # (zipped from here into `out`, atomically)
         folder = Path(tmp) / name
         (folder / "model").mkdir(parents=True)
         ct2.convert(loaded, folder / "model", precision, source_eos=True, positions=ARGOS_MAX_TOKENS)
@@ -104,7 +103,7 @@ def write_argos(loaded, model_dir: Path, precision: str, out: Path, overwrite: b
         metadata = {"package_version": PACKAGE_VERSION, "argos_version": ARGOS_VERSION, "from_code": source,
                     "from_name": language_name(source), "to_code": target, "to_name": language_name(target),
                     "type": "translate", "links": []}
-        write_atomic(folder / "metadata.json", (json.dumps(metadata, indent=2) + "\n").encode())
+        write_json(folder / "metadata.json", metadata)
         write_atomic(folder / "README.md", readme(model_dir, source, target).encode())
         record(folder, kept)
         with atomic_path(out) as path, zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED, compresslevel=1) as z:

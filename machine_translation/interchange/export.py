@@ -34,7 +34,7 @@ import torch
 from machine_translation.base.errors import ConfigError
 from machine_translation.base.options import SearchOptions
 from machine_translation.interchange import argos, ct2
-from machine_translation.base.files import atomic_directory, write_atomic
+from machine_translation.base.files import atomic_directory, write_atomic, write_json
 from machine_translation.model.directory import WEIGHTS_FILE, load_pretrained, read_config
 from machine_translation.model.outputs import EXPORT_MARKER, check_out_dir
 from mt_tokenizers import SentencePieceTokenizer
@@ -75,9 +75,9 @@ def export(model_dir: Path, to: str, out: Path, precision: str = "fp32", overwri
                           f"decoder-only export is built); `mt generate --model {model_dir}` runs it")
     if to == "argos":
         argos.check_out_file(out, overwrite)
-        argos.load_requirements()  # missing: one line with the install command, before any work
+        spacy = argos.load_requirements()  # missing: one line with the install command, before any work
         loaded = load_pretrained(model_dir, task="mt")
-        kept = argos.write_argos(loaded, model_dir, precision, out, overwrite,
+        kept = argos.write_argos(loaded, spacy, model_dir, precision, out,
                                  lambda folder, kept: record(folder, model_dir, to, precision, kept))
         return Exported(out, kept, list(NOT_KEPT[to]))
     replace = check_out_dir(out, overwrite, [model_dir])
@@ -260,7 +260,3 @@ def write_tokenizer(directory: Path, tok: SentencePieceTokenizer, pair: str | No
         "tokenizer_class": "MarianTokenizer", "source_lang": source, "target_lang": target,
         "eos_token": tok.id_to_piece(tok.eos_id), "unk_token": tok.id_to_piece(tok.unk_id),
         "pad_token": tok.id_to_piece(tok.pad_id), "model_max_length": max_positions, "separate_vocabs": False})
-
-
-def write_json(path: Path, data: dict) -> None:
-    write_atomic(path, (json.dumps(data, indent=1, ensure_ascii=False) + "\n").encode())
