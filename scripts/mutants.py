@@ -269,8 +269,21 @@ MUTANTS = [
            "os.O_WRONLY | os.O_CREAT | os.O_TRUNC",
            ("tests/test_serve_open.py::test_suggest_appends_each_suggestion_and_is_403_when_off",)),
     Mutant("batches-run-on-the-batcher-thread",  # a second thread calls torch: its own OpenMP team, 2x slower
-           "machine_translation/serve/server.py", "runner.call(tr.translations, texts, opts)",
-           "tr.translations(texts, opts)", ("tests/test_serve_open.py::test_all_model_work_runs_on_one_thread",)),
+           "machine_translation/serve/server.py", "runner.call(tr.translations, texts, opts,",
+           "(lambda fn, *args: fn(*args))(tr.translations, texts, opts,",
+           ("tests/test_serve_open.py::test_all_model_work_runs_on_one_thread",)),
+    Mutant("answers-wait-for-their-whole-batch",  # the short sentences of a batch wait for its longest
+           "machine_translation/serve/batcher.py", "lambda i, result: _send(batch[i], result)", "lambda i, result: None",
+           ("tests/test_serve.py::test_a_sentence_is_answered_when_its_translation_ends_not_its_batch",)),
+    Mutant("beam-search-tells-only-the-last-sentences",  # sentences that end early are told at the end, or never
+           "machine_translation/inference/search.py",
+           "        if on_end is not None:\n            for s in beams.sentence[done].tolist():",
+           "        if on_end is not None and done.all():\n            for s in beams.sentence[done].tolist():",
+           ("tests/test_search.py::test_each_sentence_is_told_the_step_it_ends_with_its_final_n_best",
+            "tests/test_serve.py::test_a_sentence_is_answered_when_its_translation_ends_not_its_batch")),
+    Mutant("told-translation-of-another-sentence",  # a batch's row, not the sentence's place in the input
+           "machine_translation/inference/translate.py", "lambda j, h, b=b: on_end(b[j], h)", "lambda j, h, b=b: on_end(j, h)",
+           ("tests/test_serve.py::test_a_sentence_is_answered_when_its_translation_ends_not_its_batch",)),
     Mutant("one-sentence-shortcut-misses-list-items",  # "a) one b) two" is not given to pysbd
            "machine_translation/text/sentences.py", 'BOUNDARIES = ".!?…;:)', 'BOUNDARIES = ".!?…;:',
            ("tests/test_text.py::test_the_one_sentence_shortcut_gives_what_pysbd_gives",)),

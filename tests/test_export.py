@@ -244,7 +244,11 @@ def test_engine_ctranslate2_serves_each_client_its_translation(learned, ct2_expo
     options = ServeOptions()
     models = load_models([source], "cpu", None, 1, options, {source: out / "fp32"})
     assert models[0].translator.engine is not None
-    expected = Translator.from_pretrained(source, "cpu", ctranslate2=out / "fp32").translate(VAL[:5])
+    engine = Translator.from_pretrained(source, "cpu", ctranslate2=out / "fp32")
+    expected = engine.translate(VAL[:5])
+    told = {}  # what the server answers each sentence with as soon as its batch is back
+    result = engine.translations(VAL[:5] + [""], on_translation=lambda i, t: told.setdefault(i, []).append(t))
+    assert told == {i: [t] for i, t in enumerate(result)}
     with TestClient(build_app(models, options, Access(None, 0))) as client:
         answers = [client.post("/translate", json={"q": s, "source": "en", "target": "fr"}).json()["translatedText"]
                    for s in VAL[:5]]

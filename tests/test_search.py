@@ -87,3 +87,32 @@ def test_blocked_topk_finds_what_topk_finds(length, k):
     assert torch.equal(values, x.topk(k, dim=-1).values)
     assert torch.equal(x.gather(1, cols), values)
     assert all(len(set(row)) == k for row in cols.tolist())  # k different columns
+
+
+class _Counting:
+    """The model, counting its decoding steps."""
+
+    def __init__(self, model):
+        self.model, self.steps = model, 0
+
+    def decode_step(self, tokens, cache):
+        self.steps += 1
+        return self.model.decode_step(tokens, cache)
+
+
+@pytest.mark.parametrize("beam", [1, 3])
+def test_each_sentence_is_told_the_step_it_ends_with_its_final_n_best(seq2seq, beam):
+    """`mt serve` answers a sentence as soon as its search ends (`on_end`), not when the longest
+    sentence of its batch does: told once, while the batch decodes on, what the search returns."""
+    model, told = _Counting(seq2seq), {}
+    max_len = torch.tensor([12, 3, 7])  # the sentences end at different steps (at their limits at the latest)
+    on_end = lambda s, hyps: told.setdefault(s, []).append((model.steps, hyps))  # noqa: E731
+    if beam == 1:
+        result = [[h] for h in greedy_search(model, seq2seq.start_cache(SRC), max_len, 2, 3, on_end=on_end)]
+    else:
+        result = beam_search(model, seq2seq.start_cache(SRC), max_len, 2, 3, beam=beam, n_best=2, on_end=on_end)
+    assert sorted(told) == [0, 1, 2] and all(len(t) == 1 for t in told.values())
+    for s, [(step, hyps)] in told.items():
+        assert [(h.tokens, h.score) for h in hyps] == [(h.tokens, h.score) for h in result[s]]
+        assert step <= int(max_len[s])  # told the step it ended, not after the batch's last
+    assert told[1][0][0] < model.steps

@@ -183,7 +183,7 @@ def test_a_failure_inside_is_a_500_without_traceback_and_the_server_goes_on(lear
     with make_client(learned[0]) as c:
         model = c.app.state.service.models[0]
         real = model.batcher._translate
-        model.batcher._translate = lambda texts, options: 1 / 0
+        model.batcher._translate = lambda texts, options, told: 1 / 0
         error(c.post("/translate", json={"q": "a dog", "source": "en", "target": "fr"}), 500, "Internal server error")
         model.batcher._translate = real
         assert c.post("/translate", json={"q": "a dog", "source": "en", "target": "fr"}).status_code == 200
@@ -194,7 +194,7 @@ def test_a_full_queue_and_a_timeout_are_503_with_retry_after_a_request_over_the_
         model = c.app.state.service.models[0]
         real = model.batcher._translate
         release = threading.Event()
-        model.batcher._translate = lambda texts, options: (release.wait(5), real(texts, options))[1]
+        model.batcher._translate = lambda texts, options, told: (release.wait(5), real(texts, options, told))[1]
         answers = {}
         ask = lambda name, q: answers.__setitem__(name, c.post("/translate", json={  # noqa: E731
             "q": q, "source": "en", "target": "fr"}))
@@ -240,6 +240,45 @@ def test_concurrent_clients_get_their_own_translations_batched_equals_alone(clie
     assert [results[i] for i in range(len(SENTENCES))] == [alone[0][s] for s in SENTENCES]
     health = client.get("/health").json()["models"][0]
     assert sum(health["batch_sizes"].values()) - before < len(SENTENCES), "concurrent requests were batched"
+
+
+def test_a_sentence_is_answered_when_its_translation_ends_not_its_batch(learned):
+    """The batcher answers each sentence the moment the translation tells it, while the rest of
+    the batch is still being translated; and a Translator tells every sentence once, exactly
+    what it returns."""
+    import asyncio
+
+    from machine_translation.inference.translate import Translator
+    from machine_translation.serve.batcher import Batcher
+    release = threading.Event()
+
+    def translate(texts, options, told):  # the short one ends first; the long one takes until released
+        told(0, "short done")
+        release.wait(10)
+        return ["short done", "long done"]
+
+    batcher = Batcher("m", translate, ServeOptions(batch_delay_ms=50))
+    batcher.start()
+
+    async def scenario():
+        short, long = batcher.submit(["short", "a long one"], [2, 4], SearchOptions())
+        assert await asyncio.wait_for(short.future, 5) == "short done"  # before the batch has ended
+        assert not long.future.done()
+        release.set()
+        assert await asyncio.wait_for(long.future, 5) == "long done"
+    try:
+        asyncio.run(scenario())
+    finally:
+        release.set()
+        batcher.stop()
+    assert batcher.batch_counts() == {2: 1}, "one batch"
+
+    translator = Translator.from_pretrained(learned[0], "cpu")
+    lines = SENTENCES[:6] + [""]
+    for options in (SearchOptions(beam=4, n_best=2), SearchOptions(beam=1)):
+        told = {}
+        result = translator.translations(lines, options, on_translation=lambda i, t: told.setdefault(i, []).append(t))
+        assert told == {i: [t] for i, t in enumerate(result)}
 
 
 def test_the_batcher_respects_its_limits(learned):
@@ -332,7 +371,7 @@ def test_a_client_that_goes_away_has_its_queued_sentences_dropped(learned):
     opts = ServeOptions(batch_delay_ms=0)
     model = load_models([learned[0]], "cpu", None, 1, opts)[0]
     release, seen = threading.Event(), []
-    model.batcher._translate = lambda texts, options: (seen.append(list(texts)), release.wait(5),
+    model.batcher._translate = lambda texts, options, told: (seen.append(list(texts)), release.wait(5),
                                                        [[None]] * len(texts))[2]
     model.batcher.start()
 

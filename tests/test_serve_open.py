@@ -193,7 +193,7 @@ def test_one_access_line_per_request_and_one_traceback_per_500(client, caplog):
         client.post("/translate", json={"q": SENTENCES[0], "source": "en", "target": "fr"})
         client.get("/languages")
         client.post("/translate", json={"q": "a", "source": "en"})
-        model.batcher._translate = lambda texts, options: 1 / 0
+        model.batcher._translate = lambda texts, options, told: 1 / 0
         strict = TestClient(client.app)  # raises what escapes the app: what uvicorn would log a second time
         try:
             error(strict.post("/translate", json={"q": ["a dog", "a cat"], "source": "en", "target": "fr"}), 500)

@@ -14,6 +14,7 @@ pass over the same row (docs/benchmarks-log.md, 1c. Translation speed and precis
 from __future__ import annotations
 
 from dataclasses import dataclass
+from collections.abc import Callable
 from typing import Protocol
 
 import torch
@@ -35,15 +36,19 @@ class Hypothesis:
     log_prob: float
 
 
+Ended = Callable[[int, list[Hypothesis]], None]  # (sentence's row in the batch, its n-best): told as it ends
+
+
 @torch.inference_mode()
 def greedy_search(model: StepModel, cache: KVCache, max_len: Tensor, bos_id: int, eos_id: int,
-                  guard: RepeatGuard | None = None, banned: int | None = None) -> list[Hypothesis]:
+                  guard: RepeatGuard | None = None, banned: int | None = None,
+                  on_end: Ended | None = None) -> list[Hypothesis]:
     """Decode each row of the batch by taking the most likely token until EOS or max_len[b] tokens.
 
     max_len: (B,) the most tokens (EOS included) each row may produce. Finished rows
     leave the batch, so long sentences do not make short ones pay. With a `guard`,
     degenerate repetitions are never chosen; the `banned` token never is (its probability
-    goes to the others).
+    goes to the others). `on_end(b, [hypothesis])` is called the step row b ends.
     """
     B = max_len.size(0)
     device = max_len.device
@@ -66,12 +71,19 @@ def greedy_search(model: StepModel, cache: KVCache, max_len: Tensor, bos_id: int
             if token != eos_id:
                 out[row].append(token)
         keep = (best != eos_id).nonzero().squeeze(1)  # (N',)
+        if on_end is not None:
+            for row in alive[best == eos_id].tolist():
+                on_end(row, [_greedy_hypothesis(out[row], log_probs[row])])
         guard = None if guard is None else guard.advance(best)
         if keep.numel() < alive.numel():
             cache = cache.reorder(keep, keep)  # one row per sentence: hypotheses and sources alike
             guard = None if guard is None else guard.select(keep)
         alive, tokens = alive[keep], best[keep, None]
-    return [Hypothesis(t, lp / (len(t) + 1), lp) for t, lp in zip(out, log_probs)]
+    return [_greedy_hypothesis(t, lp) for t, lp in zip(out, log_probs)]
+
+
+def _greedy_hypothesis(tokens: list[int], log_prob: float) -> Hypothesis:
+    return Hypothesis(tokens, log_prob / (len(tokens) + 1), log_prob)
 
 
 def _log_probs(logits: Tensor, banned: int | None) -> Tensor:
@@ -168,14 +180,15 @@ def _select(beams: _Beams, cand_scores: Tensor, parent: Tensor, token: Tensor, e
 def beam_search(
     model: StepModel, cache: KVCache, max_len: Tensor, bos_id: int, eos_id: int,
     beam: int = 4, length_penalty: float = 1.0, n_best: int = 1, guard: RepeatGuard | None = None,
-    banned: int | None = None, stopping: str = "mt",
+    banned: int | None = None, stopping: str = "mt", on_end: Ended | None = None,
 ) -> list[list[Hypothesis]]:
     """Beam search with K hypotheses per sentence, ranked by log-probability / (length + 1)
     ** length_penalty; returns the n_best per sentence, best first. The `banned` token is never
     chosen. A sentence ends at max_len[b], where EOS is forced, and before that by `stopping`:
     "mt": when K hypotheses have ended in EOS; "transformers" (Hugging Face's default, for
     imported models): once none of its running hypotheses could beat the worst of its K best
-    ended ones (`_cannot_improve`), and the EOS forced at the limit costs nothing."""
+    ended ones (`_cannot_improve`), and the EOS forced at the limit costs nothing.
+    `on_end(b, n_best)` is called the step sentence b ends, while the others go on."""
     B, K = max_len.size(0), beam
     device = max_len.device
     # The first step decodes one row per sentence (BOS alone); its 2K best continuations make the K beams.
@@ -202,10 +215,17 @@ def beam_search(
         else:
             done = _cannot_improve(finished, beams, cand_scores, token, eos_id, K, step, length_penalty)
         done |= max_len[beams.sentence] <= step
+        if on_end is not None:
+            for s in beams.sentence[done].tolist():
+                on_end(s, _n_best(finished[s], n_best))
         if done.all():
             break
         beams = _select(beams, cand_scores, parent, token, eos_id, K, done)
-    return [sorted(h, key=lambda x: -x.score)[:n_best] for h in finished]
+    return [_n_best(h, n_best) for h in finished]
+
+
+def _n_best(finished: list[Hypothesis], n: int) -> list[Hypothesis]:
+    return sorted(finished, key=lambda x: -x.score)[:n]
 
 
 _BLOCK = 64  # the columns of one block in `blocked_topk` (the fastest of 16-128 on 8,000-way rows)

@@ -43,7 +43,7 @@ from machine_translation.base.options import SearchOptions, TextOptions
 from machine_translation.inference import pipeline
 from machine_translation.text import documents
 from machine_translation.inference.repetition import PieceTable, RepeatGuard
-from machine_translation.inference.search import Hypothesis, beam_search, greedy_search
+from machine_translation.inference.search import Ended, Hypothesis, beam_search, greedy_search
 
 logger = logging.getLogger(__name__)
 Progress = Callable[[int], None]  # told how many more sentences are done
@@ -150,15 +150,25 @@ class Translator:
         return len(self.loaded.src_tokenizer.encode(sentence)) < self.loaded.config.max_positions
 
     def translations(self, sentences: list[str], options: SearchOptions | None = None,
-                     progress: Progress | None = None) -> list[list[Translation]]:
+                     progress: Progress | None = None,
+                     on_translation: Callable[[int, list[Translation]], None] | None = None) -> list[list[Translation]]:
         """The n-best `Translation`s of each sentence (taken whole), best first. With
         `normalize_case`, ALL-CAPS and Title-Case sentences are translated in sentence case
-        (`casing`). `progress(n)` is called as each batch of n sentences is done."""
+        (`casing`). `progress(n)` is called as each batch of n sentences is done;
+        `on_translation(i, n_best)` as soon as sentence i's are known, while its batch goes on
+        (mt's own search in this process; CTranslate2 and worker processes tell a batch at a time):
+        `mt serve` answers each request then, not when the longest sentence of its batch ends."""
         opts = options or self.defaults
         prepared = [casing.normalize(s) if opts.normalize_case else (s, casing.AS_IS) for s in sentences]
         decode = self.loaded.tgt_tokenizer.decode
-        return [[Translation(casing.restore(decode(h.tokens), kind), h.score, h.tokens, text) for h in hyps]
-                for (text, kind), hyps in zip(prepared, self._search([text for text, _ in prepared], opts, progress))]
+
+        def translated(i: int, hyps: list[Hypothesis]) -> list[Translation]:
+            text, kind = prepared[i]
+            return [Translation(casing.restore(decode(h.tokens), kind), h.score, h.tokens, text) for h in hyps]
+
+        ended = None if on_translation is None else lambda i, hyps: on_translation(i, translated(i, hyps))
+        return [translated(i, hyps)
+                for i, hyps in enumerate(self._search([text for text, _ in prepared], opts, progress, ended))]
 
     def alignment(self, translation: Translation) -> Alignment:
         """The cross-attention of a translation's output pieces over its source pieces (`alignment`)."""
@@ -179,9 +189,9 @@ class Translator:
         return out
 
     def _search(self, sentences: list[str], options: SearchOptions | None = None,
-                progress: Progress | None = None) -> list[list[Hypothesis]]:
+                progress: Progress | None = None, on_end: Ended | None = None) -> list[list[Hypothesis]]:
         """n-best hypotheses per sentence (as given: no case handling), in input order; empty
-        sentences give one empty hypothesis."""
+        sentences give one empty hypothesis. `on_end(i, n_best)`: each sentence's, once known."""
         opts = options or self.defaults
         vocab = self.loaded.config.vocab_size
         if opts.beam > vocab:
@@ -189,25 +199,35 @@ class Translator:
         encoded = self._encode_source(sentences)
         results: list[list[Hypothesis]] = [[Hypothesis([], 0.0, 0.0)] for _ in sentences]
         todo = sorted((i for i, s in enumerate(sentences) if s.strip()), key=lambda i: len(encoded[i]))
+        if on_end is not None:
+            for i in sorted(set(range(len(sentences))) - set(todo)):
+                on_end(i, results[i])
         batches = [todo[start : start + opts.batch_size] for start in range(0, len(todo), opts.batch_size)]
         # longest first: worker processes then end on short batches, not one translating the
         # longest batch while the others wait (+4% greedy, +6% beam 4 with 2 workers)
         batches.reverse()
-        for batch, hyps in zip(batches, self._search_batches([[encoded[i] for i in b] for b in batches], opts)):
+        sources = [[encoded[i] for i in b] for b in batches]
+        ends = None if on_end is None else [lambda j, h, b=b: on_end(b[j], h) for b in batches]
+        for batch, hyps in zip(batches, self._search_batches(sources, opts, ends)):
             for i, h in zip(batch, hyps):
                 results[i] = h
             if progress is not None:
                 progress(len(batch))
         return results
 
-    def _search_batches(self, batches: list[list[list[int]]],
-                        opts: SearchOptions) -> Iterator[list[list[Hypothesis]]]:
-        """Hypotheses of each batch of encoded sources, in order: here, or spread over the
-        worker processes (each takes the next batch as it becomes free), or all by CTranslate2."""
+    def _search_batches(self, batches: list[list[list[int]]], opts: SearchOptions,
+                        ends: list[Ended] | None = None) -> Iterator[list[list[Hypothesis]]]:
+        """Hypotheses of each batch of encoded sources, in order: here (each sentence told to
+        its batch's `ends` as it ends), or spread over the worker processes (each takes the
+        next batch as it becomes free), or all by CTranslate2."""
+        if self.engine is None and (self.workers == 1 or len(batches) < 2):
+            return (self._search_batch(src, opts, None if ends is None else ends[n]) for n, src in enumerate(batches))
+        return _told(self._search_elsewhere(batches, opts), ends)
+
+    def _search_elsewhere(self, batches: list[list[list[int]]], opts: SearchOptions) -> Iterator[list[list[Hypothesis]]]:
+        """By CTranslate2, or by the worker processes."""
         if self.engine is not None:
             return iter(self.engine.search(batches, opts))
-        if self.workers == 1 or len(batches) < 2:
-            return (self._search_batch(src, opts) for src in batches)
         if self._pool is None:  # started once, kept for later calls
             context = multiprocessing.get_context("spawn")  # fork is unsafe with OpenMP thread pools
             # Only this process holds the lifeline's writing end: when it dies, however it dies
@@ -218,7 +238,8 @@ class Translator:
             weakref.finalize(self, self._pool.shutdown)  # stop the workers with the Translator, or at exit
         return self._pool.map(_search_in_worker, batches, repeat(opts))
 
-    def _search_batch(self, src: list[list[int]], opts: SearchOptions) -> list[list[Hypothesis]]:
+    def _search_batch(self, src: list[list[int]], opts: SearchOptions,
+                      on_end: Ended | None = None) -> list[list[Hypothesis]]:
         cfg = self.loaded.config
         pad, bos, eos = cfg.pad_id, self.loaded.tgt_tokenizer.bos_id, self.loaded.tgt_tokenizer.eos_id
         src_ids = pad_batch(src, pad).to(self.device)  # (B, S)
@@ -233,15 +254,24 @@ class Translator:
         with torch.inference_mode():
             cache = self.model.start_cache(src_ids)
             if opts.beam == 1:
-                return [[h] for h in greedy_search(self.model, cache, max_len, bos, eos, guard, banned)]
+                return [[h] for h in greedy_search(self.model, cache, max_len, bos, eos, guard, banned, on_end)]
             return beam_search(self.model, cache, max_len, bos, eos, opts.beam, opts.length_penalty, opts.n_best,
-                               guard, banned, opts.stopping)
+                               guard, banned, opts.stopping, on_end)
 
     def _piece_table(self, tok) -> PieceTable:
         """A vocabulary's character runs, for the repetition guard (built once per tokenizer)."""
         if id(tok) not in self._pieces:
             self._pieces[id(tok)] = PieceTable.from_pieces([tok.id_to_piece(i) for i in range(tok.vocab_size)])
         return self._pieces[id(tok)]
+
+
+def _told(results: Iterator[list[list[Hypothesis]]], ends: list[Ended] | None) -> Iterator[list[list[Hypothesis]]]:
+    """Each batch's hypotheses, every sentence of it told to the batch's `ends` as the batch arrives."""
+    for n, hyps in enumerate(results):
+        if ends is not None:
+            for j, h in enumerate(hyps):
+                ends[n](j, h)
+        yield hyps
 
 
 _WORKER: list[Translator] = []  # in a worker process only: its own copy of the model

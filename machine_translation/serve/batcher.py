@@ -1,6 +1,7 @@
 """Dynamic batching: the sentences of all concurrent requests for one model go into one
 bounded queue; a thread takes them out in token-bounded batches and translates each batch
-with one call, off the event loop, then hands every request its own results.
+with one call, off the event loop, and hands every sentence's request its result the moment
+the search has it (the short sentences of a batch come back before its long ones end).
 
 A batch holds sentences that share their search settings (beam, n-best, ...), first come
 first served, up to `max_batch_sentences` and `max_batch_tokens` (the longest sentence times
@@ -69,9 +70,18 @@ def _deliver(future: asyncio.Future, result=None, error: BaseException | None = 
         future.set_result(result)
 
 
+def _send(item: Item, result, error: BaseException | None = None) -> None:
+    """From any thread: answer a sentence's request on its event loop."""
+    try:
+        item.loop.call_soon_threadsafe(_deliver, item.future, result, error)
+    except RuntimeError:  # the loop is closed: nobody waits for it
+        pass
+
+
 class Batcher:
     """One per served model. `translate` is any batch translation that keeps each sentence
-    independent of its batch mates: (texts, SearchOptions) -> one result per text."""
+    independent of its batch mates: (texts, SearchOptions, on_translation) -> one result per
+    text, where it may tell `on_translation(i, result)` each result as soon as it has it."""
 
     def __init__(self, name: str, translate, options: ServeOptions, workers: int = 1):
         self.name = name
@@ -165,20 +175,20 @@ class Batcher:
         return batch
 
     def _process(self, batch: list[Item]) -> None:
+        """Translate a batch; each sentence is answered as soon as its translation is known
+        (`on_translation`), so its client can send its next request while the batch's longer
+        sentences are still decoding, and the next batch is fuller (docs/benchmarks.md, Serving)."""
         options = replace(batch[0].options, batch_size=max(1, -(-len(batch) // self.workers)))
         try:
-            results = self._translate([i.text for i in batch], options)
+            results = self._translate([i.text for i in batch], options, lambda i, result: _send(batch[i], result))
             errors = [None] * len(batch)
         except Exception as e:  # a bug: every request of the batch gets a 500 (logged there), the server goes on
             results, errors = [None] * len(batch), [e] * len(batch)
         with self._cond:
             self.batch_sizes[len(batch)] += 1
             self.sentences_done += len(batch)
-        for item, result, error in zip(batch, results, errors):
-            try:
-                item.loop.call_soon_threadsafe(_deliver, item.future, result, error)
-            except RuntimeError:  # the loop is closed: nobody waits for it
-                pass
+        for item, result, error in zip(batch, results, errors):  # those not told yet (a future answers once)
+            _send(item, result, error)
 
     def batch_counts(self) -> dict[int, int]:
         """{sentences per batch: how many batches}, a copy taken under the lock."""

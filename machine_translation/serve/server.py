@@ -47,7 +47,8 @@ def load_models(directories: list[Path], device: str | None, precision: str | No
         pairs[pair] = directory
         source, target = pair.split("-", 1)
         name = Path(directory).resolve().name
-        batcher = Batcher(name, lambda texts, opts, tr=translator: runner.call(tr.translations, texts, opts),
+        batcher = Batcher(name, lambda texts, opts, told, tr=translator: runner.call(tr.translations, texts, opts,
+                                                                                    None, told),
                           options, translator.workers)
         # a multilingual model serves every target it has a token for, all through one batcher
         targets = target_tokens(translator.loaded.src_tokenizer) or {target: ""}
