@@ -9,6 +9,7 @@ its start, and the Translator alone), and the server's RSS after request 1,000 a
 
     python benchmarks/serve_load.py --model /tmp/bench30/mt --out /tmp/serve_load.json
     python benchmarks/serve_load.py --url http://127.0.0.1:5000 --out /tmp/other.json   # any LibreTranslate-compatible server
+    python benchmarks/serve_load.py --model /tmp/bench30/mt --ratio-runs 5   # C = 32 against offline, 5 pairs
 
 With --url, the server at that address is loaded as it is (no offline reference, no soak);
 the batch sizes are reported only by servers whose /health gives them (mt's).
@@ -155,6 +156,33 @@ def compare_observability(args, sentences: list[str], extra: list[str]) -> None:
     print(json.dumps(report))
 
 
+def compare_offline(args, sentences: list[str], extra: list[str]) -> None:
+    """N times in turn: `mt translate --input` on the sentences, then a fresh server at C = 32
+    on them: the ratio of each pair, and their median and spread (this machine's noise is
+    about 10% from run to run, so one pair says little)."""
+    runs = []
+    for run in range(args.ratio_runs):
+        reference = offline(args.model, sentences, args.threads)
+        proc, url = start_server(args.model, args.threads, extra)
+        try:
+            asyncio.run(load(url, sentences[:64], 8, args.time_limit))  # warm-up
+            r = asyncio.run(load(url, sentences, 32, args.time_limit))
+        finally:
+            proc.terminate()
+            proc.wait(60)
+        same = sum(r["answers"].get(i) == t for i, t in enumerate(reference["translations"]))
+        runs.append({"offline": reference["cli_sentences_per_s"], "served": r["sentences_per_s"],
+                     "ratio": round(r["sentences_per_s"] / reference["cli_sentences_per_s"], 3),
+                     "p99_ms": r["p99_ms"], "same_as_offline": same, "batch_sizes": r["batch_sizes"]})
+        print(json.dumps(runs[-1]), file=sys.stderr)
+    ratios = [r["ratio"] for r in runs]
+    report = {"runs": runs, "median_ratio": statistics.median(ratios), "min_ratio": min(ratios),
+              "max_ratio": max(ratios), "model": args.model, "threads": args.threads, "server_flags": extra,
+              "date": time.strftime("%Y-%m-%d %H:%M")}
+    args.out.write_text(json.dumps(report, indent=2))
+    print(json.dumps(report))
+
+
 def load_url(args, sentences: list[str]) -> None:
     """Each C against a server already running at args.url."""
     results = []
@@ -180,6 +208,8 @@ def main() -> None:
     p.add_argument("--sentences", type=int, default=None, help="only the first N (a quick try)")
     p.add_argument("--observability-runs", type=int, default=0,
                    help="instead: N interleaved pairs of C = 32 runs, access log and metrics off, then on")
+    p.add_argument("--ratio-runs", type=int, default=0,
+                   help="instead: N pairs of offline `mt translate --input`, then a fresh server at C = 32")
     args, extra = p.parse_known_args()
     from machine_translation.data.sources import parse_data_spec, read_split
     sentences, _ = read_split(parse_data_spec("multi30k"), "test_2016_flickr", "en-fr", os.environ.get("MT_DATA_DIR"))
@@ -191,6 +221,8 @@ def main() -> None:
         p.error("--model or --url is required")
     if args.observability_runs:
         return compare_observability(args, sentences, extra)
+    if args.ratio_runs:
+        return compare_offline(args, sentences, extra)
     reference = offline(args.model, sentences, args.threads)
     print(f"offline: {reference['cli_sentences_per_s']} sentences/s (mt translate --input), "
           f"{reference['translator_sentences_per_s']} (Translator)", file=sys.stderr)
