@@ -101,9 +101,9 @@ def test_the_longest_batch_is_searched_first(learned, slice_files, monkeypatch):
     longest: list[list[int]] = []  # per call, the longest source of each batch, in search order
     search_batches = Translator._search_batches
 
-    def spy(self, batches, opts):
+    def spy(self, batches, opts, ends=None):
         longest.append([max(map(len, b)) for b in batches])
-        return search_batches(self, batches, opts)
+        return search_batches(self, batches, opts, ends)
 
     monkeypatch.setattr(Translator, "_search_batches", spy)
     sentences = slice_files[2][:12]

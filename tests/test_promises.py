@@ -65,9 +65,9 @@ class Recorder:
         self.seen = []
         real = Translator._search
 
-        def search(tr, sentences, options=None, progress=None):
+        def search(tr, sentences, options=None, progress=None, on_end=None):
             self.seen.append(options or tr.defaults)
-            return real(tr, sentences, options, progress)
+            return real(tr, sentences, options, progress, on_end)
 
         monkeypatch.setattr(Translator, "_search", search)
 
