@@ -273,7 +273,8 @@ MUTANTS = [
            "(lambda fn, *args: fn(*args))(tr.translations, texts, opts,",
            ("tests/test_serve_open.py::test_all_model_work_runs_on_one_thread",)),
     Mutant("answers-wait-for-their-whole-batch",  # the short sentences of a batch wait for its longest
-           "machine_translation/serve/batcher.py", "lambda i, result: _send(batch[i], result)", "lambda i, result: None",
+           "machine_translation/serve/batcher.py", "            told.add(i)\n            _send(batch[i], result)\n",
+           "            pass\n",
            ("tests/test_serve.py::test_a_sentence_is_answered_when_its_translation_ends_not_its_batch",)),
     Mutant("beam-search-tells-only-the-last-sentences",  # sentences that end early are told at the end, or never
            "machine_translation/inference/search.py",

@@ -199,9 +199,9 @@ class Translator:
         encoded = self._encode_source(sentences)
         results: list[list[Hypothesis]] = [[Hypothesis([], 0.0, 0.0)] for _ in sentences]
         todo = sorted((i for i, s in enumerate(sentences) if s.strip()), key=lambda i: len(encoded[i]))
-        if on_end is not None:
-            for i in sorted(set(range(len(sentences))) - set(todo)):
-                on_end(i, results[i])
+        empty = [i for i, s in enumerate(sentences) if not s.strip()] if on_end is not None else []
+        for i in empty:  # known now
+            on_end(i, results[i])
         batches = [todo[start : start + opts.batch_size] for start in range(0, len(todo), opts.batch_size)]
         # longest first: worker processes then end on short batches, not one translating the
         # longest batch while the others wait (+4% greedy, +6% beam 4 with 2 workers)

@@ -179,16 +179,23 @@ class Batcher:
         (`on_translation`), so its client can send its next request while the batch's longer
         sentences are still decoding, and the next batch is fuller (docs/benchmarks.md, Serving)."""
         options = replace(batch[0].options, batch_size=max(1, -(-len(batch) // self.workers)))
+        told: set[int] = set()
+
+        def tell(i: int, result) -> None:
+            told.add(i)
+            _send(batch[i], result)
+
         try:
-            results = self._translate([i.text for i in batch], options, lambda i, result: _send(batch[i], result))
+            results = self._translate([i.text for i in batch], options, tell)
             errors = [None] * len(batch)
-        except Exception as e:  # a bug: every request of the batch gets a 500 (logged there), the server goes on
+        except Exception as e:  # a bug: every request not yet answered gets a 500 (logged there), the server goes on
             results, errors = [None] * len(batch), [e] * len(batch)
         with self._cond:
             self.batch_sizes[len(batch)] += 1
             self.sentences_done += len(batch)
-        for item, result, error in zip(batch, results, errors):  # those not told yet (a future answers once)
-            _send(item, result, error)
+        for i, (item, result, error) in enumerate(zip(batch, results, errors)):
+            if i not in told:
+                _send(item, result, error)
 
     def batch_counts(self) -> dict[int, int]:
         """{sentences per batch: how many batches}, a copy taken under the lock."""
